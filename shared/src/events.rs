@@ -1,0 +1,200 @@
+//! Versioned messages that cross service boundaries, and their subjects.
+//!
+//! The write side publishes a [`ChangeEnvelope`] for every committed change to
+//! a link or a user. The JSON form is
+//! `{"type":"link.updated","version":1,"event_id":"01J…","occurred_at":"…","link":{…}}`;
+//! consumers must ignore fields they do not know and skip versions they do
+//! not understand. A breaking change to a payload gets a new `version`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// The payload version this build writes.
+pub const CHANGE_EVENT_VERSION: u32 = 1;
+
+/// A committed change, as published on the change stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEnvelope {
+    pub version: u32,
+    /// Unique per change; used as `Nats-Msg-Id` so a republish is deduplicated.
+    pub event_id: Ulid,
+    /// When the change was committed (full precision, RFC 3339).
+    pub occurred_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+impl ChangeEnvelope {
+    /// Wraps a change with a fresh id and the current time.
+    pub fn new(change: Change) -> Self {
+        Self {
+            version: CHANGE_EVENT_VERSION,
+            event_id: Ulid::generate(),
+            occurred_at: Utc::now(),
+            change,
+        }
+    }
+}
+
+/// What changed. The `type` tag doubles as the last two subject tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Change {
+    #[serde(rename = "link.created")]
+    LinkCreated { link: LinkSnapshot },
+    #[serde(rename = "link.updated")]
+    LinkUpdated {
+        link: LinkSnapshot,
+        /// Names of the fields whose value changed (`original_url`, `is_active`, `title`).
+        changed: Vec<String>,
+    },
+    #[serde(rename = "link.deleted")]
+    LinkDeleted { link: LinkSnapshot },
+    #[serde(rename = "user.created")]
+    UserCreated { user: UserSnapshot },
+    #[serde(rename = "user.updated")]
+    UserUpdated { user: UserSnapshot },
+    #[serde(rename = "user.deleted")]
+    UserDeleted { user: UserSnapshot },
+}
+
+impl Change {
+    /// The `type` tag, e.g. `link.updated`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::LinkCreated { .. } => "link.created",
+            Change::LinkUpdated { .. } => "link.updated",
+            Change::LinkDeleted { .. } => "link.deleted",
+            Change::UserCreated { .. } => "user.created",
+            Change::UserUpdated { .. } => "user.updated",
+            Change::UserDeleted { .. } => "user.deleted",
+        }
+    }
+
+    /// The link this change is about, if any.
+    pub fn link(&self) -> Option<&LinkSnapshot> {
+        match self {
+            Change::LinkCreated { link }
+            | Change::LinkUpdated { link, .. }
+            | Change::LinkDeleted { link } => Some(link),
+            _ => None,
+        }
+    }
+}
+
+/// A link's state right after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkSnapshot {
+    pub id: i64,
+    pub user_id: i64,
+    pub short_code: String,
+    pub original_url: String,
+    pub is_active: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user's state right after the change (no personal data beyond the id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSnapshot {
+    pub id: i64,
+}
+
+/// Subject and stream names, all derived from one prefix so that tests (and
+/// several deployments sharing one NATS) never see each other's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self::new("shortline")
+    }
+}
+
+impl Subjects {
+    /// `prefix` must be a valid single NATS token (letters, digits, `-`, `_`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Subject of one change: `<prefix>.changes.link.updated`.
+    pub fn change(&self, change: &Change) -> String {
+        format!("{}.changes.{}", self.prefix, change.kind())
+    }
+
+    /// Wildcard covering every change subject.
+    pub fn changes_wildcard(&self) -> String {
+        format!("{}.changes.>", self.prefix)
+    }
+
+    /// Wildcard covering link changes only (what redirect replicas read).
+    pub fn link_changes_wildcard(&self) -> String {
+        format!("{}.changes.link.>", self.prefix)
+    }
+
+    /// JetStream stream holding the change events.
+    pub fn changes_stream(&self) -> String {
+        format!("{}_CHANGES", self.stream_token())
+    }
+
+    fn stream_token(&self) -> String {
+        self.prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> LinkSnapshot {
+        LinkSnapshot {
+            id: 7,
+            user_id: 3,
+            short_code: "abc123".into(),
+            original_url: "https://example.com/x".into(),
+            is_active: true,
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn envelope_is_flat_and_tagged() {
+        let env = ChangeEnvelope::new(Change::LinkUpdated {
+            link: link(),
+            changed: vec!["is_active".into()],
+        });
+        let json = serde_json::to_value(&env).expect("serialises");
+        assert_eq!(json["type"], "link.updated");
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["link"]["short_code"], "abc123");
+        assert_eq!(json["event_id"], env.event_id.to_string());
+        let back: ChangeEnvelope = serde_json::from_value(json).expect("round-trips");
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn subjects_derive_from_prefix() {
+        let s = Subjects::new("t-01abc");
+        let change = Change::LinkDeleted { link: link() };
+        assert_eq!(s.change(&change), "t-01abc.changes.link.deleted");
+        assert_eq!(s.changes_stream(), "T_01ABC_CHANGES");
+        assert_eq!(s.link_changes_wildcard(), "t-01abc.changes.link.>");
+    }
+}

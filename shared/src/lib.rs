@@ -1,0 +1,15 @@
+//! Plumbing and event contracts shared by the Shortline services.
+//!
+//! Nothing here knows about a particular service's domain: `db` owns the pool
+//! and the migrator, `events` the versioned messages that cross service
+//! boundaries, `nats` the JetStream connection and stream definitions,
+//! `telemetry` logs and metrics, `http` the layers every router wears,
+//! `shutdown` the signal handling, and `wire` the contract's wire formats.
+
+pub mod db;
+pub mod events;
+pub mod http;
+pub mod nats;
+pub mod shutdown;
+pub mod telemetry;
+pub mod wire;

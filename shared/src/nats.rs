@@ -1,0 +1,56 @@
+//! NATS connection and JetStream stream definitions.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::events::Subjects;
+
+/// Connects without blocking start-up: when NATS is down the client keeps
+/// retrying in the background and the service runs degraded meanwhile.
+pub async fn connect(
+    url: &str,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .max_reconnects(None)
+        .connect(url)
+        .await
+}
+
+/// Whether the client currently holds a connection to the server.
+pub fn is_connected(client: &async_nats::Client) -> bool {
+    matches!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    )
+}
+
+/// How long JetStream remembers a `Nats-Msg-Id` to drop a republished message.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// The change stream: link and user changes from the write side.
+pub fn changes_stream_config(subjects: &Subjects) -> stream::Config {
+    stream::Config {
+        name: subjects.changes_stream(),
+        description: Some("Shortline link and user change events (from the API outbox)".into()),
+        subjects: vec![subjects.changes_wildcard()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or updates it in place when its config changed, so
+/// every replica can call this at start.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Info, async_nats::Error> {
+    Ok(js.create_or_update_stream(config).await?)
+}
