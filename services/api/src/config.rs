@@ -1,0 +1,81 @@
+//! API configuration: one struct, read from the environment (or flags), with
+//! defaults that work against the local servers `make up` starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shortline_shared::telemetry::LogFormat;
+
+/// Settings of the write API (`shortline-api serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiConfig {
+    /// PostgreSQL connection string.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://shortline@127.0.0.1:55432/shortline"
+    )]
+    pub database_url: String,
+
+    /// NATS server the outbox relay publishes to.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
+    pub nats_url: String,
+
+    /// Prefix of every NATS subject and stream name (isolates deployments and tests).
+    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
+    pub nats_prefix: String,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:18080")]
+    pub listen: SocketAddr,
+
+    /// Largest connection pool to Postgres.
+    #[arg(long, env = "API_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Length of generated short codes (base62).
+    #[arg(long, env = "SHORT_CODE_LENGTH", default_value_t = 6, value_parser = clap::value_parser!(u8).range(6..=32))]
+    pub short_code_length: u8,
+
+    /// Largest accepted CSV upload in bytes (`POST /users/bulk`); larger is 413.
+    #[arg(long, env = "CSV_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub csv_max_bytes: usize,
+
+    /// Largest accepted JSON body in bytes; larger is 413.
+    #[arg(long, env = "JSON_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub json_max_bytes: usize,
+
+    /// Requests running longer are answered 408.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// How often the outbox relay polls when no NOTIFY woke it.
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 2000)]
+    pub outbox_poll_ms: u64,
+
+    /// Log line format: json or pretty.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+impl ApiConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn outbox_poll(&self) -> Duration {
+        Duration::from_millis(self.outbox_poll_ms)
+    }
+
+    /// Defaults for a given database and NATS server (used by tests and tools).
+    pub fn for_urls(database_url: &str, nats_url: &str) -> Self {
+        let mut config = <Self as clap::FromArgMatches>::from_arg_matches(
+            &<Self as clap::Args>::augment_args(clap::Command::new("api"))
+                .get_matches_from(["api"]),
+        )
+        .unwrap_or_else(|e| panic!("default config must parse: {e}"));
+        config.database_url = database_url.to_owned();
+        config.nats_url = nats_url.to_owned();
+        config
+    }
+}

@@ -1,0 +1,187 @@
+//! The API's one error type, and how each case becomes an HTTP response.
+//!
+//! Every error body is `{"error": "<message>"}`; validation failures add
+//! `"details": {"<field>": "<problem>"}`. Field-level problems and malformed
+//! bodies are both `400` (this API never answers `422`). 5xx bodies never
+//! carry internals; the cause is logged (once, in the request span).
+
+use std::collections::BTreeMap;
+
+use aide::generate::GenContext;
+use aide::openapi::{MediaType, Operation, Response as DocResponse, SchemaObject};
+use aide::operation::OperationOutput;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// Field name → what is wrong with it.
+pub type FieldErrors = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// One or more fields failed validation (400 with `details`).
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// The request as a whole is unusable (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The addressed resource (or one the body references) does not exist (404).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// A uniqueness rule would be broken (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The upload is larger than allowed (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A dependency is unavailable (503).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A single-field validation failure.
+    pub fn field(field: &str, problem: impl Into<String>) -> Self {
+        let mut details = FieldErrors::new();
+        details.insert(field.to_owned(), problem.into());
+        Self::Validation(details)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Database(sqlx::Error::PoolTimedOut) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Database(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// Unique-constraint violations become 409 with a message naming the
+    /// field; everything else stays a database error.
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            match db.constraint() {
+                Some("users_username_key") => {
+                    return ApiError::Conflict("username already exists".into());
+                }
+                Some("users_email_key") => {
+                    return ApiError::Conflict("email already exists".into());
+                }
+                Some("urls_short_code_key") => {
+                    return ApiError::Conflict("short_code already exists".into());
+                }
+                _ => {}
+            }
+        }
+        ApiError::Database(e)
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// A human-readable message, e.g. `User not found`.
+    pub error: String,
+    /// For validation failures: field name → problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<FieldErrors>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match self {
+            ApiError::Validation(details) => ErrorBody {
+                error: "validation failed".into(),
+                details: Some(details),
+            },
+            ApiError::Database(sqlx::Error::PoolTimedOut) => {
+                tracing::error!("database pool exhausted");
+                ErrorBody {
+                    error: "Service temporarily unavailable".into(),
+                    details: None,
+                }
+            }
+            ApiError::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                ErrorBody {
+                    error: "Internal server error".into(),
+                    details: None,
+                }
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                ErrorBody {
+                    error: "Internal server error".into(),
+                    details: None,
+                }
+            }
+            other => ErrorBody {
+                error: other.to_string(),
+                details: None,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Every handler may answer 400 (malformed request) and 500; routes add
+/// their own 404/409 documentation.
+impl OperationOutput for ApiError {
+    type Inner = ErrorBody;
+
+    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<DocResponse> {
+        Some(error_doc(ctx, "Error"))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        _op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, DocResponse)> {
+        vec![
+            (
+                Some(aide::openapi::StatusCode::Code(400)),
+                error_doc(
+                    ctx,
+                    "Malformed body, bad parameter or failed validation (`details` names the fields)",
+                ),
+            ),
+            (
+                Some(aide::openapi::StatusCode::Code(500)),
+                error_doc(ctx, "Unexpected server error"),
+            ),
+        ]
+    }
+}
+
+/// An error response document with the [`ErrorBody`] schema.
+pub fn error_doc(ctx: &mut GenContext, description: &str) -> DocResponse {
+    DocResponse {
+        description: description.to_owned(),
+        content: [(
+            "application/json".to_owned(),
+            MediaType {
+                schema: Some(SchemaObject {
+                    json_schema: ctx.schema.subschema_for::<ErrorBody>(),
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}

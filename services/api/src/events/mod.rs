@@ -1,0 +1,63 @@
+//! The event log: what happened to links, readable by link, user and type.
+//!
+//! Link changes write their `created`/`updated`/`deleted` rows in the same
+//! transaction as the change (see `links`), so the log reads its own writes.
+//! `POST /events` records a client's event; a `redirect` event also counts
+//! in the link's statistics, exactly as the analytics consumer does.
+
+pub mod model;
+pub mod repo;
+
+use self::model::{Event, EventFilter, EventRecord, NewEvent};
+use crate::error::ApiError;
+use crate::paging::Page;
+use crate::state::AppState;
+use crate::{links, users};
+
+/// The event type that counts towards a link's redirect statistics.
+pub const REDIRECT: &str = "redirect";
+
+pub async fn list(
+    state: &AppState,
+    filter: &EventFilter,
+    page: Page,
+) -> Result<Vec<Event>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(repo::list(&mut conn, filter, page).await?)
+}
+
+/// Records a client-submitted event; 404 when the link or user is unknown.
+pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> {
+    let mut tx = state.db.begin().await?;
+    if links::repo::get(&mut tx, new.url_id).await?.is_none() {
+        return Err(ApiError::NotFound("URL not found"));
+    }
+    if !users::repo::exists(&mut tx, new.user_id).await? {
+        return Err(ApiError::NotFound("User not found"));
+    }
+    let record = EventRecord::now(
+        new.url_id,
+        new.user_id,
+        &new.event_type,
+        serde_json::Value::Object(new.details),
+    );
+    let event = repo::insert(&mut tx, &record).await?;
+    if record.event_type == REDIRECT {
+        repo::count_redirect(&mut tx, &record).await?;
+    }
+    tx.commit().await?;
+    Ok(event)
+}
+
+/// The events of one link; 404 when the link does not exist.
+pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Vec<Event>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    if links::repo::get(&mut conn, url_id).await?.is_none() {
+        return Err(ApiError::NotFound("URL not found"));
+    }
+    let filter = EventFilter {
+        url_id: Some(url_id),
+        ..Default::default()
+    };
+    Ok(repo::list(&mut conn, &filter, page).await?)
+}

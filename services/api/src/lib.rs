@@ -1,0 +1,128 @@
+//! Shortline's write side (`shortline-api`).
+//!
+//! Layout: `routes/` holds thin handlers; `users/`, `links/` and `events/`
+//! hold the domain (each with `model.rs` and its SQL in `repo.rs`); `outbox`
+//! publishes committed changes to JetStream; `import` loads CSV files;
+//! `extract`, `validate` and `paging` turn requests into checked values;
+//! `error` maps every failure to a JSON response.
+
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod import;
+pub mod links;
+pub mod openapi;
+pub mod outbox;
+pub mod paging;
+pub mod routes;
+pub mod state;
+pub mod users;
+pub mod validate;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use shortline_shared::db::{self, PoolSettings};
+use shortline_shared::events::Subjects;
+use shortline_shared::http::{CommonLayers, with_common_layers};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::outbox::OutboxRelay;
+use crate::state::{ApiMetrics, AppState};
+
+/// The complete HTTP application: API routes, docs, metrics, and the
+/// common layers (request ids, logs, metrics, JSON errors).
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = openapi::build(routes::api_routes);
+    let json_limit = state.config.json_max_bytes;
+    let timeout = state.config.request_timeout();
+    let app = openapi::serve_docs(routes, api)
+        .route(
+            "/metrics",
+            get(shortline_shared::telemetry::metrics_handler),
+        )
+        .fallback(|| async { ApiError::NotFound("Not found") })
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(state);
+    with_common_layers(
+        app,
+        &CommonLayers {
+            request_timeout: timeout,
+        },
+    )
+}
+
+/// Builds the state for a config (lazy pool, NATS client connecting in the
+/// background).
+pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
+    let db = db::pool(
+        &config.database_url,
+        &PoolSettings {
+            max_connections: config.db_max_connections,
+            ..Default::default()
+        },
+    )
+    .context("invalid DATABASE_URL")?;
+    let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-api")
+        .await
+        .context("invalid NATS_URL")?;
+    Ok(AppState {
+        db,
+        subjects: Subjects::new(&config.nats_prefix),
+        config: Arc::new(config),
+        metrics: ApiMetrics::new(),
+        nats: Some(nats),
+    })
+}
+
+/// Serves until SIGINT/SIGTERM: in-flight requests finish first, then the
+/// outbox relay makes a last pass and stops.
+pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
+    let shutdown = shortline_shared::shutdown::on_signal();
+    let listen = config.listen;
+    let state = state(config).await?;
+    let tasks = TaskTracker::new();
+    let relay_stop = CancellationToken::new();
+    if let Some(client) = state.nats.clone() {
+        let relay = OutboxRelay::new(
+            state.db.clone(),
+            client,
+            state.subjects.clone(),
+            state.config.outbox_poll(),
+        );
+        tasks.spawn(relay.run(relay_stop.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, "shortline-api listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    relay_stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("shortline-api stopped");
+    Ok(())
+}
+
+/// Applies pending migrations.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let pool = db::pool(
+        database_url,
+        &PoolSettings {
+            max_connections: 2,
+            ..Default::default()
+        },
+    )?;
+    db::MIGRATOR.run(&pool).await.context("migration failed")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Links: creation with collision-safe short codes, edits that log one
+//! `updated` event per changed field, soft deletion, and statistics.
+//!
+//! Each mutation commits the row change, its event-log row(s) and an outbox
+//! row in one transaction.
+
+pub mod codes;
+pub mod model;
+pub mod repo;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Value, json};
+use shortline_shared::events::{Change, ChangeEnvelope};
+use sqlx::PgConnection;
+
+use self::model::{Link, LinkPatch, NewLink};
+use self::repo::LinkFilter;
+use crate::error::ApiError;
+use crate::events::model::EventRecord;
+use crate::paging::Page;
+use crate::state::AppState;
+use crate::{events, outbox, users};
+
+/// Attempts at a free generated code before giving up (the length grows by
+/// one after half of them, so a crowded code space cannot wedge creation).
+const MAX_CODE_ATTEMPTS: usize = 8;
+
+pub async fn create(state: &AppState, new: NewLink) -> Result<Link, ApiError> {
+    let mut tx = state.db.begin().await?;
+    if !users::repo::exists(&mut tx, new.user_id).await? {
+        return Err(ApiError::NotFound("User not found"));
+    }
+    let link = insert_with_code(state, &mut tx, &new).await?;
+    let record = EventRecord::now(
+        link.id,
+        link.user_id,
+        "created",
+        json!({ "short_code": link.short_code, "original_url": link.original_url }),
+    );
+    events::repo::insert(&mut tx, &record).await?;
+    let change = ChangeEnvelope::new(Change::LinkCreated {
+        link: link.snapshot(),
+    });
+    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    tx.commit().await?;
+    state.metrics.links_created.add(1, &[]);
+    tracing::info!(url_id = link.id, short_code = %link.short_code, "link created");
+    Ok(link)
+}
+
+async fn insert_with_code(
+    state: &AppState,
+    conn: &mut PgConnection,
+    new: &NewLink,
+) -> Result<Link, ApiError> {
+    if let Some(code) = &new.short_code {
+        return repo::insert(
+            conn,
+            new.user_id,
+            code,
+            &new.original_url,
+            new.title.as_deref(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::Conflict("short_code already exists".into()));
+    }
+    let base_len = usize::from(state.config.short_code_length);
+    for attempt in 0..MAX_CODE_ATTEMPTS {
+        let len = if attempt < MAX_CODE_ATTEMPTS / 2 {
+            base_len
+        } else {
+            base_len + 1
+        };
+        let code = codes::generate(len);
+        if let Some(link) = repo::insert(
+            conn,
+            new.user_id,
+            &code,
+            &new.original_url,
+            new.title.as_deref(),
+        )
+        .await?
+        {
+            return Ok(link);
+        }
+        state.metrics.short_code_collisions.add(1, &[]);
+        tracing::warn!(attempt, "generated short code collided; retrying");
+    }
+    Err(ApiError::Internal(
+        "no free short code after retries".into(),
+    ))
+}
+
+pub async fn get(state: &AppState, id: i64) -> Result<Link, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    repo::get(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound("URL not found"))
+}
+
+pub async fn list(state: &AppState, filter: LinkFilter, page: Page) -> Result<Vec<Link>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(repo::list(&mut conn, filter, page).await?)
+}
+
+/// Applies a patch. Every field given bumps `updated_at`; each field whose
+/// value actually changed logs one `updated` event `{field, new_value}`.
+pub async fn update(state: &AppState, id: i64, patch: LinkPatch) -> Result<Link, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let current = repo::lock(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("URL not found"))?
+        .link;
+    if patch.is_empty() {
+        return Ok(current);
+    }
+    let original_url = patch
+        .original_url
+        .clone()
+        .unwrap_or_else(|| current.original_url.clone());
+    let title = patch.title.clone().unwrap_or_else(|| current.title.clone());
+    let is_active = patch.is_active.unwrap_or(current.is_active);
+
+    let mut changed: Vec<(&str, Value)> = Vec::new();
+    if original_url != current.original_url {
+        changed.push(("original_url", json!(original_url)));
+    }
+    if title != current.title {
+        changed.push(("title", json!(title)));
+    }
+    if is_active != current.is_active {
+        changed.push(("is_active", json!(is_active)));
+    }
+    let link = repo::update(&mut tx, id, &original_url, title.as_deref(), is_active).await?;
+    for (field, new_value) in &changed {
+        let record = EventRecord::now(
+            link.id,
+            link.user_id,
+            "updated",
+            json!({ "field": field, "new_value": new_value }),
+        );
+        events::repo::insert(&mut tx, &record).await?;
+    }
+    if !changed.is_empty() {
+        let change = ChangeEnvelope::new(Change::LinkUpdated {
+            link: link.snapshot(),
+            changed: changed.iter().map(|(f, _)| (*f).to_owned()).collect(),
+        });
+        outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    }
+    tx.commit().await?;
+    Ok(link)
+}
+
+/// Soft delete: the link stops redirecting and reads back inactive; a second
+/// delete is a 404.
+pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let mut tx = state.db.begin().await?;
+    let link = repo::mark_deleted(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("URL not found"))?;
+    let record = EventRecord::now(
+        link.id,
+        link.user_id,
+        "deleted",
+        json!({ "reason": "user_requested" }),
+    );
+    events::repo::insert(&mut tx, &record).await?;
+    let change = ChangeEnvelope::new(Change::LinkDeleted {
+        link: link.snapshot(),
+    });
+    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deactivates a deleted user's links inside the caller's transaction, each
+/// with an `updated` event and an outbox row.
+pub async fn deactivate_for_user(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> Result<usize, ApiError> {
+    let links = repo::deactivate_for_user(conn, user_id).await?;
+    for link in &links {
+        let record = EventRecord::now(
+            link.id,
+            link.user_id,
+            "updated",
+            json!({ "field": "is_active", "new_value": false, "reason": "user_deleted" }),
+        );
+        events::repo::insert(conn, &record).await?;
+        let change = ChangeEnvelope::new(Change::LinkUpdated {
+            link: link.snapshot(),
+            changed: vec!["is_active".into()],
+        });
+        outbox::enqueue(conn, &state.subjects, &change).await?;
+    }
+    Ok(links.len())
+}
+
+/// `GET /urls/{id}/stats`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LinkStats {
+    pub url: Link,
+    /// Successful redirects recorded for this link.
+    pub redirect_count: i64,
+    /// Time of the latest redirect (`YYYY-MM-DDTHH:MM:SS`), or null.
+    #[serde(with = "shortline_shared::wire::timestamp_opt")]
+    #[schemars(with = "Option<String>")]
+    pub last_redirect_at: Option<DateTime<Utc>>,
+}
+
+pub async fn stats(state: &AppState, id: i64) -> Result<LinkStats, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let url = repo::get(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound("URL not found"))?;
+    let (redirect_count, last_redirect_at) = repo::redirect_totals(&mut conn, id).await?;
+    Ok(LinkStats {
+        url,
+        redirect_count,
+        last_redirect_at,
+    })
+}

@@ -1,0 +1,195 @@
+//! Link records and the bodies that create or change them.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Serialize;
+use shortline_shared::events::LinkSnapshot;
+
+use super::codes;
+use crate::validate::{Fields, FromJson};
+
+/// Longest target URL accepted.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// A link (the contract calls it a url).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
+pub struct Link {
+    pub id: i64,
+    pub user_id: i64,
+    pub short_code: String,
+    pub original_url: String,
+    pub title: Option<String>,
+    pub is_active: bool,
+    /// `YYYY-MM-DDTHH:MM:SS`, UTC.
+    #[serde(with = "shortline_shared::wire::timestamp")]
+    #[schemars(with = "String", example = "2025-06-04T00:07:00")]
+    pub created_at: DateTime<Utc>,
+    /// `YYYY-MM-DDTHH:MM:SS`, UTC.
+    #[serde(with = "shortline_shared::wire::timestamp")]
+    #[schemars(with = "String", example = "2025-11-19T03:17:29")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Link {
+    /// The state other services need to route and cache this link.
+    pub fn snapshot(&self) -> LinkSnapshot {
+        LinkSnapshot {
+            id: self.id,
+            user_id: self.user_id,
+            short_code: self.short_code.clone(),
+            original_url: self.original_url.clone(),
+            is_active: self.is_active,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// `POST /urls` body.
+#[derive(Debug, Clone, JsonSchema)]
+pub struct NewLink {
+    /// An existing user.
+    pub user_id: i64,
+    /// Absolute `http` or `https` URL with a host, no whitespace.
+    pub original_url: String,
+    pub title: Option<String>,
+    /// Optional custom code: 1–64 of `[A-Za-z0-9_-]`; 409 when taken.
+    pub short_code: Option<String>,
+}
+
+impl FromJson for NewLink {
+    fn from_json(f: &mut Fields<'_>) -> Option<Self> {
+        let user_id = f.required_id("user_id");
+        let original_url = f
+            .required_exact_string("original_url")
+            .and_then(|u| checked_url(f, u));
+        let title = f.nullable_string("title").flatten();
+        let short_code =
+            f.optional_exact_string("short_code")
+                .and_then(|c| match codes::check_custom(&c) {
+                    Ok(()) => Some(Some(c)),
+                    Err(problem) => {
+                        f.error("short_code", problem);
+                        None
+                    }
+                });
+        if f.has_errors() {
+            return None;
+        }
+        Some(NewLink {
+            user_id: user_id?,
+            original_url: original_url?,
+            title,
+            short_code: short_code.flatten(),
+        })
+    }
+}
+
+/// `PUT /urls/{id}` body: any of the fields; `{}` changes nothing.
+#[derive(Debug, Clone, Default, JsonSchema)]
+pub struct LinkPatch {
+    /// A string, or `null` to clear it.
+    pub title: Option<Option<String>>,
+    /// Strict boolean.
+    pub is_active: Option<bool>,
+    /// Absolute `http` or `https` URL with a host.
+    pub original_url: Option<String>,
+}
+
+impl LinkPatch {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.is_active.is_none() && self.original_url.is_none()
+    }
+}
+
+impl FromJson for LinkPatch {
+    fn from_json(f: &mut Fields<'_>) -> Option<Self> {
+        let title = f.nullable_string("title");
+        let is_active = f.optional_bool("is_active");
+        let original_url = if f.has("original_url") {
+            f.required_exact_string("original_url")
+                .and_then(|u| checked_url(f, u))
+        } else {
+            None
+        };
+        Some(LinkPatch {
+            title,
+            is_active,
+            original_url,
+        })
+    }
+}
+
+fn checked_url(f: &mut Fields<'_>, url: String) -> Option<String> {
+    match check_url(&url) {
+        Ok(()) => Some(url),
+        Err(problem) => {
+            f.error("original_url", problem);
+            None
+        }
+    }
+}
+
+/// Why a target URL is unusable, if it is: it must be an absolute `http` or
+/// `https` URL with a host, without whitespace, at most 2048 characters.
+pub fn check_url(s: &str) -> Result<(), &'static str> {
+    if s.len() > MAX_URL_LEN {
+        return Err("must be at most 2048 characters");
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Err("must not contain whitespace");
+    }
+    // `url` normalises `http:x.io` and `http:///x.io` into valid URLs; a
+    // link target must spell out `scheme://host` itself.
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &s[8..]
+    } else if lower.starts_with("http://") {
+        &s[7..]
+    } else if url::Url::parse(s).is_ok() {
+        return Err("must use http or https");
+    } else {
+        return Err("must be an absolute http or https URL");
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("must have a host");
+    }
+    let parsed = url::Url::parse(s).map_err(|_| "must be an absolute http or https URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must use http or https");
+    }
+    match parsed.host_str() {
+        Some(h) if !h.is_empty() => Ok(()),
+        _ => Err("must have a host"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn url_rules() {
+        for ok in [
+            "https://example.com",
+            "http://a.b/c?d=e#f",
+            "https://127.0.0.1:8080/x",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "hello",
+            "example.com",
+            "ftp://x",
+            " https://x.io",
+            "https://x.io/a b",
+            "https://",
+            "http:///path",
+            "http:x.io",
+            "javascript:alert(1)",
+            "",
+            "https://:80/x",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}

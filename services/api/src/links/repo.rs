@@ -1,0 +1,152 @@
+//! SQL for links.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::model::Link;
+use crate::paging::Page;
+
+const SELECT: &str = "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls";
+
+/// Filters of `GET /urls`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkFilter {
+    pub user_id: Option<i64>,
+    pub is_active: Option<bool>,
+}
+
+/// A link row plus whether it was deleted (not part of the wire shape).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LinkState {
+    #[sqlx(flatten)]
+    pub link: Link,
+    pub deleted: bool,
+}
+
+/// Inserts a link unless its code is taken (`None` then).
+pub async fn insert(
+    conn: &mut PgConnection,
+    user_id: i64,
+    short_code: &str,
+    original_url: &str,
+    title: Option<&str>,
+) -> Result<Option<Link>, sqlx::Error> {
+    sqlx::query_as::<_, Link>(
+        "INSERT INTO urls (user_id, short_code, original_url, title) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (short_code) DO NOTHING
+         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
+    )
+    .bind(user_id)
+    .bind(short_code)
+    .bind(original_url)
+    .bind(title)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Link>, sqlx::Error> {
+    sqlx::query_as::<_, Link>(
+        "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The link and its deleted flag, row-locked until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<LinkState>, sqlx::Error> {
+    sqlx::query_as::<_, LinkState>(
+        "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+                deleted_at IS NOT NULL AS deleted
+         FROM urls WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: LinkFilter,
+    page: Page,
+) -> Result<Vec<Link>, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
+    q.push(" WHERE TRUE");
+    if let Some(user_id) = filter.user_id {
+        q.push(" AND user_id = ").push_bind(user_id);
+    }
+    if let Some(is_active) = filter.is_active {
+        q.push(" AND is_active = ").push_bind(is_active);
+    }
+    q.push(" ORDER BY id");
+    if let Some(limit) = page.limit {
+        q.push(" LIMIT ").push_bind(limit);
+    }
+    if page.offset > 0 {
+        q.push(" OFFSET ").push_bind(page.offset);
+    }
+    q.build_query_as::<Link>().fetch_all(conn).await
+}
+
+/// Writes a link's editable fields and bumps `updated_at`; reactivating a
+/// deleted link undeletes it.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: i64,
+    original_url: &str,
+    title: Option<&str>,
+    is_active: bool,
+) -> Result<Link, sqlx::Error> {
+    sqlx::query_as::<_, Link>(
+        "UPDATE urls SET original_url = $2, title = $3, is_active = $4, updated_at = now(),
+             deleted_at = CASE WHEN $4 THEN NULL ELSE deleted_at END
+         WHERE id = $1
+         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
+    )
+    .bind(id)
+    .bind(original_url)
+    .bind(title)
+    .bind(is_active)
+    .fetch_one(conn)
+    .await
+}
+
+/// Soft-deletes a link that is not deleted yet (`None` otherwise).
+pub async fn mark_deleted(conn: &mut PgConnection, id: i64) -> Result<Option<Link>, sqlx::Error> {
+    sqlx::query_as::<_, Link>(
+        "UPDATE urls SET is_active = FALSE, deleted_at = now(), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL
+         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Deactivates every active link of a user, returning them.
+pub async fn deactivate_for_user(
+    conn: &mut PgConnection,
+    user_id: i64,
+) -> Result<Vec<Link>, sqlx::Error> {
+    sqlx::query_as::<_, Link>(
+        "UPDATE urls SET is_active = FALSE, updated_at = now()
+         WHERE user_id = $1 AND is_active
+         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Total redirects and the last redirect time, from the rollup.
+pub async fn redirect_totals(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    let row: Option<(i64, Option<DateTime<Utc>>)> =
+        sqlx::query_as("SELECT redirect_count, last_redirect_at FROM link_stats WHERE url_id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.unwrap_or((0, None)))
+}

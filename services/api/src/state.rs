@@ -1,0 +1,54 @@
+//! What every handler can reach: the pool, the NATS subjects, configuration
+//! and the service's metric instruments.
+
+use std::sync::Arc;
+
+use opentelemetry::metrics::Counter;
+use shortline_shared::events::Subjects;
+use sqlx::PgPool;
+
+use crate::config::ApiConfig;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub subjects: Subjects,
+    pub config: Arc<ApiConfig>,
+    pub metrics: ApiMetrics,
+    /// The NATS client, when one was configured (readiness reports it).
+    pub nats: Option<async_nats::Client>,
+}
+
+/// Business instruments of the write side.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    pub links_created: Counter<u64>,
+    pub short_code_collisions: Counter<u64>,
+    pub users_imported: Counter<u64>,
+}
+
+impl ApiMetrics {
+    pub fn new() -> Self {
+        let meter = shortline_shared::telemetry::meter();
+        Self {
+            links_created: meter
+                .u64_counter("shortline.links.created")
+                .with_description("Links created through the API")
+                .build(),
+            short_code_collisions: meter
+                .u64_counter("shortline.short_code.collisions")
+                .with_description("Generated short codes that were already taken and retried")
+                .build(),
+            users_imported: meter
+                .u64_counter("shortline.users.imported")
+                .with_description("CSV rows processed by POST /users/bulk")
+                .build(),
+        }
+    }
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,73 @@
+//! Users: create, read, update, and soft delete (their links are
+//! deactivated, never lost).
+
+pub mod model;
+pub mod repo;
+
+use shortline_shared::events::{Change, ChangeEnvelope, UserSnapshot};
+
+use self::model::{NewUser, User, UserPatch};
+use crate::error::ApiError;
+use crate::paging::Page;
+use crate::state::AppState;
+use crate::{links, outbox};
+
+pub async fn create(state: &AppState, new: NewUser) -> Result<User, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::insert(&mut tx, &new).await?;
+    let change = ChangeEnvelope::new(Change::UserCreated {
+        user: UserSnapshot { id: user.id },
+    });
+    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+pub async fn get(state: &AppState, id: i64) -> Result<User, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    repo::get(&mut conn, id)
+        .await?
+        .ok_or(ApiError::NotFound("User not found"))
+}
+
+pub async fn list(state: &AppState, page: Page) -> Result<Vec<User>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(repo::list(&mut conn, page).await?)
+}
+
+/// Applies any subset of the fields; `{}` returns the user unchanged.
+pub async fn update(state: &AppState, id: i64, patch: UserPatch) -> Result<User, ApiError> {
+    if patch.is_empty() {
+        return get(state, id).await;
+    }
+    let mut tx = state.db.begin().await?;
+    let user = repo::update(&mut tx, id, &patch)
+        .await?
+        .ok_or(ApiError::NotFound("User not found"))?;
+    let change = ChangeEnvelope::new(Change::UserUpdated {
+        user: UserSnapshot { id: user.id },
+    });
+    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Soft-deletes the user and deactivates their links in one transaction.
+pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let mut tx = state.db.begin().await?;
+    let user = repo::soft_delete(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("User not found"))?;
+    let deactivated = links::deactivate_for_user(state, &mut tx, user.id).await?;
+    let change = ChangeEnvelope::new(Change::UserDeleted {
+        user: UserSnapshot { id: user.id },
+    });
+    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id = id,
+        deactivated_links = deactivated,
+        "user deleted"
+    );
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! SQL for users. Soft-deleted users (`deleted_at`) are invisible here.
+
+use sqlx::PgConnection;
+
+use super::model::{NewUser, User, UserPatch};
+use crate::paging::Page;
+
+pub async fn insert(conn: &mut PgConnection, new: &NewUser) -> Result<User, sqlx::Error> {
+    sqlx::query_as::<_, User>(
+        "INSERT INTO users (username, email) VALUES ($1, $2) RETURNING id, username, email, created_at",
+    )
+    .bind(&new.username)
+    .bind(&new.email)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(
+        "SELECT id, username, email, created_at FROM users WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn exists(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL)",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn list(conn: &mut PgConnection, page: Page) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(
+        "SELECT id, username, email, created_at FROM users WHERE deleted_at IS NULL
+         ORDER BY id LIMIT $1 OFFSET $2",
+    )
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(conn)
+    .await
+}
+
+/// Applies the fields present in `patch`; `None` when the user is absent.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: i64,
+    patch: &UserPatch,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(
+        "UPDATE users SET username = COALESCE($2, username), email = COALESCE($3, email)
+         WHERE id = $1 AND deleted_at IS NULL
+         RETURNING id, username, email, created_at",
+    )
+    .bind(id)
+    .bind(&patch.username)
+    .bind(&patch.email)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks the user deleted; `None` when there was no live user.
+pub async fn soft_delete(conn: &mut PgConnection, id: i64) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(
+        "UPDATE users SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL
+         RETURNING id, username, email, created_at",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}

@@ -1,0 +1,196 @@
+//! Field-by-field reading of JSON request bodies, collecting every problem
+//! so one response names each bad field. No HTTP types here: domain models
+//! implement [`FromJson`] and stay independent of the web framework.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldErrors};
+
+/// A type that can be read from a JSON object, validating every field.
+pub trait FromJson: Sized {
+    fn from_json(fields: &mut Fields<'_>) -> Option<Self>;
+}
+
+/// Parses bytes as a JSON object or explains, in one sentence, why not.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object, got an empty body".into(),
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(other) => Err(ApiError::BadRequest(format!(
+            "request body must be a JSON object, got {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads and checks the fields of one JSON object, collecting every problem.
+pub struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    errors: FieldErrors,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(obj: &'a Map<String, Value>) -> Self {
+        Self {
+            obj,
+            errors: FieldErrors::new(),
+        }
+    }
+
+    /// Records a problem with a field (the first one per field wins).
+    pub fn error(&mut self, field: &str, problem: impl Into<String>) {
+        self.errors
+            .entry(field.to_owned())
+            .or_insert_with(|| problem.into());
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Whether the field is present at all (even as `null`).
+    pub fn has(&self, field: &str) -> bool {
+        self.obj.contains_key(field)
+    }
+
+    /// A required non-empty string (trimmed).
+    pub fn required_string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => {
+                self.error(field, "is required");
+                None
+            }
+            Some(_) => self.optional_string(field),
+        }
+    }
+
+    /// An optional non-empty string (trimmed); `null` counts as absent.
+    pub fn optional_string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                self.error(field, "must not be empty");
+                None
+            }
+            Some(Value::String(s)) => Some(s.trim().to_owned()),
+            Some(_) => {
+                self.error(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A required non-empty string taken exactly as sent (no trimming), for
+    /// values where surrounding whitespace is itself an error (URLs, codes).
+    pub fn required_exact_string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => {
+                self.error(field, "is required");
+                None
+            }
+            Some(_) => self.optional_exact_string(field),
+        }
+    }
+
+    /// The optional form of [`Fields::required_exact_string`].
+    pub fn optional_exact_string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => {
+                self.error(field, "must not be empty");
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.error(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// An optional string that may be empty or `null` (e.g. a title).
+    /// Outer `None`: absent; `Some(None)`: explicitly cleared.
+    pub fn nullable_string(&mut self, field: &str) -> Option<Option<String>> {
+        match self.obj.get(field) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.trim().to_owned())),
+            Some(_) => {
+                self.error(field, "must be a string or null");
+                None
+            }
+        }
+    }
+
+    /// A required positive integer id (JSON number, not a string or float).
+    pub fn required_id(&mut self, field: &str) -> Option<i64> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => {
+                self.error(field, "is required");
+                None
+            }
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(id) if id > 0 => Some(id),
+                _ => {
+                    self.error(field, "must be a positive integer");
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(field, "must be a positive integer");
+                None
+            }
+        }
+    }
+
+    /// An optional strict boolean (`true`/`false`, never `"true"` or `1`).
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        match self.obj.get(field) {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.error(field, "must be a boolean (true or false)");
+                None
+            }
+        }
+    }
+
+    /// An optional JSON object; `null` counts as absent.
+    pub fn optional_object(&mut self, field: &str) -> Option<Map<String, Value>> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(o.clone()),
+            Some(_) => {
+                self.error(field, "must be a JSON object");
+                None
+            }
+        }
+    }
+
+    /// Fails with every collected problem, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}

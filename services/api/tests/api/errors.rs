@@ -1,0 +1,144 @@
+//! The contract's error conventions: JSON on every error, malformed bodies
+//! are 400 on every POST/PUT, unknown routes 404, wrong methods 405.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::TestApp;
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn malformed_bodies_are_400_on_every_write(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    let lid = app.link(uid, "https://a.io").await["id"]
+        .as_i64()
+        .expect("id");
+    let targets = [
+        (Method::POST, "/users".to_owned()),
+        (Method::PUT, format!("/users/{uid}")),
+        (Method::POST, "/urls".to_owned()),
+        (Method::PUT, format!("/urls/{lid}")),
+        (Method::POST, "/events".to_owned()),
+    ];
+    let bodies: [(Option<&str>, &[u8]); 9] = [
+        (Some("application/json"), b"{not json"),
+        (Some("application/json"), b"\"a string\""),
+        (Some("application/json"), b"[1,2]"),
+        (Some("application/json"), b"42"),
+        (Some("application/json"), b"null"),
+        (Some("application/json"), b""),
+        (Some("text/plain"), b"hello"),
+        (
+            Some("application/x-www-form-urlencoded"),
+            b"username=a&email=b",
+        ),
+        (None, b""),
+    ];
+    for (method, uri) in &targets {
+        for (ct, body) in &bodies {
+            let res = app.request(method.clone(), uri, *ct, body.to_vec()).await;
+            let err = res.assert_error(StatusCode::BAD_REQUEST);
+            assert!(
+                err.get("details").is_none() || err["details"].is_object(),
+                "{method} {uri} {ct:?}: {err}"
+            );
+        }
+    }
+    // Nothing changed.
+    assert_eq!(
+        app.get("/users").await.json().as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        app.get("/urls").await.json().as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn unknown_routes_and_methods_are_json(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let res = app.get("/nope/nested").await;
+    assert_eq!(
+        res.assert_error(StatusCode::NOT_FOUND)["error"],
+        "Not found"
+    );
+    let res = app.request(Method::PATCH, "/users", None, Vec::new()).await;
+    res.assert_error(StatusCode::METHOD_NOT_ALLOWED);
+    assert!(res.headers.get("allow").is_some(), "405 keeps Allow");
+    app.request(Method::DELETE, "/users", None, Vec::new())
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED);
+    app.request(Method::POST, "/health", None, Vec::new())
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn oversized_json_is_413(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let huge = json!({"username": "x".repeat(200_000), "email": "a@b.io"});
+    app.post("/users", huge)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn health_ready_metrics_and_request_ids(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let res = app.get("/health").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json(), json!({"status": "ok"}));
+    let id = res
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id made");
+    assert_eq!(id.len(), 26, "a ULID: {id}");
+
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["postgres"], "ok");
+
+    let mut req = axum::http::Request::builder()
+        .uri("/health")
+        .header("x-request-id", "abc-123");
+    req = req.method(Method::GET);
+    let res = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        req.body(axum::body::Body::empty()).expect("builds"),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(
+        res.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("abc-123"),
+        "client id echoed"
+    );
+
+    app.get("/users/1").await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("http_server_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("http_route=\"/users/{id}\""), "{text}");
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn ready_is_503_without_postgres(db: PgPool) {
+    let app = TestApp::new(db).await;
+    app.db.close().await;
+    let res = app.get("/ready").await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.json()["postgres"], "unreachable");
+    // Data routes answer a JSON 5xx, never a hang or HTML.
+    let res = app.get("/users").await;
+    assert!(res.status.is_server_error());
+    assert!(res.json()["error"].is_string());
+}

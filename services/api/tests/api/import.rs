@@ -1,0 +1,200 @@
+//! `POST /users/bulk` and the seed loader, against the real seed files in
+//! `../shared/seed_data/` (override with `SHORTLINE_SEED_DIR`).
+
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::TestApp;
+
+fn seed_dir() -> PathBuf {
+    std::env::var("SHORTLINE_SEED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/seed_data"
+            ))
+        })
+}
+
+fn read(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("seed file {} must exist: {e}", path.display()))
+}
+
+async fn count(db: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.expect("count")
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bulk_import_of_the_seed_users(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let res = app
+        .upload_csv("/users/bulk", "file", &read(seed_dir().join("users.csv")))
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+    let report = res.json();
+    assert_eq!(report["count"], 400);
+    assert_eq!(report["imported"], 400);
+    assert_eq!(
+        app.get("/users").await.json().as_array().map(Vec::len),
+        Some(400)
+    );
+
+    // CSV ids and timestamps are kept.
+    let first = app.get("/users/1").await.json();
+    assert_eq!(
+        first,
+        json!({"id": 1, "username": "warmharvest01", "email": "warmharvest01@example.com", "created_at": "2025-08-11T22:29:20"})
+    );
+    // The sequence moved past the imported ids.
+    assert_eq!(app.user("fresh").await["id"], 401);
+
+    // Re-uploading: every row still counts, nothing is duplicated.
+    let again = app
+        .upload_csv("/users/bulk", "file", &read(seed_dir().join("users.csv")))
+        .await
+        .json();
+    assert_eq!(again["count"], 400);
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 401);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bulk_import_counts_duplicate_usernames(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let res = app
+        .upload_csv(
+            "/users/bulk",
+            "file",
+            &read(seed_dir().join("variants/lucianlavric/users.csv")),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    assert_eq!(res.json()["count"], 400, "a 400-row file reports 400");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users").await,
+        399,
+        "the duplicate username is skipped"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE username = 'harborriver72'"
+        )
+        .await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bulk_import_edge_cases(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let header_only = app
+        .upload_csv("/users/bulk", "file", b"id,username,email,created_at\n")
+        .await;
+    assert_eq!(header_only.status, StatusCode::CREATED);
+    assert_eq!(header_only.json()["count"], 0);
+
+    app.upload_csv("/users/bulk", "other", b"id,username,email,created_at\n")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    app.upload_csv("/users/bulk", "file", b"name,mail\nx,y@z.io\n")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    app.post("/users/bulk", json!({"file": "x"}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    app.request(axum::http::Method::POST, "/users/bulk", None, Vec::new())
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+
+    // Bad rows are counted and skipped; good rows around them land.
+    let csv = b"id,username,email,created_at\n10,good1,good1@x.io,2025-01-01 00:00:00\n11,,empty@x.io,2025-01-01 00:00:00\n12,bademail,not-an-email,2025-01-01 00:00:00\n13,good2,good2@x.io,2025-01-01 00:00:00\n";
+    let report = app.upload_csv("/users/bulk", "file", csv).await.json();
+    assert_eq!(report["count"], 4);
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 2);
+
+    // Larger than the cap (1 MiB in tests): 413, and nothing half-imported
+    // beyond what was committed before the cap was hit.
+    let mut big = b"id,username,email,created_at\n".to_vec();
+    let mut i = 1000;
+    while big.len() < 1_200_000 {
+        big.extend_from_slice(
+            format!("{i},user{i},user{i}@example.com,2025-01-01 00:00:00\n").as_bytes(),
+        );
+        i += 1;
+    }
+    app.upload_csv("/users/bulk", "file", &big)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn seed_loader_loads_everything_and_reruns_safely(db: PgPool) {
+    let report = shortline_api::import::seed_dir(&db, &seed_dir())
+        .await
+        .expect("seed loads");
+    assert_eq!(
+        (report.users.rows, report.urls.rows, report.events.rows),
+        (400, 2000, 3422)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 400);
+    assert_eq!(count(&db, "SELECT count(*) FROM urls").await, 2000);
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 3422);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM urls WHERE NOT is_active").await,
+        353
+    );
+
+    let again = shortline_api::import::seed_dir(&db, &seed_dir())
+        .await
+        .expect("re-run");
+    assert_eq!(
+        (
+            again.users.inserted,
+            again.urls.inserted,
+            again.events.inserted
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 3422);
+
+    let app = TestApp::new(db.clone()).await;
+    let link = app.get("/urls/1").await.json();
+    assert_eq!(link["short_code"], "ENE3UF");
+    assert_eq!(link["is_active"], false);
+    assert_eq!(link["created_at"], "2025-08-18T05:25:03");
+    let event = app.get("/events?url_id=1&per_page=1").await.json();
+    assert_eq!(
+        event[0]["details"],
+        json!({"short_code": "ENE3UF", "original_url": "https://relay.cloud/harbor/garden/1"})
+    );
+    assert_eq!(event[0]["timestamp"], "2025-08-18T05:25:03");
+    // Sequences moved past the loaded ids.
+    let uid = app.user("after-seed").await["id"].as_i64().expect("id");
+    assert_eq!(uid, 401);
+    assert_eq!(app.link(uid, "https://x.io").await["id"], 2001);
+    let events = app
+        .get("/events?event_type=created&user_id=401")
+        .await
+        .json();
+    assert_eq!(events[0]["id"], 3423);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn seed_loader_keeps_links_of_a_skipped_duplicate_user(db: PgPool) {
+    let report = shortline_api::import::seed_dir(&db, &seed_dir().join("variants/lucianlavric"))
+        .await
+        .expect("loads");
+    assert_eq!(report.users.rows, 400);
+    assert_eq!(report.users.inserted, 399);
+    assert_eq!(report.urls.inserted, 2000, "no link is lost");
+    assert_eq!(report.events.inserted, 3422);
+}

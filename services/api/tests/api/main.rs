@@ -1,0 +1,12 @@
+//! Integration tests of the write API through its real router, against a
+//! real PostgreSQL (one fresh database per test) and, for the outbox, a real
+//! NATS JetStream server (`NATS_URL`).
+
+mod errors;
+mod events;
+mod import;
+mod links;
+mod openapi;
+mod outbox;
+mod support;
+mod users;

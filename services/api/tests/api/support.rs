@@ -1,0 +1,209 @@
+//! Test harness: the real router over a per-test database (`#[sqlx::test]`
+//! creates and drops one per test), driven with `tower::ServiceExt::oneshot`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use shortline_api::config::ApiConfig;
+use shortline_api::state::{ApiMetrics, AppState};
+use shortline_shared::events::Subjects;
+use sqlx::PgPool;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub db: PgPool,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts the status and that the body is a JSON error with a message.
+    pub fn assert_error(&self, status: StatusCode) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+        let body = self.json();
+        assert!(
+            body["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "error message missing: {body}"
+        );
+        body
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: PgPool) -> Self {
+        Self::with_prefix(db, "test").await
+    }
+
+    pub async fn with_prefix(db: PgPool, prefix: &str) -> Self {
+        let config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+        let state = AppState {
+            db: db.clone(),
+            subjects: Subjects::new(prefix),
+            config: Arc::new(ApiConfig {
+                csv_max_bytes: 1024 * 1024,
+                ..config
+            }),
+            metrics: ApiMetrics::new(),
+            nats: None,
+        };
+        Self {
+            router: shortline_api::router(state.clone()),
+            state,
+            db,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let req = req.body(Body::from(body)).expect("request builds");
+        let res = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .expect("body reads")
+            .to_bytes()
+            .to_vec();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.request(Method::GET, uri, None, Vec::new()).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> TestResponse {
+        self.request(Method::DELETE, uri, None, Vec::new()).await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> TestResponse {
+        self.request(
+            Method::POST,
+            uri,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn put(&self, uri: &str, body: Value) -> TestResponse {
+        self.request(
+            Method::PUT,
+            uri,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn upload_csv(&self, uri: &str, field: &str, csv: &[u8]) -> TestResponse {
+        let boundary = "shortline-test-boundary";
+        let mut body = Vec::new();
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"users.csv\"\r\nContent-Type: text/csv\r\n\r\n").as_bytes());
+        body.extend_from_slice(csv);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.request(
+            Method::POST,
+            uri,
+            Some(&format!("multipart/form-data; boundary={boundary}")),
+            body,
+        )
+        .await
+    }
+
+    /// Creates a user and returns its JSON.
+    pub async fn user(&self, name: &str) -> Value {
+        let res = self
+            .post(
+                "/users",
+                serde_json::json!({"username": name, "email": format!("{name}@example.com")}),
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&res.body)
+        );
+        res.json()
+    }
+
+    /// Creates a link for a user and returns its JSON.
+    pub async fn link(&self, user_id: i64, url: &str) -> Value {
+        let res = self
+            .post(
+                "/urls",
+                serde_json::json!({"user_id": user_id, "original_url": url, "title": "t"}),
+            )
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&res.body)
+        );
+        res.json()
+    }
+
+    pub async fn outbox_types(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT payload->>'type' FROM outbox ORDER BY id")
+            .fetch_all(&self.db)
+            .await
+            .expect("outbox reads")
+    }
+}
+
+/// The contract's wire format for timestamps.
+pub fn is_wire_timestamp(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 19 && chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
+    })
+}
