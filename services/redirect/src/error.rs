@@ -1,0 +1,30 @@
+//! The redirect service's one error type.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shortline_shared::http::error_body;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectError {
+    /// Unknown or inactive code.
+    #[error("Short code not found")]
+    NotFound,
+    /// No cache held the code and Postgres could not be asked.
+    #[error("link store unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+}
+
+impl IntoResponse for RedirectError {
+    fn into_response(self) -> Response {
+        match self {
+            RedirectError::NotFound => error_body(StatusCode::NOT_FOUND, "Short code not found"),
+            RedirectError::Unavailable(e) => {
+                tracing::error!(error = %e, "link lookup failed");
+                error_body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service temporarily unavailable",
+                )
+            }
+        }
+    }
+}
