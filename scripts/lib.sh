@@ -1,0 +1,204 @@
+# shellcheck shell=bash disable=SC2034  # variables here are used by the scripts that source it
+# Common settings and helpers for the Shortline dev scripts. Source it; don't run it.
+#
+# Everything here is loopback-only. Ports are the project's fixed local interface (see
+# .env.example); the SHORTLINE_* overrides exist for a second clone on the same machine.
+#
+# DATABASE_URL / VALKEY_URL / NATS_URL: when one is set and does not point at the local port
+# below, that backing server is "external": the scripts use it and never start, stop or
+# touch a local one in its place.
+
+SHORTLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+SCRIPTS="$SHORTLINE_ROOT/scripts"
+STATE_DIR="${SHORTLINE_STATE_DIR:-$SHORTLINE_ROOT/.local}"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
+
+PG_PORT="${SHORTLINE_PG_PORT:-55432}"
+VALKEY_PORT="${SHORTLINE_VALKEY_PORT:-56379}"
+NATS_PORT="${SHORTLINE_NATS_PORT:-54222}"
+NATS_MONITOR_PORT="${SHORTLINE_NATS_MONITOR_PORT:-58222}"
+EDGE_LISTEN="${EDGE_LISTEN:-127.0.0.1:8000}"
+EDGE_PING_LISTEN="${EDGE_PING_LISTEN:-127.0.0.1:58080}"
+
+LOCAL_DATABASE_URL="postgres://shortline@127.0.0.1:$PG_PORT/shortline"
+LOCAL_VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT"
+LOCAL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+
+# The OS user that runs postgres when the scripts run as root (postgres refuses root).
+PG_SYSTEM_USER="shortline"
+
+log() { printf '[%s] %s\n' "${SHORTLINE_LOG_TAG:-shortline}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# url_host_port URL -> "host port" (port empty when the URL has none).
+url_host_port() {
+	local rest="${1#*://}"
+	rest="${rest%%[/?#]*}"
+	rest="${rest##*@}"
+	local host port=""
+	if [[ $rest == \[* ]]; then
+		host="${rest%%]*}"
+		host="${host#[}"
+		rest="${rest#*]}"
+		[[ $rest == :* ]] && port="${rest#:}"
+	elif [[ $rest == *:* ]]; then
+		host="${rest%:*}"
+		port="${rest##*:}"
+	else
+		host="$rest"
+	fi
+	printf '%s %s\n' "$host" "$port"
+}
+
+# redact_url URL: the URL with any password replaced, for logs.
+redact_url() {
+	local url="$1" scheme rest auth
+	[[ $url == *://* ]] || {
+		printf '%s\n' "$url"
+		return
+	}
+	scheme="${url%%://*}"
+	rest="${url#*://}"
+	auth="${rest%%[/?#]*}"
+	if [[ $auth == *:*@* ]]; then
+		rest="${auth%%:*}:***@${auth##*@}${rest#"$auth"}"
+	fi
+	printf '%s://%s\n' "$scheme" "$rest"
+}
+
+# url_is_local URL PORT: true when URL points at this machine's loopback on PORT.
+url_is_local() {
+	local host port
+	read -r host port < <(url_host_port "$1")
+	case "$host" in
+	127.0.0.1 | localhost) ;;
+	*) return 1 ;;
+	esac
+	[[ $port == "$2" ]]
+}
+
+# Exports DATABASE_URL/VALKEY_URL/NATS_URL (local defaults when unset) and sets
+# EXTERNAL_POSTGRES/EXTERNAL_VALKEY/EXTERNAL_NATS to 1 for servers given from outside.
+EXTERNAL_POSTGRES=0 EXTERNAL_VALKEY=0 EXTERNAL_NATS=0
+if [[ -n ${DATABASE_URL:-} ]] && ! url_is_local "$DATABASE_URL" "$PG_PORT"; then EXTERNAL_POSTGRES=1; fi
+if [[ -n ${VALKEY_URL:-} ]] && ! url_is_local "$VALKEY_URL" "$VALKEY_PORT"; then EXTERNAL_VALKEY=1; fi
+if [[ -n ${NATS_URL:-} ]] && ! url_is_local "$NATS_URL" "$NATS_PORT"; then EXTERNAL_NATS=1; fi
+export DATABASE_URL="${DATABASE_URL:-$LOCAL_DATABASE_URL}"
+export VALKEY_URL="${VALKEY_URL:-$LOCAL_VALKEY_URL}"
+export NATS_URL="${NATS_URL:-$LOCAL_NATS_URL}"
+export API_LISTEN="${API_LISTEN:-127.0.0.1:18080}"
+export REDIRECT_LISTEN="${REDIRECT_LISTEN:-127.0.0.1:18081}"
+export ANALYTICS_LISTEN="${ANALYTICS_LISTEN:-127.0.0.1:18082}"
+export LOG_FORMAT="${LOG_FORMAT:-json}"
+export RUST_LOG="${RUST_LOG:-info}"
+
+# is_external NAME: NAME is postgres|valkey|nats.
+is_external() {
+	case "$1" in
+	postgres) [[ $EXTERNAL_POSTGRES == 1 ]] ;;
+	valkey) [[ $EXTERNAL_VALKEY == 1 ]] ;;
+	nats) [[ $EXTERNAL_NATS == 1 ]] ;;
+	*) return 1 ;;
+	esac
+}
+
+ensure_state_dirs() { mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"; }
+
+# port_open PORT [HOST]: something accepts TCP connections there.
+port_open() {
+	# shellcheck disable=SC2016  # $1/$2 expand in the inner shell
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "${2:-127.0.0.1}" "$1" 2>/dev/null
+}
+
+# pid_alive PID: the process exists and is not a zombie waiting to be reaped.
+pid_alive() {
+	kill -0 "$1" 2>/dev/null || return 1
+	local stat
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	stat="${stat##*) }"
+	[[ ${stat:0:1} != Z ]]
+}
+
+# read_pid FILE: prints the pid stored in FILE when that process is alive.
+read_pid() {
+	local pid
+	[[ -f $1 ]] || return 1
+	read -r pid <"$1" || return 1
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	pid_alive "$pid" || return 1
+	printf '%s\n' "$pid"
+}
+
+# pid_is PID NAME: the process PID runs a program called NAME (guards against pid reuse).
+pid_is() {
+	local exe
+	exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || exe=""
+	[[ ${exe##*/} == "$2" || ${exe##*/} == "$2 (deleted)" ]] && return 0
+	# Fall back to argv[0] (e.g. when /proc/PID/exe is unreadable).
+	local arg0
+	arg0="$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | head -n 1)" || return 1
+	[[ ${arg0##*/} == "$2" ]]
+}
+
+# stop_pid NAME PIDFILE PROGRAM: SIGTERM, wait up to 10 s, then SIGKILL; removes PIDFILE.
+stop_pid() {
+	local name="$1" file="$2" prog="$3" pid i
+	if ! pid="$(read_pid "$file")"; then
+		rm -f "$file"
+		log "$name: not running"
+		return 0
+	fi
+	if ! pid_is "$pid" "$prog"; then
+		log "$name: pid $pid from $file is not $prog any more; leaving it alone"
+		rm -f "$file"
+		return 0
+	fi
+	log "$name: stopping pid $pid"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	if pid_alive "$pid"; then
+		log "$name: still alive after 10 s, sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.2
+	fi
+	rm -f "$file"
+}
+
+# spawn LOGFILE PIDFILE CMD...: start CMD in its own session (so a Ctrl-C in the terminal
+# or the end of `make` does not reach it), stdout+stderr appended to LOGFILE.
+spawn() {
+	local logfile="$1" pidfile="$2"
+	shift 2
+	# A background job of a non-interactive shell is not a process-group leader, so setsid
+	# execs CMD in place and $! is CMD's own pid.
+	setsid "$@" >>"$logfile" 2>&1 </dev/null &
+	printf '%s\n' "$!" >"$pidfile"
+}
+
+# wait_for SECONDS PID DESCRIPTION CMD...: poll CMD until it succeeds; fail early when PID dies
+# (PID may be empty for "no process to watch").
+wait_for() {
+	local secs="$1" pid="$2" what="$3" i
+	shift 3
+	for ((i = 0; i < secs * 5; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		if [[ -n $pid ]] && ! pid_alive "$pid"; then
+			log "$what: process $pid exited"
+			return 1
+		fi
+		sleep 0.2
+	done
+	log "$what: not ready after ${secs}s"
+	return 1
+}
+
+# show_log_tail FILE: the last lines of a log, for a failure message.
+show_log_tail() {
+	[[ -f $1 ]] || return 0
+	log "last lines of $1:"
+	tail -n 30 "$1" >&2 || true
+}

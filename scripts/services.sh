@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The Shortline services and the local edge.
+#
+#   scripts/services.sh start|stop|status [api|redirect|analytics|edge|all]   (default: all)
+#   scripts/services.sh urls     print where everything listens
+#
+# Runs the release binaries from ${CARGO_TARGET_DIR:-target}/release/ in the background with
+# the dev environment (scripts/lib.sh), logs in .local/logs/<name>.log, pid files in
+# .local/run/<name>.pid, and waits for GET /health on each. edge = Traefik on EDGE_LISTEN
+# (127.0.0.1:8000) with config/traefik/ rendered into .local/traefik/.
+# stop: SIGTERM by pid, up to 10 s, then SIGKILL.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+SHORTLINE_LOG_TAG=services
+
+usage() {
+	echo "usage: $0 start|stop|status [api|redirect|analytics|edge|all] | urls" >&2
+	exit 2
+}
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ $target_dir == /* ]] || target_dir="$SHORTLINE_ROOT/$target_dir"
+BIN_DIR="$target_dir/release"
+
+# Listen address -> an address to connect to (wildcards become loopback).
+connect_addr() {
+	local addr="$1"
+	case "$addr" in
+	0.0.0.0:*) addr="127.0.0.1:${addr#0.0.0.0:}" ;;
+	\[::\]:*) addr="127.0.0.1:${addr#\[::\]:}" ;;
+	esac
+	printf '%s\n' "$addr"
+}
+
+listen_of() {
+	case "$1" in
+	api) printf '%s\n' "$API_LISTEN" ;;
+	redirect) printf '%s\n' "$REDIRECT_LISTEN" ;;
+	analytics) printf '%s\n' "$ANALYTICS_LISTEN" ;;
+	esac
+}
+
+health_ok() {
+	local body
+	body="$(curl -fsS --max-time 2 "http://$1/health")" || return 1
+	[[ $body == *'"ok"'* ]]
+}
+
+start_service() {
+	local name="$1" bin="$BIN_DIR/shortline-$1" pidfile="$RUN_DIR/$1.pid" logfile="$LOG_DIR/$1.log"
+	local addr pid
+	addr="$(connect_addr "$(listen_of "$name")")"
+	if pid="$(read_pid "$pidfile")" && pid_is "$pid" "shortline-$name"; then
+		if wait_for 30 "$pid" "$name" health_ok "$addr"; then
+			log "$name: already running (pid $pid)"
+			return 0
+		fi
+		die "$name: pid $pid is alive but http://$addr/health does not answer"
+	fi
+	rm -f "$pidfile"
+	[[ -x $bin ]] || die "$name: $bin not found; run 'make build' first"
+	port_open "${addr##*:}" "${addr%:*}" && die "$name: $addr is taken by another process"
+	log "$name: starting $bin on $addr"
+	printf '\n==== %s start %s ====\n' "$name" "$(date -u +%FT%TZ)" >>"$logfile"
+	if [[ $name == api ]]; then
+		spawn "$logfile" "$pidfile" "$bin" serve
+	else
+		spawn "$logfile" "$pidfile" "$bin"
+	fi
+	pid="$(cat "$pidfile")"
+	if ! wait_for 60 "$pid" "$name" health_ok "$addr"; then
+		show_log_tail "$logfile"
+		stop_pid "$name" "$pidfile" "shortline-$name"
+		die "$name: did not become healthy"
+	fi
+	log "$name: healthy at http://$addr (pid $pid)"
+}
+
+# render_template SRC DEST NAME=VALUE...: replace each @@NAME@@ in SRC.
+render_template() {
+	local src="$1" dest="$2" text kv key value
+	shift 2
+	text="$(<"$src")"
+	for kv in "$@"; do
+		key="@@${kv%%=*}@@"
+		value="${kv#*=}"
+		text="${text//"$key"/"$value"}"
+	done
+	if [[ $text == *@@*@@* ]]; then
+		die "edge: unreplaced placeholder in $src: $(grep -o '@@[A-Z_]*@@' <<<"$text" | sort -u | tr '\n' ' ')"
+	fi
+	printf '%s\n' "$text" >"$dest.tmp"
+	mv -f "$dest.tmp" "$dest"
+}
+
+edge_ping() { curl -fsS --max-time 2 "http://$EDGE_PING_LISTEN/ping" >/dev/null; }
+
+# Traefik answers /ping before the file provider's routers are loaded; until then every
+# request gets its own 404. Any other answer for /health (200, or 502 while the api is down)
+# means the routes are in place.
+edge_routed() {
+	local code
+	code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$EDGE_LISTEN/health")" || true
+	[[ $code != 404 && $code != 000 ]]
+}
+
+start_edge() {
+	local pidfile="$RUN_DIR/edge.pid" logfile="$LOG_DIR/traefik.log" dir="$STATE_DIR/traefik" pid
+	if pid="$(read_pid "$pidfile")" && pid_is "$pid" traefik; then
+		if wait_for 10 "$pid" edge edge_ping; then
+			log "edge: already running (pid $pid)"
+			return 0
+		fi
+		die "edge: pid $pid is alive but does not answer on $EDGE_PING_LISTEN"
+	fi
+	rm -f "$pidfile"
+	SHORTLINE_TOOLS_NO_INSTALL=0
+	# shellcheck source=scripts/tools.sh
+	source "$SCRIPTS/tools.sh"
+	port_open "${EDGE_LISTEN##*:}" "${EDGE_LISTEN%:*}" && die "edge: $EDGE_LISTEN is taken by another process"
+	port_open "${EDGE_PING_LISTEN##*:}" "${EDGE_PING_LISTEN%:*}" && die "edge: $EDGE_PING_LISTEN is taken by another process"
+	mkdir -p "$dir"
+	render_template "$SHORTLINE_ROOT/config/traefik/dynamic.yml" "$dir/dynamic.yml" \
+		"API_UPSTREAM=$(connect_addr "$API_LISTEN")" \
+		"REDIRECT_UPSTREAM=$(connect_addr "$REDIRECT_LISTEN")"
+	render_template "$SHORTLINE_ROOT/config/traefik/traefik.yml" "$dir/traefik.yml" \
+		"EDGE_LISTEN=$EDGE_LISTEN" "EDGE_PING_LISTEN=$EDGE_PING_LISTEN" \
+		"DYNAMIC_FILE=$dir/dynamic.yml" "ACCESS_LOG=$LOG_DIR/traefik-access.log"
+	log "edge: starting traefik on $EDGE_LISTEN (ping $EDGE_PING_LISTEN)"
+	spawn "$logfile" "$pidfile" "$TRAEFIK" "--configFile=$dir/traefik.yml"
+	pid="$(cat "$pidfile")"
+	if ! wait_for 30 "$pid" edge edge_ping || ! wait_for 30 "$pid" edge edge_routed; then
+		show_log_tail "$logfile"
+		stop_pid edge "$pidfile" traefik
+		die "edge: traefik did not come up with its routes"
+	fi
+	log "edge: ready at http://$EDGE_LISTEN (pid $pid)"
+}
+
+status_one() {
+	local name="$1" pid prog="shortline-$1" probe
+	[[ $name == edge ]] && prog=traefik
+	if pid="$(read_pid "$RUN_DIR/$name.pid")" && pid_is "$pid" "$prog"; then
+		if [[ $name == edge ]]; then
+			edge_ping && probe="http://$EDGE_LISTEN" || probe="not answering"
+		else
+			probe="$(connect_addr "$(listen_of "$name")")"
+			health_ok "$probe" && probe="http://$probe" || probe="not healthy"
+		fi
+		echo "$name: running pid $pid, $probe"
+	else
+		echo "$name: stopped"
+		return 1
+	fi
+}
+
+print_urls() {
+	cat <<EOF
+Shortline local stack:
+  edge (use this)   http://$EDGE_LISTEN          e.g. curl 'http://$EDGE_LISTEN/users?per_page=5'
+  API docs          http://$EDGE_LISTEN/apidocs   (OpenAPI: /openapi.json)
+  api               http://$(connect_addr "$API_LISTEN")
+  redirect          http://$(connect_addr "$REDIRECT_LISTEN")
+  analytics         http://$(connect_addr "$ANALYTICS_LISTEN")
+  edge health       http://$EDGE_PING_LISTEN/ping
+  PostgreSQL        $(redact_url "$DATABASE_URL")
+  Valkey            $(redact_url "$VALKEY_URL")
+  NATS              $(redact_url "$NATS_URL")   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
+  logs              $LOG_DIR/
+  stop with         make down
+EOF
+}
+
+ALL=(api redirect analytics edge)
+
+action="${1:-}"
+shift || true
+if [[ $action == urls ]]; then
+	print_urls
+	exit 0
+fi
+case "${1:-all}" in
+all) targets=("${ALL[@]}") ;;
+api | redirect | analytics | edge) targets=("$1") ;;
+*) usage ;;
+esac
+
+case "$action" in
+start)
+	ensure_state_dirs
+	for t in "${targets[@]}"; do
+		if [[ $t == edge ]]; then start_edge; else start_service "$t"; fi
+	done
+	;;
+stop)
+	# Edge first, so no request reaches a service that is going away.
+	for ((i = ${#targets[@]} - 1; i >= 0; i--)); do
+		t="${targets[i]}"
+		if [[ $t == edge ]]; then
+			stop_pid edge "$RUN_DIR/edge.pid" traefik
+		else
+			stop_pid "$t" "$RUN_DIR/$t.pid" "shortline-$t"
+		fi
+	done
+	;;
+status)
+	rc=0
+	for t in "${targets[@]}"; do status_one "$t" || rc=1; done
+	exit "$rc"
+	;;
+*) usage ;;
+esac
