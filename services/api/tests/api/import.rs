@@ -1,5 +1,6 @@
 //! `POST /users/bulk` and the seed loader, against the real seed files in
-//! `../shared/seed_data/` (override with `SHORTLINE_SEED_DIR`).
+//! `tests/fixtures/seed_data/` (a copy of the shared seed set, so a clone
+//! tests on its own; override with `SHORTLINE_SEED_DIR`).
 
 use std::path::PathBuf;
 
@@ -15,7 +16,7 @@ fn seed_dir() -> PathBuf {
         .unwrap_or_else(|_| {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/seed_data"
+                "/tests/fixtures/seed_data"
             ))
         })
 }
