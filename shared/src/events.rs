@@ -100,6 +100,52 @@ pub struct UserSnapshot {
     pub id: i64,
 }
 
+/// The click payload version this build writes.
+pub const CLICK_EVENT_VERSION: u32 = 1;
+
+/// One successful redirect, as the redirect service saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Click {
+    /// The event's own id: becomes `events.event_id`, so a click stored twice
+    /// is stored once.
+    pub event_id: Ulid,
+    pub url_id: i64,
+    pub user_id: i64,
+    pub short_code: String,
+    /// When the redirect was answered (full precision, RFC 3339).
+    pub occurred_at: DateTime<Utc>,
+    /// `User-Agent` as sent (cut to a bounded length), if any.
+    pub user_agent: Option<String>,
+    /// `Referer` as sent (cut to a bounded length), if any.
+    pub referrer: Option<String>,
+    /// The client's address with its host part zeroed (IPv4 /24, IPv6 /48),
+    /// never the full address.
+    pub ip: Option<String>,
+}
+
+/// Clicks travel in batches: one JetStream message per batch. The JSON form
+/// is `{"version":1,"batch_id":"01J…","clicks":[{…},…]}`; a consumer must
+/// skip versions it does not understand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClickBatch {
+    pub version: u32,
+    /// Used as `Nats-Msg-Id`, so a batch re-sent after a lost ack is dropped
+    /// by the stream.
+    pub batch_id: Ulid,
+    pub clicks: Vec<Click>,
+}
+
+impl ClickBatch {
+    /// Wraps clicks with a fresh batch id.
+    pub fn new(clicks: Vec<Click>) -> Self {
+        Self {
+            version: CLICK_EVENT_VERSION,
+            batch_id: Ulid::generate(),
+            clicks,
+        }
+    }
+}
+
 /// Subject and stream names, all derived from one prefix so that tests (and
 /// several deployments sharing one NATS) never see each other's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +184,16 @@ impl Subjects {
     /// Wildcard covering link changes only (what redirect replicas read).
     pub fn link_changes_wildcard(&self) -> String {
         format!("{}.changes.link.>", self.prefix)
+    }
+
+    /// Subject of click batches: `<prefix>.clicks`.
+    pub fn clicks(&self) -> String {
+        format!("{}.clicks", self.prefix)
+    }
+
+    /// JetStream stream holding click batches.
+    pub fn clicks_stream(&self) -> String {
+        format!("{}_CLICKS", self.stream_token())
     }
 
     /// JetStream stream holding the change events.
@@ -196,5 +252,7 @@ mod tests {
         assert_eq!(s.change(&change), "t-01abc.changes.link.deleted");
         assert_eq!(s.changes_stream(), "T_01ABC_CHANGES");
         assert_eq!(s.link_changes_wildcard(), "t-01abc.changes.link.>");
+        assert_eq!(s.clicks(), "t-01abc.clicks");
+        assert_eq!(s.clicks_stream(), "T_01ABC_CLICKS");
     }
 }

@@ -46,6 +46,29 @@ pub fn changes_stream_config(subjects: &Subjects) -> stream::Config {
     }
 }
 
+/// Name prefix of the redirect replicas' change-stream consumers. The write
+/// side waits for every consumer with this prefix to acknowledge a link
+/// change before it answers, so the next redirect sees the change.
+pub const INVALIDATION_CONSUMER_PREFIX: &str = "redirect-";
+
+/// How long the click stream drops a re-sent batch (a publisher retries a
+/// batch for at most this long before the id could be forgotten).
+pub const CLICK_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
+
+/// The click stream: batches of redirects from every redirect replica.
+pub fn clicks_stream_config(subjects: &Subjects) -> stream::Config {
+    stream::Config {
+        name: subjects.clicks_stream(),
+        description: Some("Shortline click batches (from the redirect service)".into()),
+        subjects: vec![subjects.clicks()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        duplicate_window: CLICK_DUPLICATE_WINDOW,
+        ..Default::default()
+    }
+}
+
 /// Creates the stream, or updates it in place when its config changed, so
 /// every replica can call this at start.
 pub async fn ensure_stream(

@@ -1,7 +1,9 @@
 //! Redirect service configuration, from the environment (or flags).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use ipnet::IpNet;
 use shortline_shared::telemetry::LogFormat;
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -19,6 +21,18 @@ pub struct RedirectConfig {
     )]
     pub database_url: String,
 
+    /// Valkey URL for the shared (L2) cache; empty disables it.
+    #[arg(long, env = "VALKEY_URL", default_value = "redis://127.0.0.1:56379")]
+    pub valkey_url: String,
+
+    /// NATS URL (link-change events in, click events out).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
+    pub nats_url: String,
+
+    /// Prefix of every NATS subject and stream, and of the Valkey keys.
+    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
+    pub nats_prefix: String,
+
     /// Address the HTTP server listens on.
     #[arg(long, env = "REDIRECT_LISTEN", default_value = "127.0.0.1:18081")]
     pub listen: SocketAddr,
@@ -27,7 +41,99 @@ pub struct RedirectConfig {
     #[arg(long, env = "REDIRECT_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// In-process (L1) cache size in links; 0 disables it.
+    #[arg(long, env = "REDIRECT_L1_CAPACITY", default_value_t = 100_000)]
+    pub l1_capacity: u64,
+
+    /// How long L1 keeps a link (change events drop it sooner).
+    #[arg(long, env = "REDIRECT_L1_TTL_SECS", default_value_t = 60)]
+    pub l1_ttl_secs: u64,
+
+    /// How long L1 remembers that a code is unknown or inactive.
+    #[arg(long, env = "REDIRECT_NEGATIVE_TTL_SECS", default_value_t = 5)]
+    pub negative_ttl_secs: u64,
+
+    /// How long Valkey keeps a link (change events drop it sooner).
+    #[arg(long, env = "REDIRECT_L2_TTL_SECS", default_value_t = 600)]
+    pub l2_ttl_secs: u64,
+
+    /// Connections to Valkey.
+    #[arg(long, env = "VALKEY_POOL_SIZE", default_value_t = 4)]
+    pub valkey_pool_size: usize,
+
+    /// Longest wait for one Valkey reply before falling through to Postgres.
+    #[arg(long, env = "VALKEY_TIMEOUT_MS", default_value_t = 50)]
+    pub valkey_timeout_ms: u64,
+
+    /// Clicks held in memory waiting for NATS; what overflows is dropped and
+    /// counted.
+    #[arg(long, env = "CLICK_BUFFER", default_value_t = 100_000)]
+    pub click_buffer: usize,
+
+    /// Most clicks per published batch.
+    #[arg(long, env = "CLICK_BATCH_MAX", default_value_t = 500)]
+    pub click_batch_max: usize,
+
+    /// How long a batch waits to fill before it is sent anyway.
+    #[arg(long, env = "CLICK_LINGER_MS", default_value_t = 5)]
+    pub click_linger_ms: u64,
+
+    /// How long a stopping service keeps trying to publish buffered clicks.
+    #[arg(long, env = "CLICK_FLUSH_TIMEOUT_SECS", default_value_t = 10)]
+    pub click_flush_timeout_secs: u64,
+
+    /// Proxies whose `X-Forwarded-For` is believed (comma-separated CIDRs).
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1/32,::1/128"
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+
     /// Log line format: json or pretty.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+}
+
+impl RedirectConfig {
+    /// The defaults, pointed at the given servers (for tests and tools).
+    pub fn for_urls(database_url: &str, valkey_url: &str, nats_url: &str, prefix: &str) -> Self {
+        use clap::Parser;
+        Self::parse_from([
+            "shortline-redirect",
+            "--database-url",
+            database_url,
+            "--valkey-url",
+            valkey_url,
+            "--nats-url",
+            nats_url,
+            "--nats-prefix",
+            prefix,
+        ])
+    }
+
+    pub fn l1_ttl(&self) -> Duration {
+        Duration::from_secs(self.l1_ttl_secs)
+    }
+
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_secs(self.negative_ttl_secs)
+    }
+
+    pub fn l2_ttl(&self) -> Duration {
+        Duration::from_secs(self.l2_ttl_secs)
+    }
+
+    pub fn valkey_timeout(&self) -> Duration {
+        Duration::from_millis(self.valkey_timeout_ms)
+    }
+
+    pub fn click_linger(&self) -> Duration {
+        Duration::from_millis(self.click_linger_ms)
+    }
+
+    pub fn click_flush_timeout(&self) -> Duration {
+        Duration::from_secs(self.click_flush_timeout_secs)
+    }
 }

@@ -11,7 +11,10 @@ pub enum RedirectError {
     NotFound,
     /// No cache held the code and Postgres could not be asked.
     #[error("link store unavailable: {0}")]
-    Unavailable(#[from] sqlx::Error),
+    Unavailable(String),
+    /// The stored target cannot be sent as a `Location` header.
+    #[error("stored target is not a valid header value (url_id {0})")]
+    BadTarget(i64),
 }
 
 impl IntoResponse for RedirectError {
@@ -24,6 +27,10 @@ impl IntoResponse for RedirectError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Service temporarily unavailable",
                 )
+            }
+            RedirectError::BadTarget(url_id) => {
+                tracing::error!(url_id, "stored target cannot be sent as a Location header");
+                error_body(StatusCode::BAD_GATEWAY, "Link target is unusable")
             }
         }
     }

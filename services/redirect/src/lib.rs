@@ -1,14 +1,22 @@
 //! Shortline's redirect service (`shortline-redirect`): the hot read path.
 //!
-//! `routes` answers `GET|HEAD /{short_code}`; `resolve` finds the target;
-//! `error` maps failures to JSON. Liveness, readiness and metrics are served
-//! beside the redirect route.
+//! `routes` answers `GET|HEAD /{short_code}`; `resolve` finds the target
+//! through the tiered cache (moka, Valkey, Postgres); `invalidate` drops
+//! changed links from the caches as the write side's change events arrive;
+//! `clicks` turns every redirect into a click event published to JetStream
+//! in batches, off the request path; `error` maps failures to JSON.
+//! Liveness, readiness and metrics are served beside the redirect route.
 
+pub mod clicks;
 pub mod config;
 pub mod error;
+pub mod invalidate;
 pub mod resolve;
 pub mod routes;
 pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -16,11 +24,19 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use shortline_shared::cache::{Valkey, ValkeySettings};
 use shortline_shared::db::{self, PoolSettings};
+use shortline_shared::events::Subjects;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::clicks::{PublisherSettings, TrustedProxies};
 use crate::config::RedirectConfig;
-use crate::state::RedirectState;
+use crate::invalidate::Invalidator;
+use crate::resolve::{CacheSettings, LinkCache};
+use crate::state::{RedirectMetrics, RedirectState};
 
 /// The HTTP application.
 pub fn router(state: RedirectState) -> Router {
@@ -37,38 +53,158 @@ pub fn router(state: RedirectState) -> Router {
     with_common_layers(app, &CommonLayers::default())
 }
 
+/// Ready while links can be served from somewhere: Postgres, or Valkey when
+/// Postgres is away (the body says which dependencies are up).
 async fn ready(State(state): State<RedirectState>) -> impl IntoResponse {
-    if db::ping(&state.db).await {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "postgres": "ok"})),
-        )
+    let postgres = db::ping(&state.db).await;
+    let valkey = match &state.valkey {
+        Some(v) => Some(v.ping().await),
+        None => None,
+    };
+    let nats = state
+        .nats
+        .as_ref()
+        .map(shortline_shared::nats::is_connected);
+    state.metrics.dependency("postgres", postgres);
+    if let Some(up) = valkey {
+        state.metrics.dependency("valkey", up);
+    }
+    if let Some(up) = nats {
+        state.metrics.dependency("nats", up);
+    }
+    let word = |up: Option<bool>| match up {
+        Some(true) => "ok",
+        Some(false) => "unreachable",
+        None => "disabled",
+    };
+    let serving = postgres || valkey == Some(true);
+    let body = serde_json::json!({
+        "status": if serving { "ok" } else { "unavailable" },
+        "postgres": word(Some(postgres)),
+        "valkey": word(valkey),
+        "nats": word(nats),
+        "click_buffer": state.clicks.depth(),
+    });
+    let status = if serving {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "postgres": "unreachable"})),
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// A started service: its state (for the router) and its background tasks
+/// (change consumer, click publisher).
+pub struct Service {
+    pub state: RedirectState,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Service {
+    /// Connects (without waiting for any server to be up) and starts the
+    /// background tasks.
+    pub async fn start(config: &RedirectConfig) -> anyhow::Result<Self> {
+        let db = db::pool(
+            &config.database_url,
+            &PoolSettings {
+                max_connections: config.db_max_connections,
+                ..Default::default()
+            },
         )
+        .context("invalid DATABASE_URL")?;
+        Self::start_with_pool(config, db).await
+    }
+
+    /// [`Service::start`] with a given Postgres pool (`DATABASE_URL` unused).
+    pub async fn start_with_pool(config: &RedirectConfig, db: PgPool) -> anyhow::Result<Self> {
+        let metrics = RedirectMetrics::new();
+        let subjects = Subjects::new(&config.nats_prefix);
+        let valkey = if config.valkey_url.trim().is_empty() {
+            None
+        } else {
+            Some(
+                Valkey::connect(
+                    &config.valkey_url,
+                    &ValkeySettings {
+                        pool_size: config.valkey_pool_size,
+                        command_timeout: config.valkey_timeout(),
+                        ..Default::default()
+                    },
+                )
+                .context("invalid VALKEY_URL")?,
+            )
+        };
+        let links = LinkCache::new(
+            db.clone(),
+            valkey.clone(),
+            &CacheSettings {
+                l1_capacity: config.l1_capacity,
+                l1_ttl: config.l1_ttl(),
+                negative_ttl: config.negative_ttl(),
+                l2_ttl: config.l2_ttl(),
+                key_prefix: config.nats_prefix.clone(),
+            },
+            metrics.clone(),
+        );
+        let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-redirect")
+            .await
+            .context("invalid NATS_URL")?;
+        let (clicks, publisher) = clicks::channel(
+            nats.clone(),
+            subjects.clone(),
+            PublisherSettings {
+                buffer: config.click_buffer,
+                batch_max: config.click_batch_max,
+                linger: config.click_linger(),
+                flush_timeout: config.click_flush_timeout(),
+            },
+            metrics.clone(),
+        );
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        tasks.spawn(Invalidator::new(nats.clone(), subjects, links.clone()).run(stop.clone()));
+        tasks.spawn(publisher.run(stop.clone()));
+        let state = RedirectState {
+            db,
+            valkey,
+            nats: Some(nats),
+            links,
+            clicks,
+            trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+            metrics,
+        };
+        Ok(Self { state, tasks, stop })
+    }
+
+    /// Stops the background tasks: the change consumer at once, the click
+    /// publisher after flushing its buffer (bounded by the flush timeout).
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Some(v) = &self.state.valkey {
+            v.quit().await;
+        }
     }
 }
 
-/// Serves until SIGINT/SIGTERM, letting in-flight requests finish.
+/// Serves until SIGINT/SIGTERM: in-flight requests finish, then the click
+/// buffer is flushed to NATS, then the process exits.
 pub async fn run(config: RedirectConfig) -> anyhow::Result<()> {
     let shutdown = shortline_shared::shutdown::on_signal();
-    let db = db::pool(
-        &config.database_url,
-        &PoolSettings {
-            max_connections: config.db_max_connections,
-            ..Default::default()
-        },
-    )
-    .context("invalid DATABASE_URL")?;
+    let service = Service::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(listen = %config.listen, "shortline-redirect listening");
-    axum::serve(listener, router(RedirectState { db }))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        router(service.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
+    service.shutdown().await;
     tracing::info!("shortline-redirect stopped");
     Ok(())
 }

@@ -1,11 +1,45 @@
-//! Short code → target URL. Today straight from Postgres; the tiered cache
-//! (moka L1, Valkey L2) and push invalidation come with issue #3.
+//! Short code → target, through three layers: an in-process moka cache (L1),
+//! Valkey shared by every replica (L2), and Postgres, the source of truth.
+//!
+//! * L1 is bounded by entry count and TTL. Unknown and inactive codes are
+//!   cached too, for a shorter time, so a 404 flood cannot reach Postgres.
+//!   Concurrent misses for one code share one lookup (moka's
+//!   `or_try_insert_with`).
+//! * L2 holds `url_id \t user_id \t original_url` under
+//!   `<prefix>:link:<code>`, written with `SET NX EX` by whichever replica
+//!   loaded the link from Postgres.
+//! * A change event ([`LinkCache::invalidate`]) drops the L1 entry and
+//!   replaces the L2 value with a short-lived tombstone. The tombstone makes
+//!   readers skip L2, and because loaders write with `NX`, a loader that read
+//!   the old row just before the change cannot put it back. The L1 side of
+//!   the same race is closed with epochs: every load notes the invalidation
+//!   epoch it started in, and an entry loaded before the latest invalidation
+//!   of its code is not trusted.
+//!
+//! Valkey errors are cache misses. A Postgres error is an error only when no
+//! cache could answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use shortline_shared::cache::{CacheError, Valkey};
 use sqlx::PgPool;
 
 use crate::error::RedirectError;
+use crate::state::RedirectMetrics;
 
-/// What a redirect needs to know about a link.
+/// Longest short code looked up; longer paths are 404 without a lookup.
+pub const MAX_CODE_LEN: usize = 64;
+/// The L2 value meaning "changed just now: ask Postgres".
+const TOMBSTONE: &str = "!";
+/// How long a tombstone lives (far longer than any lookup takes).
+const TOMBSTONE_TTL: Duration = Duration::from_secs(10);
+/// How long an invalidation is remembered for the epoch check.
+const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
+
+/// What a redirect needs to know about an active link.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Target {
     pub url_id: i64,
@@ -13,13 +47,306 @@ pub struct Target {
     pub original_url: String,
 }
 
-/// Resolves an active link by code; unknown and inactive codes are `NotFound`.
-pub async fn resolve(db: &PgPool, short_code: &str) -> Result<Target, RedirectError> {
-    sqlx::query_as::<_, Target>(
-        "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
-    )
-    .bind(short_code)
-    .fetch_optional(db)
-    .await?
-    .ok_or(RedirectError::NotFound)
+impl Target {
+    fn to_l2(&self) -> String {
+        format!("{}\t{}\t{}", self.url_id, self.user_id, self.original_url)
+    }
+
+    fn from_l2(value: &str) -> Option<Self> {
+        let mut parts = value.splitn(3, '\t');
+        Some(Self {
+            url_id: parts.next()?.parse().ok()?,
+            user_id: parts.next()?.parse().ok()?,
+            original_url: parts.next()?.to_owned(),
+        })
+    }
+}
+
+/// The layer that answered a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    L1,
+    L2,
+    Db,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::L1 => "l1",
+            Layer::L2 => "l2",
+            Layer::Db => "db",
+        }
+    }
+
+    /// `X-Cache`: `HIT` when a cache answered, `MISS` when Postgres did.
+    pub fn x_cache(self) -> &'static str {
+        match self {
+            Layer::L1 | Layer::L2 => "HIT",
+            Layer::Db => "MISS",
+        }
+    }
+}
+
+/// A lookup's answer: the target (None: unknown or inactive) and who gave it.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub target: Option<Arc<Target>>,
+    pub layer: Layer,
+}
+
+/// An L1 entry.
+#[derive(Debug)]
+struct Entry {
+    target: Option<Arc<Target>>,
+    /// The invalidation epoch when its load started.
+    epoch: u64,
+    /// Where the load found it.
+    layer: Layer,
+}
+
+/// Positive and negative entries live for different times.
+struct EntryExpiry {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl Expiry<Arc<str>, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<Entry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(if value.target.is_some() {
+            self.positive
+        } else {
+            self.negative
+        })
+    }
+}
+
+/// Settings for [`LinkCache::new`].
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// L1 entries; 0 disables L1.
+    pub l1_capacity: u64,
+    pub l1_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub l2_ttl: Duration,
+    /// Key prefix in Valkey (`<prefix>:link:<code>`).
+    pub key_prefix: String,
+}
+
+/// The tiered link cache. Cheap to clone.
+#[derive(Clone)]
+pub struct LinkCache(Arc<Inner>);
+
+struct Inner {
+    db: PgPool,
+    l1: Option<moka::future::Cache<Arc<str>, Arc<Entry>>>,
+    l2: Option<Valkey>,
+    l2_ttl: Duration,
+    key_prefix: String,
+    /// Bumped by every invalidation.
+    epoch: AtomicU64,
+    /// Code → epoch of its latest invalidation (recent ones only).
+    invalidated: moka::sync::Cache<Arc<str>, u64>,
+    metrics: RedirectMetrics,
+}
+
+impl LinkCache {
+    pub fn new(
+        db: PgPool,
+        l2: Option<Valkey>,
+        settings: &CacheSettings,
+        metrics: RedirectMetrics,
+    ) -> Self {
+        let l1 = (settings.l1_capacity > 0).then(|| {
+            moka::future::Cache::builder()
+                .name("links")
+                .max_capacity(settings.l1_capacity)
+                .expire_after(EntryExpiry {
+                    positive: settings.l1_ttl,
+                    negative: settings.negative_ttl,
+                })
+                .build()
+        });
+        Self(Arc::new(Inner {
+            db,
+            l1,
+            l2,
+            l2_ttl: settings.l2_ttl,
+            key_prefix: settings.key_prefix.clone(),
+            epoch: AtomicU64::new(0),
+            invalidated: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(INVALIDATION_MEMORY)
+                .build(),
+            metrics,
+        }))
+    }
+
+    /// Resolves a code. Unknown and inactive codes are `target: None`.
+    pub async fn lookup(&self, code: &str) -> Result<Lookup, RedirectError> {
+        let inner = &self.0;
+        let Some(l1) = &inner.l1 else {
+            let entry = self.load(code).await?;
+            return Ok(Lookup {
+                target: entry.target.clone(),
+                layer: entry.layer,
+            });
+        };
+        if let Some(entry) = l1.get(code).await {
+            if self.is_current(code, &entry) {
+                return Ok(Lookup {
+                    target: entry.target.clone(),
+                    layer: Layer::L1,
+                });
+            }
+            l1.invalidate(code).await;
+        }
+        // Two tries: a load that raced an invalidation is dropped and redone.
+        let mut last = None;
+        for _ in 0..2 {
+            let key: Arc<str> = Arc::from(code);
+            let entry = l1
+                .entry(key)
+                .or_try_insert_with(self.load(code))
+                .await
+                .map_err(|e| RedirectError::Unavailable(e.to_string()))?;
+            let fresh = entry.is_fresh();
+            let entry = entry.into_value();
+            let lookup = Lookup {
+                target: entry.target.clone(),
+                layer: if fresh { entry.layer } else { Layer::L1 },
+            };
+            if self.is_current(code, &entry) {
+                return Ok(lookup);
+            }
+            l1.invalidate(code).await;
+            last = Some(lookup);
+        }
+        // Invalidated twice while loading: answer from Postgres directly.
+        match self.load_db(code).await {
+            Ok(target) => Ok(Lookup {
+                target: target.map(Arc::new),
+                layer: Layer::Db,
+            }),
+            Err(e) => last.ok_or(e),
+        }
+    }
+
+    /// Drops a code from L1 and tombstones it in L2.
+    pub async fn invalidate(&self, code: &str) {
+        let inner = &self.0;
+        let epoch = inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let key: Arc<str> = Arc::from(code);
+        inner.invalidated.insert(key.clone(), epoch);
+        if let Some(l1) = &inner.l1 {
+            l1.invalidate(&key).await;
+        }
+        if let Some(l2) = &inner.l2
+            && let Err(e) = l2.set(&self.l2_key(code), TOMBSTONE, TOMBSTONE_TTL).await
+        {
+            self.l2_failed("invalidate", &e);
+        }
+        inner.metrics.invalidations.add(1, &[]);
+    }
+
+    /// Drops every L1 entry (after a gap in the change stream).
+    pub fn invalidate_all_local(&self) {
+        if let Some(l1) = &self.0.l1 {
+            l1.invalidate_all();
+        }
+    }
+
+    /// Whether no invalidation of `code` happened after `entry`'s load began.
+    fn is_current(&self, code: &str, entry: &Entry) -> bool {
+        self.0
+            .invalidated
+            .get(code)
+            .is_none_or(|invalidated_at| entry.epoch >= invalidated_at)
+    }
+
+    fn l2_key(&self, code: &str) -> String {
+        format!("{}:link:{code}", self.0.key_prefix)
+    }
+
+    /// L2, then Postgres (writing what Postgres found back to L2).
+    async fn load(&self, code: &str) -> Result<Arc<Entry>, RedirectError> {
+        let inner = &self.0;
+        let epoch = inner.epoch.load(Ordering::Acquire);
+        let mut tombstoned = false;
+        if let Some(l2) = &inner.l2 {
+            match l2.get(&self.l2_key(code)).await {
+                Ok(Some(value)) if value == TOMBSTONE => tombstoned = true,
+                Ok(Some(value)) => {
+                    if let Some(target) = Target::from_l2(&value) {
+                        return Ok(Arc::new(Entry {
+                            target: Some(Arc::new(target)),
+                            epoch,
+                            layer: Layer::L2,
+                        }));
+                    }
+                    tracing::warn!(short_code = code, "unreadable Valkey value; ignoring it");
+                }
+                Ok(None) => {}
+                Err(e) => self.l2_failed("get", &e),
+            }
+        }
+        let target = self.load_db(code).await?;
+        if let (Some(l2), Some(target), false) = (&inner.l2, &target, tombstoned) {
+            // Off the request path: the answer does not wait for the write.
+            let (l2, key, value, ttl, cache) = (
+                l2.clone(),
+                self.l2_key(code),
+                target.to_l2(),
+                inner.l2_ttl,
+                self.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = l2.set_if_absent(&key, &value, ttl).await {
+                    cache.l2_failed("set", &e);
+                }
+            });
+        }
+        Ok(Arc::new(Entry {
+            target: target.map(Arc::new),
+            epoch,
+            layer: Layer::Db,
+        }))
+    }
+
+    async fn load_db(&self, code: &str) -> Result<Option<Target>, RedirectError> {
+        sqlx::query_as::<_, Target>(
+            "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
+        )
+        .bind(code)
+        .fetch_optional(&self.0.db)
+        .await
+        .map_err(|e| RedirectError::Unavailable(e.to_string()))
+    }
+
+    fn l2_failed(&self, op: &'static str, e: &CacheError) {
+        self.0.metrics.valkey_errors.add(1, &[]);
+        tracing::debug!(op, error = %e, "valkey command failed; carrying on without it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l2_values_round_trip_urls_with_tabs_in_the_tail() {
+        let t = Target {
+            url_id: 7,
+            user_id: 3,
+            original_url: "https://example.com/a\tb?q=1".into(),
+        };
+        assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
+        assert_eq!(Target::from_l2("x\t1\thttps://a"), None);
+        assert_eq!(Target::from_l2(TOMBSTONE), None);
+    }
 }

@@ -1,8 +1,143 @@
-//! Shared state of the redirect handlers.
+//! Shared state of the redirect handlers, and the service's metrics.
 
+use std::sync::Arc;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use shortline_shared::cache::Valkey;
 use sqlx::PgPool;
+
+use crate::clicks::{ClickSink, TrustedProxies};
+use crate::resolve::LinkCache;
 
 #[derive(Clone)]
 pub struct RedirectState {
     pub db: PgPool,
+    pub valkey: Option<Valkey>,
+    pub nats: Option<async_nats::Client>,
+    pub links: LinkCache,
+    pub clicks: ClickSink,
+    pub trusted_proxies: Arc<TrustedProxies>,
+    pub metrics: RedirectMetrics,
+}
+
+/// Every instrument the redirect service records (names follow
+/// `shortline.redirect.*` / `shortline.clicks.*`; the Prometheus exporter
+/// turns dots into underscores and adds `_total` / unit suffixes).
+#[derive(Clone)]
+pub struct RedirectMetrics(Arc<Instruments>);
+
+pub struct Instruments {
+    /// Lookups by the layer that answered (`l1`, `l2`, `db`) and result
+    /// (`found`, `not_found`).
+    pub lookups: Counter<u64>,
+    /// Cache entries dropped because a link changed.
+    pub invalidations: Counter<u64>,
+    /// Valkey commands that failed or timed out (the request carried on).
+    pub valkey_errors: Counter<u64>,
+    /// Clicks accepted into the buffer.
+    pub clicks_buffered: Counter<u64>,
+    /// Clicks lost, by reason (`overflow`: buffer full; `shutdown`: not
+    /// published before the flush deadline).
+    pub clicks_dropped: Counter<u64>,
+    /// Clicks acknowledged by JetStream.
+    pub clicks_published: Counter<u64>,
+    /// Batch publishes that failed (the batch is retried).
+    pub click_publish_failures: Counter<u64>,
+    /// Clicks waiting in the buffer.
+    pub click_buffer_depth: Gauge<u64>,
+    /// Clicks per published batch.
+    pub click_batch_size: Histogram<u64>,
+    /// Time from sending a batch to its ack.
+    pub click_publish_seconds: Histogram<f64>,
+    /// Up (1) or down (0), by dependency (`postgres`, `valkey`, `nats`).
+    pub dependency_up: Gauge<u64>,
+}
+
+impl RedirectMetrics {
+    pub fn new() -> Self {
+        let meter = shortline_shared::telemetry::meter();
+        Self(Arc::new(Instruments {
+            lookups: meter
+                .u64_counter("shortline.redirect.lookups")
+                .with_description("Short-code lookups by answering layer (l1, l2, db) and result")
+                .build(),
+            invalidations: meter
+                .u64_counter("shortline.redirect.invalidations")
+                .with_description("Cache entries dropped on a link-change event")
+                .build(),
+            valkey_errors: meter
+                .u64_counter("shortline.redirect.valkey.errors")
+                .with_description("Valkey commands that failed or timed out")
+                .build(),
+            clicks_buffered: meter
+                .u64_counter("shortline.clicks.buffered")
+                .with_description("Click events accepted into the publish buffer")
+                .build(),
+            clicks_dropped: meter
+                .u64_counter("shortline.clicks.dropped")
+                .with_description("Click events lost, by reason (overflow, shutdown)")
+                .build(),
+            clicks_published: meter
+                .u64_counter("shortline.clicks.published")
+                .with_description("Click events acknowledged by JetStream")
+                .build(),
+            click_publish_failures: meter
+                .u64_counter("shortline.clicks.publish.failures")
+                .with_description("Click batch publishes that failed and will be retried")
+                .build(),
+            click_buffer_depth: meter
+                .u64_gauge("shortline.clicks.buffer.depth")
+                .with_description("Click events waiting in the publish buffer")
+                .build(),
+            click_batch_size: meter
+                .u64_histogram("shortline.clicks.batch.size")
+                .with_description("Click events per published batch")
+                .with_boundaries(vec![
+                    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+                ])
+                .build(),
+            click_publish_seconds: meter
+                .f64_histogram("shortline.clicks.publish.duration")
+                .with_unit("s")
+                .with_description("Time from sending a click batch to its JetStream ack")
+                .with_boundaries(shortline_shared::telemetry::SECONDS_BUCKETS.to_vec())
+                .build(),
+            dependency_up: meter
+                .u64_gauge("shortline.dependency.up")
+                .with_description("Whether a backing server is reachable (1) or not (0)")
+                .build(),
+        }))
+    }
+
+    /// Records one lookup.
+    pub fn lookup(&self, layer: &'static str, found: bool) {
+        self.0.lookups.add(
+            1,
+            &[
+                KeyValue::new("layer", layer),
+                KeyValue::new("result", if found { "found" } else { "not_found" }),
+            ],
+        );
+    }
+
+    /// Records a dependency's state.
+    pub fn dependency(&self, name: &'static str, up: bool) {
+        self.0
+            .dependency_up
+            .record(u64::from(up), &[KeyValue::new("dependency", name)]);
+    }
+}
+
+impl Default for RedirectMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for RedirectMetrics {
+    type Target = Instruments;
+    fn deref(&self) -> &Instruments {
+        &self.0
+    }
 }

@@ -1,31 +1,81 @@
-//! The redirect route through the real router against a real database.
+//! The redirect service through its real router, against a real per-test
+//! Postgres database, real Valkey and real NATS. The degradation tests start
+//! their own `valkey-server` / `nats-server` (from the tools directory) so
+//! that they can stop them, and reach Postgres through a proxy they can cut.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use futures::StreamExt;
 use http_body_util::BodyExt;
-use shortline_redirect::state::RedirectState;
+use shortline_redirect::Service;
+use shortline_redirect::config::RedirectConfig;
+use shortline_shared::events::{Change, ChangeEnvelope, ClickBatch, LinkSnapshot, Subjects};
+use shortline_shared::testing::{OwnServer, ServerKind, TcpProxy, unique_prefix};
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
-async fn insert_link(db: &PgPool, code: &str, url: &str, active: bool) {
-    sqlx::query(
-        "INSERT INTO urls (user_id, short_code, original_url, is_active) VALUES (1, $1, $2, $3)",
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn shared_valkey() -> String {
+    env_or("VALKEY_URL", "redis://127.0.0.1:56379")
+}
+
+fn shared_nats() -> String {
+    env_or("NATS_URL", "nats://127.0.0.1:54222")
+}
+
+/// A config for a test: its own prefix, the given servers.
+fn config(valkey: &str, nats: &str) -> RedirectConfig {
+    let mut c = RedirectConfig::for_urls("postgres://unused", valkey, nats, &unique_prefix());
+    c.click_linger_ms = 1;
+    c
+}
+
+async fn insert_link(db: &PgPool, code: &str, url: &str, active: bool) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO urls (user_id, short_code, original_url, is_active) VALUES (7, $1, $2, $3) RETURNING id",
     )
     .bind(code)
     .bind(url)
     .bind(active)
-    .execute(db)
+    .fetch_one(db)
     .await
-    .expect("insert link");
+    .expect("insert link")
 }
 
-async fn call(
-    db: &PgPool,
-    method: Method,
-    uri: &str,
-) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let app = shortline_redirect::router(RedirectState { db: db.clone() });
-    let res = app
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn x_cache(&self) -> &str {
+        self.headers
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+async fn call(service: &Service, method: Method, uri: &str) -> Answer {
+    let res = shortline_redirect::router(service.state.clone())
         .oneshot(
             Request::builder()
                 .method(method)
@@ -37,58 +87,467 @@ async fn call(
         .expect("answers");
     let status = res.status();
     let headers = res.headers().clone();
-    (
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    Answer {
         status,
         headers,
-        res.into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec(),
+        body,
+    }
+}
+
+async fn get(service: &Service, uri: &str) -> Answer {
+    call(service, Method::GET, uri).await
+}
+
+/// Reads every click in the test's click stream (waiting up to `expect`
+/// clicks for a few seconds).
+async fn clicks(
+    nats_url: &str,
+    subjects: &Subjects,
+    expect: usize,
+) -> Vec<shortline_shared::events::Click> {
+    let client = async_nats::connect(nats_url).await.expect("nats");
+    let js = jetstream::new(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut found = Vec::new();
+        if let Ok(stream) = js.get_stream(subjects.clicks_stream()).await {
+            let consumer = stream
+                .create_consumer(consumer::pull::Config {
+                    ack_policy: consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .expect("consumer");
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1000)
+                .expires(Duration::from_millis(300))
+                .messages()
+                .await
+                .expect("fetch");
+            while let Some(Ok(m)) = batch.next().await {
+                let b: ClickBatch = serde_json::from_slice(&m.payload).expect("click batch");
+                found.extend(b.clicks);
+            }
+        }
+        if found.len() >= expect || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes a link change as the API's outbox relay would.
+async fn publish_change(nats_url: &str, subjects: &Subjects, change: Change) {
+    let client = async_nats::connect(nats_url).await.expect("nats");
+    let js = jetstream::new(client);
+    shortline_shared::nats::ensure_stream(
+        &js,
+        shortline_shared::nats::changes_stream_config(subjects),
     )
+    .await
+    .expect("stream");
+    let env = ChangeEnvelope::new(change);
+    js.publish(
+        subjects.change(&env.change),
+        serde_json::to_vec(&env).expect("json").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
 }
 
-#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
-async fn redirects_to_the_stored_url_exactly(db: PgPool) {
-    let target = "https://opswise.net/harbor/journey/1?q=a%20b&x=1#frag";
-    insert_link(&db, "ALQRog", target, true).await;
-    for method in [Method::GET, Method::HEAD] {
-        let (status, headers, _) = call(&db, method.clone(), "/ALQRog").await;
-        assert_eq!(status, StatusCode::FOUND, "{method}");
-        assert_eq!(
-            headers.get("location").and_then(|v| v.to_str().ok()),
-            Some(target)
-        );
-        assert_eq!(
-            headers.get("x-cache").and_then(|v| v.to_str().ok()),
-            Some("MISS")
-        );
+fn snapshot(id: i64, code: &str, url: &str, active: bool) -> LinkSnapshot {
+    LinkSnapshot {
+        id,
+        user_id: 7,
+        short_code: code.into(),
+        original_url: url.into(),
+        is_active: active,
+        updated_at: chrono::Utc::now(),
+    }
+}
+
+/// Polls until `f` holds (change events are asynchronous here: no API waits
+/// for them in these tests).
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
-async fn unknown_and_inactive_codes_are_json_404(db: PgPool) {
-    insert_link(&db, "off123", "https://example.com", false).await;
-    for uri in ["/off123", "/nope42", "/alqrog"] {
-        let (status, headers, body) = call(&db, Method::GET, uri).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
-        assert!(headers.get("location").is_none());
-        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
-        assert!(json["error"].is_string());
+async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
+    let url = "https://example.com/a/b?x=1&y=%20z#frag";
+    insert_link(&db, "abc123", url, true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+
+    let first = get(&service, "/abc123").await;
+    assert_eq!(first.status, StatusCode::FOUND);
+    assert_eq!(first.location(), url);
+    assert_eq!(first.x_cache(), "MISS", "first answer comes from Postgres");
+    let second = get(&service, "/abc123").await;
+    assert_eq!(
+        (second.status, second.location(), second.x_cache()),
+        (StatusCode::FOUND, url, "HIT")
+    );
+    let head = call(&service, Method::HEAD, "/abc123").await;
+    assert_eq!((head.status, head.location()), (StatusCode::FOUND, url));
+
+    // A second replica (empty L1) finds it in Valkey: a HIT, not Postgres.
+    let replica = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    let mut from_l2 = get(&replica, "/abc123").await;
+    for _ in 0..50 {
+        // The first replica writes Valkey off the request path.
+        if from_l2.x_cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        replica.state.links.invalidate_all_local();
+        from_l2 = get(&replica, "/abc123").await;
     }
-    let (status, _, body) = call(&db, Method::POST, "/off123").await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+    assert_eq!((from_l2.location(), from_l2.x_cache()), (url, "HIT"));
+
+    // Two GETs on the first replica, one on the second: three clicks; HEAD
+    // records none.
+    let subjects = Subjects::new(&c.nats_prefix);
+    let got = clicks(&shared_nats(), &subjects, 3).await;
+    assert!(got.len() >= 3, "clicks: {got:?}");
+    assert!(
+        got.iter()
+            .all(|k| k.short_code == "abc123" && k.user_id == 7)
+    );
+    service.shutdown().await;
+    replica.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn unknown_and_inactive_codes_are_json_404_and_cached_negatively(db: PgPool) {
+    insert_link(&db, "sleepy", "https://example.com/s", false).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let subjects = Subjects::new(&c.nats_prefix);
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    for uri in ["/nope42", "/sleepy", &format!("/{}", "x".repeat(65))] {
+        let a = get(&service, uri).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(a.json()["error"], "Short code not found");
+    }
+    let post = call(&service, Method::POST, "/nope42").await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(post.json()["error"].is_string());
+
+    // Created behind the cache's back: still a (negatively cached) 404 ...
+    let id = insert_link(&db, "nope42", "https://example.com/new", true).await;
+    assert_eq!(get(&service, "/nope42").await.status, StatusCode::NOT_FOUND);
+    // ... until its change event arrives.
+    publish_change(
+        &shared_nats(),
+        &subjects,
+        Change::LinkCreated {
+            link: snapshot(id, "nope42", "https://example.com/new", true),
+        },
+    )
+    .await;
+    eventually("link.created drops the negative entry", || async {
+        get(&service, "/nope42").await.status == StatusCode::FOUND
+    })
+    .await;
+
+    // Deactivated: the change event makes it a 404 again.
+    sqlx::query("UPDATE urls SET is_active = false WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .expect("deactivate");
+    publish_change(
+        &shared_nats(),
+        &subjects,
+        Change::LinkUpdated {
+            link: snapshot(id, "nope42", "https://example.com/new", false),
+            changed: vec!["is_active".into()],
+        },
+    )
+    .await;
+    eventually("link.updated drops the entry", || async {
+        get(&service, "/nope42").await.status == StatusCode::NOT_FOUND
+    })
+    .await;
+    service.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn clicks_carry_the_request_and_a_truncated_client_address(db: PgPool) {
+    let id = insert_link(&db, "clicky", "https://example.com/c", true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    // A real listener, so the handler sees the TCP peer (127.0.0.1, a trusted
+    // proxy by default).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = shortline_redirect::router(service.state.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = http
+        .get(format!("http://{addr}/clicky"))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+        )
+        .header("referer", "https://news.example.org/item?id=1")
+        .header("x-forwarded-for", "10.9.9.9, 198.51.100.77")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), reqwest::StatusCode::FOUND);
+    let head = http
+        .head(format!("http://{addr}/clicky"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), reqwest::StatusCode::FOUND);
+    let missing = http
+        .get(format!("http://{addr}/absent"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+
+    // Wait for the first click, give a wrong second one time to show up,
+    // then read them all.
+    clicks(&shared_nats(), &Subjects::new(&c.nats_prefix), 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = clicks(&shared_nats(), &Subjects::new(&c.nats_prefix), 1).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "one click for the GET, none for HEAD or 404: {got:?}"
+    );
+    let click = &got[0];
+    assert_eq!((click.url_id, click.user_id), (id, 7));
+    assert_eq!(click.ip.as_deref(), Some("198.51.100.0"));
+    assert_eq!(
+        click.user_agent.as_deref(),
+        Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
+    );
+    assert_eq!(
+        click.referrer.as_deref(),
+        Some("https://news.example.org/item?id=1")
+    );
+    assert_eq!(click.event_id.to_string().len(), 26);
+    server.abort();
+    service.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn valkey_down_redirects_still_succeed(db: PgPool) {
+    insert_link(&db, "warm01", "https://example.com/w", true).await;
+    insert_link(&db, "cold01", "https://example.com/c", true).await;
+    let mut valkey = OwnServer::start(ServerKind::Valkey).await;
+    let c = config(&valkey.url(), &shared_nats());
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    eventually("valkey connected", || async {
+        service
+            .state
+            .valkey
+            .as_ref()
+            .is_some_and(|v| v.is_connected())
+    })
+    .await;
+    assert_eq!(get(&service, "/warm01").await.status, StatusCode::FOUND);
+
+    valkey.stop();
+    let warm = get(&service, "/warm01").await;
+    assert_eq!((warm.status, warm.x_cache()), (StatusCode::FOUND, "HIT"));
+    let started = std::time::Instant::now();
+    let cold = get(&service, "/cold01").await;
+    assert_eq!(
+        (cold.status, cold.location(), cold.x_cache()),
+        (StatusCode::FOUND, "https://example.com/c", "MISS")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a dead Valkey must not stall the request"
+    );
+    let ready = get(&service, "/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["valkey"], "unreachable");
+
+    // Back: used again (a replica with an empty L1 reads what is written now).
+    valkey.resume().await;
+    eventually("valkey reconnected", || async {
+        service
+            .state
+            .valkey
+            .as_ref()
+            .is_some_and(|v| v.is_connected())
+    })
+    .await;
+    service.state.links.invalidate_all_local();
+    assert_eq!(get(&service, "/cold01").await.status, StatusCode::FOUND);
+    service.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn postgres_unreachable_cached_links_still_redirect(db: PgPool) {
+    insert_link(&db, "inl1", "https://example.com/1", true).await;
+    insert_link(&db, "inl2", "https://example.com/2", true).await;
+    insert_link(&db, "nowhere", "https://example.com/n", true).await;
+    let opts = db.connect_options().as_ref().clone();
+    let target: SocketAddr = ([127, 0, 0, 1], opts.get_port()).into();
+    let proxy = TcpProxy::start(target).await;
+    let through_proxy = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with(opts.port(proxy.addr().port()));
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = Service::start_with_pool(&c, through_proxy.clone())
+        .await
+        .expect("starts");
+    // A replica without L1: only Valkey can save it.
+    let mut c2 = c.clone();
+    c2.l1_capacity = 0;
+    let l2_only = Service::start_with_pool(&c2, through_proxy)
+        .await
+        .expect("starts");
+
+    assert_eq!(get(&service, "/inl1").await.status, StatusCode::FOUND);
+    assert_eq!(get(&service, "/inl2").await.status, StatusCode::FOUND);
+    eventually("inl2 written to Valkey", || async {
+        get(&l2_only, "/inl2").await.x_cache() == "HIT"
+    })
+    .await;
+
+    proxy.cut().await;
+    let a = get(&service, "/inl1").await;
+    assert_eq!(
+        (a.status, a.location(), a.x_cache()),
+        (StatusCode::FOUND, "https://example.com/1", "HIT")
+    );
+    let b = get(&l2_only, "/inl2").await;
+    assert_eq!(
+        (b.status, b.location(), b.x_cache()),
+        (StatusCode::FOUND, "https://example.com/2", "HIT")
+    );
+    let unknown = get(&service, "/nowhere").await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not cached and no Postgres"
+    );
+    assert!(unknown.json()["error"].is_string());
+    let ready = get(&service, "/ready").await;
+    assert_eq!(
+        (ready.status, ready.json()["postgres"].as_str()),
+        (StatusCode::OK, Some("unreachable"))
+    );
+    service.shutdown().await;
+    l2_only.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn nats_down_redirects_succeed_and_buffered_clicks_are_published_after(db: PgPool) {
+    insert_link(&db, "buffy", "https://example.com/b", true).await;
+    let mut nats = OwnServer::start(ServerKind::Nats).await;
+    let c = config(&shared_valkey(), &nats.url());
+    let subjects = Subjects::new(&c.nats_prefix);
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    for _ in 0..5 {
+        assert_eq!(get(&service, "/buffy").await.status, StatusCode::FOUND);
+    }
+    assert_eq!(clicks(&nats.url(), &subjects, 5).await.len(), 5);
+
+    nats.stop();
+    for _ in 0..40 {
+        assert_eq!(get(&service, "/buffy").await.status, StatusCode::FOUND);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = get(&service, "/ready").await;
+    assert_eq!(ready.json()["nats"], "unreachable");
+
+    nats.resume().await;
+    let got = clicks(&nats.url(), &subjects, 45).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = clicks(&nats.url(), &subjects, 45).await;
+    assert_eq!(
+        (got.len(), again.len()),
+        (45, 45),
+        "every click once, none twice"
+    );
+    let mut ids: Vec<_> = again.iter().map(|k| k.event_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 45);
+    service.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn shutdown_flushes_the_click_buffer(db: PgPool) {
+    insert_link(&db, "flush1", "https://example.com/f", true).await;
+    let mut c = config(&shared_valkey(), &shared_nats());
+    // Batches would wait a minute to fill: only the shutdown flush sends them.
+    c.click_linger_ms = 60_000;
+    c.click_batch_max = 10_000;
+    let subjects = Subjects::new(&c.nats_prefix);
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    for _ in 0..25 {
+        assert_eq!(get(&service, "/flush1").await.status, StatusCode::FOUND);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = clicks(&shared_nats(), &subjects, 0).await.len();
+    assert_eq!(before, 0, "nothing sent before the shutdown");
+    tokio::time::timeout(Duration::from_secs(15), service.shutdown())
+        .await
+        .expect("shutdown finishes");
+    assert_eq!(clicks(&shared_nats(), &subjects, 25).await.len(), 25);
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn health_and_ready(db: PgPool) {
-    let (status, _, body) = call(&db, Method::GET, "/health").await;
-    assert_eq!(status, StatusCode::OK);
+    let service = Service::start_with_pool(&config(&shared_valkey(), &shared_nats()), db)
+        .await
+        .expect("starts");
+    let h = get(&service, "/health").await;
     assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&body).ok(),
-        Some(serde_json::json!({"status": "ok"}))
+        (h.status, h.json()["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
     );
-    assert_eq!(call(&db, Method::GET, "/ready").await.0, StatusCode::OK);
+    let r = get(&service, "/ready").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["postgres"], "ok");
+    service.shutdown().await;
 }

@@ -1,0 +1,407 @@
+//! Click events: one per successful redirect, never waited on by the request.
+//!
+//! The handler hands a [`Click`] to the [`ClickSink`], which only tries to
+//! put it in a bounded buffer: when the buffer is full (NATS has been away
+//! for a while) the click is dropped and counted in
+//! `shortline_clicks_dropped_total{reason="overflow"}`. The
+//! [`ClickPublisher`] task takes clicks out in batches (up to
+//! `CLICK_BATCH_MAX`, or what arrived within `CLICK_LINGER_MS`), publishes
+//! each batch as one JetStream message with `Nats-Msg-Id` = the batch ULID,
+//! and retries a batch until it is acknowledged; the stream's duplicate
+//! window drops a batch sent twice. On shutdown it publishes what is left,
+//! for at most `CLICK_FLUSH_TIMEOUT_SECS`.
+//!
+//! Also here: the client address that goes into a click, taken from
+//! `X-Forwarded-For` only when the peer is a trusted proxy, and always cut
+//! to its network part (IPv4 /24, IPv6 /48).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+use opentelemetry::KeyValue;
+use shortline_shared::events::{Click, ClickBatch, Subjects};
+use shortline_shared::nats::{clicks_stream_config, ensure_stream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::RedirectMetrics;
+
+/// Longest `User-Agent` / `Referer` kept in a click.
+const MAX_HEADER_CHARS: usize = 512;
+/// Longest wait for one batch's ack before it is retried.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The request side: non-blocking, never fails the request.
+#[derive(Clone)]
+pub struct ClickSink {
+    tx: mpsc::Sender<Click>,
+    metrics: RedirectMetrics,
+}
+
+impl ClickSink {
+    /// Buffers a click, or drops and counts it when the buffer is full.
+    pub fn record(&self, click: Click) {
+        match self.tx.try_send(click) {
+            Ok(()) => self.metrics.clicks_buffered.add(1, &[]),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics
+                    .clicks_dropped
+                    .add(1, &[KeyValue::new("reason", "overflow")]);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.metrics
+                    .clicks_dropped
+                    .add(1, &[KeyValue::new("reason", "shutdown")]);
+            }
+        }
+    }
+
+    /// Clicks waiting in the buffer.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Settings for [`ClickPublisher`].
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub buffer: usize,
+    pub batch_max: usize,
+    pub linger: Duration,
+    pub flush_timeout: Duration,
+}
+
+/// The publishing side: a task that owns the buffer's receiver.
+pub struct ClickPublisher {
+    rx: mpsc::Receiver<Click>,
+    js: jetstream::Context,
+    subjects: Subjects,
+    settings: PublisherSettings,
+    metrics: RedirectMetrics,
+    stream_ready: bool,
+}
+
+/// Creates the buffer: the sink for handlers and the publisher task.
+pub fn channel(
+    client: async_nats::Client,
+    subjects: Subjects,
+    settings: PublisherSettings,
+    metrics: RedirectMetrics,
+) -> (ClickSink, ClickPublisher) {
+    let (tx, rx) = mpsc::channel(settings.buffer.max(1));
+    let sink = ClickSink {
+        tx,
+        metrics: metrics.clone(),
+    };
+    let publisher = ClickPublisher {
+        rx,
+        js: jetstream::new(client),
+        subjects,
+        settings,
+        metrics,
+        stream_ready: false,
+    };
+    (sink, publisher)
+}
+
+impl ClickPublisher {
+    /// Publishes batches until `cancel` fires, then flushes what is left.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let max = self.settings.batch_max.max(1);
+        let mut batch: Vec<Click> = Vec::with_capacity(max);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                n = self.rx.recv_many(&mut batch, max) => if n == 0 { break },
+            }
+            // Let a small batch fill for a moment under load; a lone click
+            // still leaves within the linger time.
+            let deadline = tokio::time::Instant::now() + self.settings.linger;
+            while batch.len() < max {
+                let room = max - batch.len();
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    got = tokio::time::timeout_at(deadline, self.rx.recv_many(&mut batch, room)) => {
+                        if !matches!(got, Ok(n) if n > 0) {
+                            break;
+                        }
+                    }
+                }
+            }
+            self.record_depth();
+            let clicks = std::mem::replace(&mut batch, Vec::with_capacity(max));
+            if let Err(unsent) = self.publish_until_acked(clicks, &cancel, None).await {
+                batch = unsent;
+                break;
+            }
+        }
+        self.flush(batch).await;
+    }
+
+    /// After the signal: no new clicks; publish everything buffered, within
+    /// the flush timeout; count the rest as dropped.
+    async fn flush(mut self, mut pending: Vec<Click>) {
+        self.rx.close();
+        while let Ok(click) = self.rx.try_recv() {
+            pending.push(click);
+        }
+        let total = pending.len();
+        if total == 0 {
+            return;
+        }
+        tracing::info!(clicks = total, "flushing buffered clicks before exit");
+        let deadline = Instant::now() + self.settings.flush_timeout;
+        let never = CancellationToken::new();
+        let max = self.settings.batch_max.max(1);
+        let mut lost = 0usize;
+        while !pending.is_empty() {
+            let rest = pending.split_off(pending.len().min(max));
+            let chunk = std::mem::replace(&mut pending, rest);
+            if let Err(unsent) = self
+                .publish_until_acked(chunk, &never, Some(deadline))
+                .await
+            {
+                lost = unsent.len() + pending.len();
+                break;
+            }
+        }
+        if lost > 0 {
+            self.metrics
+                .clicks_dropped
+                .add(lost as u64, &[KeyValue::new("reason", "shutdown")]);
+            tracing::error!(
+                clicks = lost,
+                "NATS unavailable at shutdown; buffered clicks were lost"
+            );
+        } else {
+            tracing::info!(clicks = total, "buffered clicks flushed");
+        }
+        self.record_depth();
+    }
+
+    /// Sends one batch until JetStream acknowledges it. Gives the clicks back
+    /// when `cancel` fires or `deadline` passes first.
+    async fn publish_until_acked(
+        &mut self,
+        clicks: Vec<Click>,
+        cancel: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Result<(), Vec<Click>> {
+        let count = clicks.len() as u64;
+        let batch = ClickBatch::new(clicks);
+        let payload: bytes::Bytes = match serde_json::to_vec(&batch) {
+            Ok(p) => p.into(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a click batch");
+                return Ok(());
+            }
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            match self.publish_once(&batch, payload.clone()).await {
+                Ok(()) => {
+                    self.metrics.clicks_published.add(count, &[]);
+                    self.metrics.click_batch_size.record(count, &[]);
+                    self.metrics
+                        .click_publish_seconds
+                        .record(started.elapsed().as_secs_f64(), &[]);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.click_publish_failures.add(1, &[]);
+                    self.stream_ready = false;
+                    tracing::warn!(error = %e, clicks = count, "click batch not published; retrying");
+                }
+            }
+            self.record_depth();
+            let wait = match deadline {
+                Some(d) if Instant::now() + backoff >= d => return Err(batch.clicks),
+                _ => backoff,
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return Err(batch.clicks),
+                () = tokio::time::sleep(wait) => {},
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn publish_once(
+        &mut self,
+        batch: &ClickBatch,
+        payload: bytes::Bytes,
+    ) -> Result<(), async_nats::Error> {
+        if !self.stream_ready {
+            tokio::time::timeout(
+                ACK_TIMEOUT,
+                ensure_stream(&self.js, clicks_stream_config(&self.subjects)),
+            )
+            .await??;
+            self.stream_ready = true;
+        }
+        let message = PublishMessage::build()
+            .payload(payload)
+            .message_id(batch.batch_id.to_string());
+        let ack = self
+            .js
+            .send_publish(self.subjects.clicks(), message)
+            .await?;
+        tokio::time::timeout(ACK_TIMEOUT, ack).await??;
+        Ok(())
+    }
+
+    fn record_depth(&self) {
+        self.metrics
+            .click_buffer_depth
+            .record(self.rx.len() as u64, &[]);
+    }
+}
+
+/// Networks whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets)
+    }
+
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+
+    /// The client's address: the peer itself, unless the peer is a trusted
+    /// proxy, in which case the right-most `X-Forwarded-For` entry that is
+    /// not a trusted proxy (entries further left are the client's own
+    /// claims and are ignored).
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.contains(&peer) {
+            return Some(peer);
+        }
+        let mut client = peer;
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>() else {
+                // Garbage in the chain: stop trusting what is left of it.
+                break;
+            };
+            client = ip;
+            if !self.contains(&ip) {
+                break;
+            }
+        }
+        Some(client)
+    }
+}
+
+/// The address with its host part zeroed: IPv4 keeps /24, IPv6 /48.
+pub fn anonymize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::V4(Ipv4Addr::new(a, b, c, 0))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => anonymize(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// A header's value for a click: valid UTF-8, cut to a bounded length.
+pub fn header_text(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
+    let value = headers.get(name)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(text.chars().take(MAX_HEADER_CHARS).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxies() -> TrustedProxies {
+        TrustedProxies::new(vec![
+            "127.0.0.1/32".parse().expect("valid"),
+            "10.0.0.0/8".parse().expect("valid"),
+        ])
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().expect("valid"));
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let p = proxies();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("valid");
+        // Untrusted peer: its own address, whatever it claims.
+        assert_eq!(
+            p.client_ip(Some(ip("203.0.113.9")), &xff("1.2.3.4")),
+            Some(ip("203.0.113.9"))
+        );
+        // Trusted peer: the right-most untrusted hop.
+        assert_eq!(
+            p.client_ip(
+                Some(ip("127.0.0.1")),
+                &xff("6.6.6.6, 198.51.100.7, 10.1.2.3")
+            ),
+            Some(ip("198.51.100.7"))
+        );
+        // Trusted peer, no header: the peer.
+        assert_eq!(
+            p.client_ip(Some(ip("10.0.0.5")), &HeaderMap::new()),
+            Some(ip("10.0.0.5"))
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            p.client_ip(Some(ip("127.0.0.1")), &xff("1.1.1.1, junk, 10.0.0.9")),
+            Some(ip("10.0.0.9"))
+        );
+        assert_eq!(p.client_ip(None, &xff("1.1.1.1")), None);
+    }
+
+    #[test]
+    fn addresses_lose_their_host_part() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("valid");
+        assert_eq!(anonymize(ip("198.51.100.77")), ip("198.51.100.0"));
+        assert_eq!(
+            anonymize(ip("2001:db8:abcd:12:1:2:3:4")),
+            ip("2001:db8:abcd::")
+        );
+        assert_eq!(anonymize(ip("::ffff:192.0.2.200")), ip("192.0.2.0"));
+    }
+
+    #[test]
+    fn header_text_is_trimmed_and_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert("user-agent", "x".repeat(2000).parse().expect("valid"));
+        h.insert("referer", "  ".parse().expect("valid"));
+        assert_eq!(
+            header_text(&h, axum::http::header::USER_AGENT).map(|s| s.len()),
+            Some(512)
+        );
+        assert_eq!(header_text(&h, axum::http::header::REFERER), None);
+    }
+}

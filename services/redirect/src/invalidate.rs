@@ -1,0 +1,137 @@
+//! Push invalidation: every replica reads the link-change stream and drops
+//! the changed codes from its caches.
+//!
+//! Each replica has its own ephemeral pull consumer on the change stream
+//! (named `redirect-<ULID>`, filtered to link changes, explicit acks, removed
+//! by the server a while after the replica stops pulling). A message is acked
+//! only after [`LinkCache::invalidate`] has dropped the L1 entry and
+//! tombstoned the L2 key; the write side waits for that ack before it
+//! answers, which is what makes the next redirect see the change.
+//!
+//! If the consumer is lost (NATS restarted, network gap), a new one starts
+//! right after the last sequence this replica handled, so no change is
+//! missed while the stream still holds it; when that is not known, the whole
+//! L1 is dropped instead.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures::StreamExt;
+use shortline_shared::events::{ChangeEnvelope, Subjects};
+use shortline_shared::nats::{INVALIDATION_CONSUMER_PREFIX, changes_stream_config, ensure_stream};
+use tokio_util::sync::CancellationToken;
+
+use crate::resolve::LinkCache;
+
+/// How long the server keeps a consumer nobody pulls from.
+const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
+
+/// The change-stream reader of one replica.
+pub struct Invalidator {
+    js: jetstream::Context,
+    subjects: Subjects,
+    links: LinkCache,
+    /// Stream sequence of the last change handled.
+    last_sequence: Option<u64>,
+}
+
+impl Invalidator {
+    pub fn new(client: async_nats::Client, subjects: Subjects, links: LinkCache) -> Self {
+        Self {
+            js: jetstream::new(client),
+            subjects,
+            links,
+            last_sequence: None,
+        }
+    }
+
+    /// Reads changes until `cancel` fires, re-creating the consumer after any
+    /// failure (with backoff).
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut first = true;
+        loop {
+            let result = tokio::select! {
+                () = cancel.cancelled() => break,
+                r = self.consume(&mut first) => r,
+            };
+            match result {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "link-change consumer stopped; re-creating it")
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(backoff) => {},
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        tracing::info!("link-change consumer stopped");
+    }
+
+    async fn consume(&mut self, first: &mut bool) -> Result<(), async_nats::Error> {
+        ensure_stream(&self.js, changes_stream_config(&self.subjects)).await?;
+        let stream = self.js.get_stream(self.subjects.changes_stream()).await?;
+        let deliver_policy = match self.last_sequence {
+            Some(seq) => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
+            None => {
+                if !*first {
+                    // A gap of unknown size: nothing local can be trusted.
+                    self.links.invalidate_all_local();
+                }
+                consumer::DeliverPolicy::New
+            }
+        };
+        let name = format!("{INVALIDATION_CONSUMER_PREFIX}{}", ulid::Ulid::generate());
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                name: Some(name.clone()),
+                description: Some("redirect replica cache invalidation".into()),
+                deliver_policy,
+                ack_policy: consumer::AckPolicy::Explicit,
+                filter_subject: self.subjects.link_changes_wildcard(),
+                inactive_threshold: INACTIVE_THRESHOLD,
+                ack_wait: Duration::from_secs(5),
+                ..Default::default()
+            })
+            .await?;
+        *first = false;
+        tracing::info!(consumer = %name, "reading link changes");
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(256)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            match serde_json::from_slice::<ChangeEnvelope>(&message.payload) {
+                Ok(envelope) => {
+                    if let Some(link) = envelope.change.link() {
+                        self.links.invalidate(&link.short_code).await;
+                        tracing::debug!(
+                            short_code = %link.short_code,
+                            url_id = link.id,
+                            change = envelope.change.kind(),
+                            "cache entry dropped"
+                        );
+                    }
+                }
+                Err(e) => {
+                    // Unknown versions and shapes are skipped, not retried.
+                    tracing::warn!(error = %e, subject = %message.subject, "unreadable change event skipped");
+                }
+            }
+            let sequence = message.info().map(|i| i.stream_sequence).ok();
+            message.ack_with(AckKind::Ack).await?;
+            if let Some(seq) = sequence {
+                self.last_sequence = Some(seq);
+            }
+        }
+        Ok(())
+    }
+}

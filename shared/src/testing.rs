@@ -1,0 +1,210 @@
+//! Test support (feature `testing`): real `nats-server` / `valkey-server`
+//! processes started from the project's tools directory on free ports, and
+//! a TCP proxy that a test can cut to make a server unreachable.
+//!
+//! The binaries come from `$SHORTLINE_TOOLS_DIR/bin/` (`make test` sets it;
+//! `make tools` installs them). Every process is killed when its handle
+//! drops, and its data directory removed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A unique, NATS-token-safe name (`t-<ulid>`), for subjects, streams and keys.
+pub fn unique_prefix() -> String {
+    format!("t-{}", ulid::Ulid::generate().to_string().to_lowercase())
+}
+
+/// `$SHORTLINE_TOOLS_DIR/bin/<name>`, or `tools/venv/bin/<name>` in the repo.
+pub fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SHORTLINE_TOOLS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/venv"),
+        PathBuf::from,
+    );
+    let path = dir.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `make tools` (or set SHORTLINE_TOOLS_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// Which server an [`OwnServer`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `nats-server -js`, data in its own directory.
+    Nats,
+    /// `valkey-server` without persistence.
+    Valkey,
+}
+
+/// A server process owned by one test. Can be stopped and started again on
+/// the same port (and, for NATS, the same JetStream store).
+pub struct OwnServer {
+    kind: ServerKind,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnServer {
+    /// Starts the server on a free port and waits until it accepts
+    /// connections.
+    pub async fn start(kind: ServerKind) -> Self {
+        let dir = std::env::temp_dir().join(format!("shortline-{}", unique_prefix()));
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let mut server = Self {
+            kind,
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `nats://127.0.0.1:<port>` or `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        match self.kind {
+            ServerKind::Nats => format!("nats://127.0.0.1:{}", self.port),
+            ServerKind::Valkey => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Kills the process (like a crash: no goodbye to clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory.
+    pub async fn resume(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let port = self.port.to_string();
+        let mut command = match self.kind {
+            ServerKind::Nats => {
+                let mut c = Command::new(tool("nats-server"));
+                c.args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
+                    .arg(&self.dir);
+                c
+            }
+            ServerKind::Valkey => {
+                let mut c = Command::new(tool("valkey-server"));
+                c.args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                ])
+                .arg(&self.dir);
+                c
+            }
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{:?} server starts: {e}", self.kind));
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        for _ in 0..200 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{:?} server did not listen on {addr}", self.kind);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Forwards a loopback port to a target until cut: [`TcpProxy::cut`] closes
+/// the listener and every open connection, so the target looks gone to
+/// clients while it keeps running for everyone else.
+pub struct TcpProxy {
+    addr: SocketAddr,
+    cut: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy addr");
+        let cut = CancellationToken::new();
+        let stop = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    },
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => {},
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {},
+                    }
+                });
+            }
+        });
+        Self { addr, cut, task }
+    }
+
+    /// The proxy's own address (point clients here).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes the listener and every connection through it.
+    pub async fn cut(&self) {
+        self.cut.cancel();
+        // Wait for the accept loop to drop the listener.
+        while !self.task.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut.cancel();
+    }
+}
