@@ -53,6 +53,12 @@ pub struct ApiConfig {
     #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 2000)]
     pub outbox_poll_ms: u64,
 
+    /// How long a link change waits, before the API answers, for every
+    /// redirect replica to drop the link from its caches; 0 leaves
+    /// propagation to the outbox relay alone.
+    #[arg(long, env = "INVALIDATION_WAIT_MS", default_value_t = 500)]
+    pub invalidation_wait_ms: u64,
+
     /// Log line format: json or pretty.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -65,6 +71,10 @@ impl ApiConfig {
 
     pub fn outbox_poll(&self) -> Duration {
         Duration::from_millis(self.outbox_poll_ms)
+    }
+
+    pub fn invalidation_wait(&self) -> Duration {
+        Duration::from_millis(self.invalidation_wait_ms)
     }
 
     /// Defaults for a given database and NATS server (used by tests and tools).

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::outbox::OutboxRelay;
+use crate::outbox::{OutboxRelay, Propagator};
 use crate::state::{ApiMetrics, AppState};
 
 /// The complete HTTP application: API routes, docs, metrics, and the
@@ -73,9 +73,11 @@ pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
     let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-api")
         .await
         .context("invalid NATS_URL")?;
+    let subjects = Subjects::new(&config.nats_prefix);
     Ok(AppState {
         db,
-        subjects: Subjects::new(&config.nats_prefix),
+        propagator: Propagator::new(Some(nats.clone()), &subjects, config.invalidation_wait()),
+        subjects,
         config: Arc::new(config),
         metrics: ApiMetrics::new(),
         nats: Some(nats),

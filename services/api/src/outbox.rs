@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use futures::StreamExt;
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use shortline_shared::events::{ChangeEnvelope, Subjects};
 use shortline_shared::nats::{changes_stream_config, ensure_stream};
@@ -22,20 +24,56 @@ use tokio_util::sync::CancellationToken;
 /// The Postgres channel the outbox trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "shortline_outbox";
 
+/// A change this transaction wrote to the outbox, kept so that it can be
+/// published right after the commit ([`Propagator`]).
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub event_id: String,
+    pub subject: String,
+    pub event_type: &'static str,
+    pub payload: bytes::Bytes,
+}
+
+impl Enqueued {
+    /// Whether redirect replicas must see this change before the API answers.
+    fn is_link_change(&self) -> bool {
+        self.event_type.starts_with("link.")
+    }
+}
+
 /// Writes one change event to the outbox inside the caller's transaction.
 pub async fn enqueue(
     conn: &mut PgConnection,
     subjects: &Subjects,
     event: &ChangeEnvelope,
-) -> Result<(), sqlx::Error> {
+) -> Result<Enqueued, sqlx::Error> {
     let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let enqueued = Enqueued {
+        event_id: event.event_id.to_string(),
+        subject: subjects.change(&event.change),
+        event_type: event.change.kind(),
+        payload: serde_json::to_vec(&payload)
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?
+            .into(),
+    };
     sqlx::query("INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)")
-        .bind(event.event_id.to_string())
-        .bind(subjects.change(&event.change))
+        .bind(&enqueued.event_id)
+        .bind(&enqueued.subject)
         .bind(payload)
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(enqueued)
+}
+
+/// A JetStream message for one change: `Nats-Msg-Id` is the event ULID, so
+/// the relay and the fast path can both send it and the stream keeps one.
+fn change_message(event_id: &str, event_type: &str, payload: bytes::Bytes) -> PublishMessage {
+    let mut headers = HeaderMap::new();
+    headers.insert("Shortline-Event-Type", event_type);
+    PublishMessage::build()
+        .payload(payload)
+        .headers(headers)
+        .message_id(event_id)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,12 +257,11 @@ impl OutboxRelay {
         let mut pending: Vec<(i64, PublishAckFuture)> = Vec::with_capacity(rows.len());
         let mut send_error = None;
         for row in &rows {
-            let mut headers = HeaderMap::new();
-            headers.insert("Shortline-Event-Type", event_type(&row.payload));
-            let message = PublishMessage::build()
-                .payload(serde_json::to_vec(&row.payload).unwrap_or_default().into())
-                .headers(headers)
-                .message_id(&row.event_id);
+            let message = change_message(
+                &row.event_id,
+                &event_type(&row.payload),
+                serde_json::to_vec(&row.payload).unwrap_or_default().into(),
+            );
             match self.js.send_publish(row.subject.clone(), message).await {
                 Ok(ack) => pending.push((row.id, ack)),
                 Err(e) => {
@@ -275,6 +312,181 @@ impl OutboxRelay {
                 Err(RelayError::Publish(error))
             }
             None => Ok(rows.len()),
+        }
+    }
+}
+
+/// Publishes a transaction's changes right after its commit, instead of
+/// waiting for the relay, and for link changes waits until every redirect
+/// replica has dropped the link from its caches, so that the API's answer
+/// is never followed by a stale redirect.
+///
+/// Everything here is best effort within `INVALIDATION_WAIT_MS`: when NATS is
+/// down or a replica is slow, the request answers anyway (the rows stay in
+/// the outbox for the relay; the miss is counted) and caches converge when
+/// the events arrive, or at the latest when their TTL ends.
+#[derive(Clone)]
+pub struct Propagator {
+    client: Option<async_nats::Client>,
+    js: Option<jetstream::Context>,
+    stream: String,
+    wait: Duration,
+    metrics: PropagateMetrics,
+}
+
+#[derive(Clone)]
+struct PropagateMetrics {
+    wait_seconds: Histogram<f64>,
+}
+
+/// How a propagation ended (the `outcome` label of
+/// `shortline_invalidation_wait_duration_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Published, and every redirect replica acknowledged the link changes.
+    Acknowledged,
+    /// Published; nothing to wait for (no link change).
+    Published,
+    /// Not finished within the wait; the relay takes over.
+    TimedOut,
+    /// NATS unavailable or the publish failed; the relay takes over.
+    Failed,
+    /// No NATS configured, or waiting disabled.
+    Skipped,
+}
+
+impl Propagation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Propagation::Acknowledged => "acknowledged",
+            Propagation::Published => "published",
+            Propagation::TimedOut => "timeout",
+            Propagation::Failed => "failed",
+            Propagation::Skipped => "skipped",
+        }
+    }
+}
+
+impl Propagator {
+    /// `wait` zero disables the fast path (the relay alone publishes).
+    pub fn new(client: Option<async_nats::Client>, subjects: &Subjects, wait: Duration) -> Self {
+        let meter = shortline_shared::telemetry::meter();
+        Self {
+            js: client.clone().map(jetstream::new),
+            client,
+            stream: subjects.changes_stream(),
+            wait,
+            metrics: PropagateMetrics {
+                wait_seconds: meter
+                    .f64_histogram("shortline.invalidation.wait.duration")
+                    .with_unit("s")
+                    .with_description(
+                        "Time a write waited for its change to be published and applied by every redirect replica, by outcome",
+                    )
+                    .with_boundaries(shortline_shared::telemetry::SECONDS_BUCKETS.to_vec())
+                    .build(),
+            },
+        }
+    }
+
+    /// Publishes `changes` (committed already) and waits as described above.
+    pub async fn propagate(&self, db: &PgPool, changes: Vec<Enqueued>) -> Propagation {
+        let (Some(client), Some(js)) = (&self.client, &self.js) else {
+            return Propagation::Skipped;
+        };
+        if changes.is_empty() || self.wait.is_zero() {
+            return Propagation::Skipped;
+        }
+        let started = Instant::now();
+        let outcome = if shortline_shared::nats::is_connected(client) {
+            match tokio::time::timeout(self.wait, self.publish_and_wait(db, js, &changes)).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "change not propagated at once; the outbox relay will publish it");
+                    Propagation::Failed
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        wait_ms = self.wait.as_millis() as u64,
+                        "redirect replicas did not acknowledge a change in time; caches may lag"
+                    );
+                    Propagation::TimedOut
+                }
+            }
+        } else {
+            Propagation::Failed
+        };
+        self.metrics.wait_seconds.record(
+            started.elapsed().as_secs_f64(),
+            &[KeyValue::new("outcome", outcome.as_str())],
+        );
+        outcome
+    }
+
+    async fn publish_and_wait(
+        &self,
+        db: &PgPool,
+        js: &jetstream::Context,
+        changes: &[Enqueued],
+    ) -> Result<Propagation, async_nats::Error> {
+        let mut acks = Vec::with_capacity(changes.len());
+        for change in changes {
+            let message =
+                change_message(&change.event_id, change.event_type, change.payload.clone());
+            acks.push(js.send_publish(change.subject.clone(), message).await?);
+        }
+        let mut last_link_sequence = None;
+        for (change, ack) in changes.iter().zip(acks) {
+            // A duplicate (the relay was faster) acks with the original
+            // sequence, which is just as good.
+            let ack = ack.await?;
+            if change.is_link_change() {
+                last_link_sequence = Some(ack.sequence);
+            }
+        }
+        let ids: Vec<&str> = changes.iter().map(|c| c.event_id.as_str()).collect();
+        sqlx::query("DELETE FROM outbox WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .execute(db)
+            .await?;
+        let Some(sequence) = last_link_sequence else {
+            return Ok(Propagation::Published);
+        };
+        self.wait_for_redirect_replicas(js, sequence).await?;
+        Ok(Propagation::Acknowledged)
+    }
+
+    /// Polls the change stream's consumers until every redirect replica's
+    /// consumer has acknowledged `sequence` (or has nothing left to do).
+    async fn wait_for_redirect_replicas(
+        &self,
+        js: &jetstream::Context,
+        sequence: u64,
+    ) -> Result<(), async_nats::Error> {
+        let stream = js.get_stream(&self.stream).await?;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            let mut consumers = stream.consumers();
+            let mut behind = 0usize;
+            while let Some(info) = consumers.next().await {
+                let info = info?;
+                if !info
+                    .name
+                    .starts_with(shortline_shared::nats::INVALIDATION_CONSUMER_PREFIX)
+                {
+                    continue;
+                }
+                let caught_up = info.ack_floor.stream_sequence >= sequence
+                    || (info.num_pending == 0 && info.num_ack_pending == 0);
+                if !caught_up {
+                    behind += 1;
+                }
+            }
+            if behind == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 }

@@ -8,6 +8,7 @@ use shortline_shared::events::Subjects;
 use sqlx::PgPool;
 
 use crate::config::ApiConfig;
+use crate::outbox::Propagator;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +18,8 @@ pub struct AppState {
     pub metrics: ApiMetrics,
     /// The NATS client, when one was configured (readiness reports it).
     pub nats: Option<async_nats::Client>,
+    /// Publishes committed changes at once and waits for the redirect caches.
+    pub propagator: Propagator,
 }
 
 /// Business instruments of the write side.

@@ -43,8 +43,9 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Link, ApiError> {
     let change = ChangeEnvelope::new(Change::LinkCreated {
         link: link.snapshot(),
     });
-    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    let enqueued = outbox::enqueue(&mut tx, &state.subjects, &change).await?;
     tx.commit().await?;
+    state.propagator.propagate(&state.db, vec![enqueued]).await;
     state.metrics.links_created.add(1, &[]);
     tracing::info!(url_id = link.id, short_code = %link.short_code, "link created");
     Ok(link)
@@ -143,14 +144,16 @@ pub async fn update(state: &AppState, id: i64, patch: LinkPatch) -> Result<Link,
         );
         events::repo::insert(&mut tx, &record).await?;
     }
+    let mut enqueued = Vec::new();
     if !changed.is_empty() {
         let change = ChangeEnvelope::new(Change::LinkUpdated {
             link: link.snapshot(),
             changed: changed.iter().map(|(f, _)| (*f).to_owned()).collect(),
         });
-        outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+        enqueued.push(outbox::enqueue(&mut tx, &state.subjects, &change).await?);
     }
     tx.commit().await?;
+    state.propagator.propagate(&state.db, enqueued).await;
     Ok(link)
 }
 
@@ -171,19 +174,22 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
     let change = ChangeEnvelope::new(Change::LinkDeleted {
         link: link.snapshot(),
     });
-    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    let enqueued = outbox::enqueue(&mut tx, &state.subjects, &change).await?;
     tx.commit().await?;
+    state.propagator.propagate(&state.db, vec![enqueued]).await;
     Ok(())
 }
 
 /// Deactivates a deleted user's links inside the caller's transaction, each
-/// with an `updated` event and an outbox row.
+/// with an `updated` event and an outbox row (returned, to propagate after
+/// the commit).
 pub async fn deactivate_for_user(
     state: &AppState,
     conn: &mut PgConnection,
     user_id: i64,
-) -> Result<usize, ApiError> {
+) -> Result<Vec<outbox::Enqueued>, ApiError> {
     let links = repo::deactivate_for_user(conn, user_id).await?;
+    let mut enqueued = Vec::with_capacity(links.len());
     for link in &links {
         let record = EventRecord::now(
             link.id,
@@ -196,9 +202,9 @@ pub async fn deactivate_for_user(
             link: link.snapshot(),
             changed: vec!["is_active".into()],
         });
-        outbox::enqueue(conn, &state.subjects, &change).await?;
+        enqueued.push(outbox::enqueue(conn, &state.subjects, &change).await?);
     }
-    Ok(links.len())
+    Ok(enqueued)
 }
 
 /// `GET /urls/{id}/stats`.

@@ -58,12 +58,14 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
     let user = repo::soft_delete(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound("User not found"))?;
-    let deactivated = links::deactivate_for_user(state, &mut tx, user.id).await?;
+    let mut enqueued = links::deactivate_for_user(state, &mut tx, user.id).await?;
+    let deactivated = enqueued.len();
     let change = ChangeEnvelope::new(Change::UserDeleted {
         user: UserSnapshot { id: user.id },
     });
-    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
+    enqueued.push(outbox::enqueue(&mut tx, &state.subjects, &change).await?);
     tx.commit().await?;
+    state.propagator.propagate(&state.db, enqueued).await;
     tracing::info!(
         user_id = id,
         deactivated_links = deactivated,

@@ -1,12 +1,15 @@
 //! Test harness: the real router over a per-test database (`#[sqlx::test]`
 //! creates and drops one per test), driven with `tower::ServiceExt::oneshot`.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use shortline_api::config::ApiConfig;
+use shortline_api::outbox::Propagator;
 use shortline_api::state::{ApiMetrics, AppState};
 use shortline_shared::events::Subjects;
 use sqlx::PgPool;
@@ -74,6 +77,7 @@ impl TestApp {
             }),
             metrics: ApiMetrics::new(),
             nats: None,
+            propagator: Propagator::new(None, &Subjects::new(prefix), Duration::ZERO),
         };
         Self {
             router: shortline_api::router(state.clone()),

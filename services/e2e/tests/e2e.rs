@@ -1,0 +1,269 @@
+//! The write API and two redirect replicas against the same real Postgres,
+//! Valkey and NATS: after the API answers a change, the very next redirect
+//! on any replica reflects it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use shortline_api::config::ApiConfig;
+use shortline_api::outbox::{OutboxRelay, Propagator};
+use shortline_api::state::{ApiMetrics, AppState};
+use shortline_redirect::Service;
+use shortline_redirect::config::RedirectConfig;
+use shortline_shared::events::Subjects;
+use shortline_shared::testing::unique_prefix;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+async fn send(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = router
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("answers");
+    let status = res.status();
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, json, location)
+}
+
+/// What a redirect for a code must answer right now.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    Found(String),
+    NotFound,
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
+    let prefix = unique_prefix();
+    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
+    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let subjects = Subjects::new(&prefix);
+
+    // Two redirect replicas (own L1 each, shared Valkey), started first so
+    // their change consumers exist before the first change.
+    let config = RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    let replicas = [
+        Service::start_with_pool(&config, db.clone())
+            .await
+            .expect("replica a"),
+        Service::start_with_pool(&config, db.clone())
+            .await
+            .expect("replica b"),
+    ];
+    let redirect: Vec<Router> = replicas
+        .iter()
+        .map(|s| shortline_redirect::router(s.state.clone()))
+        .collect();
+
+    // The API, with its relay running too (the fast path and the relay race
+    // for the same rows; the stream keeps one of each).
+    let client = shortline_shared::nats::connect(&nats_url, "e2e")
+        .await
+        .expect("nats");
+    let api_config = ApiConfig::for_urls("postgres://unused", &nats_url);
+    let state = AppState {
+        db: db.clone(),
+        subjects: subjects.clone(),
+        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(5)),
+        config: Arc::new(api_config),
+        metrics: ApiMetrics::new(),
+        nats: Some(client.clone()),
+    };
+    let relay = OutboxRelay::new(
+        db.clone(),
+        client.clone(),
+        subjects.clone(),
+        Duration::from_millis(200),
+    );
+    let stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(stop.clone()));
+    let api = shortline_api::router(state);
+
+    // Wait until both replicas read the change stream (it exists once the
+    // relay has started).
+    let js = async_nats::jetstream::new(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut readers = 0;
+        if let Ok(stream) = js.get_stream(subjects.changes_stream()).await {
+            let mut consumers = stream.consumers();
+            while let Some(Ok(info)) = consumers.next().await {
+                readers += usize::from(
+                    info.name
+                        .starts_with(shortline_shared::nats::INVALIDATION_CONSUMER_PREFIX),
+                );
+            }
+        }
+        if readers == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replicas never subscribed ({readers})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (status, user, _) = send(
+        &api,
+        Method::POST,
+        "/users",
+        Some(json!({"username": "e2e", "email": "e2e@example.com"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let user_id = user["id"].as_i64().expect("user id");
+
+    let mut stale = Vec::new();
+    let mut pairs = 0usize;
+    let mut link: Option<(i64, String)> = None;
+    let mut current = String::new();
+    let mut round = 0usize;
+    while pairs < 1000 {
+        round += 1;
+        // A live link to work on; a new one takes a code that both replicas
+        // have just cached as unknown.
+        let (id, code) = match &link {
+            Some(l) => l.clone(),
+            None => {
+                let code = format!("e2e-{round}");
+                for r in &redirect {
+                    let (s, _, _) = send(r, Method::GET, &format!("/{code}"), None).await;
+                    assert_eq!(s, StatusCode::NOT_FOUND);
+                }
+                current = format!("https://example.com/{round}/start");
+                let (s, body, _) = send(
+                    &api,
+                    Method::POST,
+                    "/urls",
+                    Some(json!({"user_id": user_id, "original_url": current, "short_code": code})),
+                )
+                .await;
+                assert_eq!(s, StatusCode::CREATED, "{body}");
+                let l = (body["id"].as_i64().expect("url id"), code);
+                link = Some(l.clone());
+                pairs += 1;
+                check(
+                    &redirect,
+                    &l.1,
+                    &Expect::Found(current.clone()),
+                    &mut stale,
+                    pairs,
+                )
+                .await;
+                l
+            }
+        };
+        let uri = format!("/urls/{id}");
+        // Warm both replicas with the current answer, then change it.
+        check(
+            &redirect,
+            &code,
+            &Expect::Found(current.clone()),
+            &mut stale,
+            pairs,
+        )
+        .await;
+        let step = round % 4;
+        let expect = match step {
+            0 | 1 => {
+                current = format!("https://example.com/{round}/target-{step}");
+                let (s, body, _) = send(
+                    &api,
+                    Method::PUT,
+                    &uri,
+                    Some(json!({"original_url": current})),
+                )
+                .await;
+                assert_eq!(s, StatusCode::OK, "{body}");
+                Expect::Found(current.clone())
+            }
+            2 => {
+                let (s, body, _) =
+                    send(&api, Method::PUT, &uri, Some(json!({"is_active": false}))).await;
+                assert_eq!(s, StatusCode::OK, "{body}");
+                pairs += 1;
+                check(&redirect, &code, &Expect::NotFound, &mut stale, pairs).await;
+                let (s, body, _) =
+                    send(&api, Method::PUT, &uri, Some(json!({"is_active": true}))).await;
+                assert_eq!(s, StatusCode::OK, "{body}");
+                Expect::Found(current.clone())
+            }
+            _ => {
+                let (s, _, _) = send(&api, Method::DELETE, &uri, None).await;
+                assert_eq!(s, StatusCode::NO_CONTENT);
+                link = None;
+                Expect::NotFound
+            }
+        };
+        pairs += 1;
+        check(&redirect, &code, &expect, &mut stale, pairs).await;
+    }
+    assert!(
+        stale.is_empty(),
+        "{} stale answers in {pairs} change→redirect pairs: {:?}",
+        stale.len(),
+        &stale[..stale.len().min(10)]
+    );
+
+    stop.cancel();
+    relay_task.await.expect("relay stops");
+    for s in replicas {
+        s.shutdown().await;
+    }
+}
+
+/// Asks both replicas; records every answer that differs from `expect`.
+async fn check(
+    redirect: &[Router],
+    code: &str,
+    expect: &Expect,
+    stale: &mut Vec<String>,
+    pair: usize,
+) {
+    for (i, r) in redirect.iter().enumerate() {
+        let (status, _, location) = send(r, Method::GET, &format!("/{code}"), None).await;
+        let got = match status {
+            StatusCode::FOUND => Expect::Found(location),
+            StatusCode::NOT_FOUND => Expect::NotFound,
+            other => panic!("unexpected status {other}"),
+        };
+        if &got != expect {
+            stale.push(format!(
+                "pair {pair} replica {i} code {code}: expected {expect:?}, got {got:?}"
+            ));
+        }
+    }
+}
