@@ -5,6 +5,9 @@
 #   GET  /users?per_page=1    200, a JSON array
 #   POST /users               201, a user with an id
 #   POST /urls                201, a link with a short_code
+#   GET  /{short_code}        302 to exactly that URL (twice: MISS then HIT), HEAD 302 too
+#   PUT  /urls/{id}           deactivate, then GET /{short_code} is 404 JSON at once
+#   GET  /no-such-code        404 JSON
 #   GET  /metrics             404 (never exposed through the edge)
 #
 # EDGE_URL overrides the edge address (default http://$EDGE_LISTEN).
@@ -35,6 +38,22 @@ r = eval(sys.argv[1])
 print(r)
 sys.exit(0 if r is not False else 1)
 ' "$1" <<<"$BODY"
+}
+
+# redirect_check METHOD CODE WANT_LOCATION WANT_X_CACHE (empty: any)
+redirect_check() {
+	local headers status location cache method=(-X "$1")
+	[[ $1 == HEAD ]] && method=(-I)
+	headers="$(curl -sS --max-time 10 -o /dev/null -D - "${method[@]}" "$EDGE_URL/$2" | tr -d '\r')" || headers=""
+	status="$(awk 'NR == 1 {print $2}' <<<"$headers")"
+	location="$(awk -F': ' 'tolower($1) == "location" {print $2}' <<<"$headers")"
+	cache="$(awk -F': ' 'tolower($1) == "x-cache" {print $2}' <<<"$headers")"
+	if [[ $status == 302 && $location == "$3" && (-z $4 || $cache == "$4") ]]; then
+		log "ok   $1 /{short_code} (302, X-Cache: $cache)"
+	else
+		log "FAIL $1 /$2: want 302 to $3 (X-Cache ${4:-any}), got $status to '$location' (X-Cache '$cache')"
+		failures=$((failures + 1))
+	fi
 }
 
 check() {
@@ -76,17 +95,40 @@ if check "POST /users" 201; then
 fi
 
 if [[ $user_id =~ ^[0-9]+$ ]]; then
-	request POST /urls "{\"user_id\":$user_id,\"original_url\":\"https://example.com/smoke/$suffix\",\"title\":\"smoke $suffix\"}"
+	target="https://example.com/smoke/$suffix?q=1&r=%20x"
+	request POST /urls "{\"user_id\":$user_id,\"original_url\":\"$target\",\"title\":\"smoke $suffix\"}"
+	code=""
+	url_id=""
 	if check "POST /urls" 201; then
-		json_check 'isinstance(v.get("short_code"), str) and len(v["short_code"]) >= 6' >/dev/null || {
+		code="$(json_check 'v["short_code"]' 2>/dev/null)" || code=""
+		url_id="$(json_check 'v["id"]' 2>/dev/null)" || url_id=""
+		[[ ${#code} -ge 6 ]] || {
 			log "FAIL POST /urls: no short_code in ${BODY:0:300}"
 			failures=$((failures + 1))
 		}
+	fi
+	if [[ -n $code && -n $url_id ]]; then
+		for want_cache in MISS HIT; do
+			redirect_check GET "$code" "$target" "$want_cache"
+		done
+		redirect_check HEAD "$code" "$target" ""
+		request PUT "/urls/$url_id" '{"is_active": false}'
+		check "PUT /urls/{id} deactivate" 200 || true
+		request GET "/$code"
+		check "GET /{short_code} right after deactivation" 404 || true
 	fi
 else
 	log "skip POST /urls (no user)"
 	failures=$((failures + 1))
 fi
+
+request GET /no-such-code-$suffix
+check "GET unknown code" 404 && {
+	json_check 'isinstance(v.get("error"), str)' >/dev/null || {
+		log "FAIL GET unknown code: not a JSON error: ${BODY:0:300}"
+		failures=$((failures + 1))
+	}
+}
 
 request GET /metrics
 check "GET /metrics through the edge is not exposed" 404 || true
