@@ -196,6 +196,21 @@ impl Subjects {
         format!("{}_CLICKS", self.stream_token())
     }
 
+    /// Subject of click batches the analytics consumer gave up on.
+    pub fn dead_letter_clicks(&self) -> String {
+        format!("{}.deadletter.clicks", self.prefix)
+    }
+
+    /// Wildcard covering every dead-letter subject.
+    pub fn dead_letter_wildcard(&self) -> String {
+        format!("{}.deadletter.>", self.prefix)
+    }
+
+    /// JetStream stream holding dead letters.
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}_DEADLETTER", self.stream_token())
+    }
+
     /// JetStream stream holding the change events.
     pub fn changes_stream(&self) -> String {
         format!("{}_CHANGES", self.stream_token())
@@ -254,5 +269,7 @@ mod tests {
         assert_eq!(s.link_changes_wildcard(), "t-01abc.changes.link.>");
         assert_eq!(s.clicks(), "t-01abc.clicks");
         assert_eq!(s.clicks_stream(), "T_01ABC_CLICKS");
+        assert_eq!(s.dead_letter_clicks(), "t-01abc.deadletter.clicks");
+        assert_eq!(s.dead_letter_stream(), "T_01ABC_DEADLETTER");
     }
 }

@@ -69,6 +69,20 @@ pub fn clicks_stream_config(subjects: &Subjects) -> stream::Config {
     }
 }
 
+/// Dead letters: messages a consumer could not process after its bounded
+/// redeliveries, kept for a person to look at (30 days).
+pub fn dead_letter_stream_config(subjects: &Subjects) -> stream::Config {
+    stream::Config {
+        name: subjects.dead_letter_stream(),
+        description: Some("Shortline dead letters (messages consumers gave up on)".into()),
+        subjects: vec![subjects.dead_letter_wildcard()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        ..Default::default()
+    }
+}
+
 /// Creates the stream, or updates it in place when its config changed, so
 /// every replica can call this at start.
 pub async fn ensure_stream(

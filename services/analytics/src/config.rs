@@ -1,6 +1,7 @@
 //! Analytics service configuration, from the environment (or flags).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use shortline_shared::telemetry::LogFormat;
 
@@ -19,11 +20,70 @@ pub struct AnalyticsConfig {
     )]
     pub database_url: String,
 
+    /// NATS URL (the click stream).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
+    pub nats_url: String,
+
+    /// Prefix of every NATS subject and stream.
+    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
+    pub nats_prefix: String,
+
     /// Address of the health/readiness/metrics endpoint.
     #[arg(long, env = "ANALYTICS_LISTEN", default_value = "127.0.0.1:18082")]
     pub listen: SocketAddr,
 
+    /// Largest connection pool to Postgres.
+    #[arg(long, env = "ANALYTICS_DB_MAX_CONNECTIONS", default_value_t = 4)]
+    pub db_max_connections: u32,
+
+    /// Durable consumer name, shared by every replica.
+    #[arg(long, env = "ANALYTICS_CONSUMER", default_value = "analytics")]
+    pub consumer: String,
+
+    /// Most click batches (messages) written in one transaction.
+    #[arg(long, env = "ANALYTICS_BATCH_MESSAGES", default_value_t = 64)]
+    pub batch_messages: usize,
+
+    /// Most clicks written in one transaction.
+    #[arg(long, env = "ANALYTICS_BATCH_CLICKS", default_value_t = 10_000)]
+    pub batch_clicks: usize,
+
+    /// How long a batch waits for more messages once one has arrived
+    /// (light traffic: a lone click is written after at most this long).
+    #[arg(long, env = "ANALYTICS_BATCH_WAIT_MS", default_value_t = 5)]
+    pub batch_wait_ms: u64,
+
+    /// Deliveries of an undecodable message before it is dead-lettered.
+    #[arg(long, env = "ANALYTICS_MAX_DELIVER", default_value_t = 5)]
+    pub max_deliver: i64,
+
+    /// How long the server waits for an ack before redelivering.
+    #[arg(long, env = "ANALYTICS_ACK_WAIT_SECS", default_value_t = 30)]
+    pub ack_wait_secs: u64,
+
     /// Log line format: json or pretty.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+}
+
+impl AnalyticsConfig {
+    /// The defaults, pointed at the given servers (for tests and tools).
+    pub fn for_urls(nats_url: &str, prefix: &str) -> Self {
+        use clap::Parser;
+        Self::parse_from([
+            "shortline-analytics",
+            "--nats-url",
+            nats_url,
+            "--nats-prefix",
+            prefix,
+        ])
+    }
+
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.ack_wait_secs)
+    }
 }

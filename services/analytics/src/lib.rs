@@ -1,11 +1,18 @@
-//! Shortline's analytics service (`shortline-analytics`).
+//! Shortline's analytics service (`shortline-analytics`): the click stream
+//! into the contract's event log and per-link statistics.
 //!
-//! It will consume the click stream into event rows and per-link rollups
-//! (issue #4). Today it serves its operational endpoints — `/health`,
-//! `/ready` (Postgres) and `/metrics` — so it deploys and is probed like the
-//! other services.
+//! `consumer` reads click batches from JetStream (one durable consumer
+//! shared by every replica) and acks them after `repo` has written their
+//! event rows and rollups; `rollup` classifies user agents and referrers for
+//! the breakdowns. Beside it the service serves `/health`, `/ready`
+//! (Postgres and NATS) and `/metrics`.
 
 pub mod config;
+pub mod consumer;
+pub mod repo;
+pub mod rollup;
+
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -14,13 +21,27 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use shortline_shared::db::{self, PoolSettings};
+use shortline_shared::events::Subjects;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::AnalyticsConfig;
+use crate::consumer::{ClickConsumer, ConsumerMetrics, ConsumerSettings};
+
+/// How often consumer lag is read into the metrics.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// What the operational endpoints look at.
+#[derive(Clone)]
+pub struct AnalyticsState {
+    pub db: PgPool,
+    pub nats: async_nats::Client,
+}
 
 /// The operational HTTP endpoints.
-pub fn router(db: PgPool) -> Router {
+pub fn router(state: AnalyticsState) -> Router {
     let app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -29,41 +50,107 @@ pub fn router(db: PgPool) -> Router {
             get(shortline_shared::telemetry::metrics_handler),
         )
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "Not found") })
-        .with_state(db);
+        .with_state(state);
     with_common_layers(app, &CommonLayers::default())
 }
 
-async fn ready(State(db): State<PgPool>) -> impl IntoResponse {
-    if db::ping(&db).await {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "postgres": "ok"})),
-        )
+/// Ready when both Postgres and NATS are reachable (without either it cannot
+/// make progress).
+async fn ready(State(state): State<AnalyticsState>) -> impl IntoResponse {
+    let postgres = db::ping(&state.db).await;
+    let nats = shortline_shared::nats::is_connected(&state.nats);
+    let word = |up: bool| if up { "ok" } else { "unreachable" };
+    let body = serde_json::json!({
+        "status": if postgres && nats { "ok" } else { "unavailable" },
+        "postgres": word(postgres),
+        "nats": word(nats),
+    });
+    let status = if postgres && nats {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "postgres": "unreachable"})),
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// A started consumer and its lag watcher.
+pub struct Service {
+    pub state: AnalyticsState,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Service {
+    /// Connects (without waiting for NATS) and starts consuming.
+    pub async fn start(config: &AnalyticsConfig) -> anyhow::Result<Self> {
+        let db = db::pool(
+            &config.database_url,
+            &PoolSettings {
+                max_connections: config.db_max_connections,
+                ..Default::default()
+            },
         )
+        .context("invalid DATABASE_URL")?;
+        Self::start_with_pool(config, db).await
+    }
+
+    /// [`Service::start`] with a given Postgres pool (`DATABASE_URL` unused).
+    pub async fn start_with_pool(config: &AnalyticsConfig, db: PgPool) -> anyhow::Result<Self> {
+        let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-analytics")
+            .await
+            .context("invalid NATS_URL")?;
+        let settings = ConsumerSettings {
+            durable: config.consumer.clone(),
+            batch_messages: config.batch_messages,
+            batch_clicks: config.batch_clicks,
+            batch_wait: config.batch_wait(),
+            max_deliver: config.max_deliver,
+            ack_wait: config.ack_wait(),
+        };
+        let metrics = ConsumerMetrics::new();
+        let subjects = Subjects::new(&config.nats_prefix);
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let make = || {
+            ClickConsumer::new(
+                db.clone(),
+                nats.clone(),
+                subjects.clone(),
+                settings.clone(),
+                metrics.clone(),
+            )
+        };
+        tasks.spawn(make().run(stop.clone()));
+        tasks.spawn(make().watch_lag(LAG_EVERY, stop.clone()));
+        Ok(Self {
+            state: AnalyticsState { db, nats },
+            tasks,
+            stop,
+        })
+    }
+
+    /// Stops consuming after the batch in hand is written and acked.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        // Acks are fire-and-forget publishes: make sure they left.
+        let _ = self.state.nats.flush().await;
     }
 }
 
-/// Serves until SIGINT/SIGTERM.
+/// Serves until SIGINT/SIGTERM, then stops the consumer cleanly.
 pub async fn run(config: AnalyticsConfig) -> anyhow::Result<()> {
     let shutdown = shortline_shared::shutdown::on_signal();
-    let db = db::pool(
-        &config.database_url,
-        &PoolSettings {
-            max_connections: 4,
-            ..Default::default()
-        },
-    )
-    .context("invalid DATABASE_URL")?;
+    let service = Service::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(listen = %config.listen, "shortline-analytics listening");
-    axum::serve(listener, router(db))
+    axum::serve(listener, router(service.state.clone()))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    service.shutdown().await;
+    tracing::info!("shortline-analytics stopped");
     Ok(())
 }

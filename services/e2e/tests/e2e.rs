@@ -245,6 +245,115 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
     }
 }
 
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
+    let prefix = unique_prefix();
+    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
+    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let subjects = Subjects::new(&prefix);
+    let client = shortline_shared::nats::connect(&nats_url, "e2e")
+        .await
+        .expect("nats");
+    let api = shortline_api::router(AppState {
+        db: db.clone(),
+        subjects: subjects.clone(),
+        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(2)),
+        config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
+        metrics: ApiMetrics::new(),
+        nats: Some(client.clone()),
+    });
+    let redirect_config =
+        RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    let replicas = [
+        Service::start_with_pool(&redirect_config, db.clone())
+            .await
+            .expect("replica a"),
+        Service::start_with_pool(&redirect_config, db.clone())
+            .await
+            .expect("replica b"),
+    ];
+    let analytics = shortline_analytics::Service::start_with_pool(
+        &shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix),
+        db.clone(),
+    )
+    .await
+    .expect("analytics");
+
+    let (_, user, _) = send(
+        &api,
+        Method::POST,
+        "/users",
+        Some(json!({"username": "clicker", "email": "c@example.com"})),
+    )
+    .await;
+    let (s, link, _) = send(
+        &api,
+        Method::POST,
+        "/urls",
+        Some(json!({"user_id": user["id"], "original_url": "https://example.com/landing"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let code = link["short_code"].as_str().expect("code").to_owned();
+    let id = link["id"].as_i64().expect("id");
+
+    const N: usize = 250;
+    for i in 0..N {
+        let router = shortline_redirect::router(replicas[i % 2].state.clone());
+        let (status, _, location) = send(&router, Method::GET, &format!("/{code}"), None).await;
+        assert_eq!(
+            (status, location.as_str()),
+            (StatusCode::FOUND, "https://example.com/landing")
+        );
+    }
+    // HEAD and unknown codes log nothing.
+    let router = shortline_redirect::router(replicas[0].state.clone());
+    assert_eq!(
+        send(&router, Method::HEAD, &format!("/{code}"), None)
+            .await
+            .0,
+        StatusCode::FOUND
+    );
+    assert_eq!(
+        send(&router, Method::GET, "/no-such-code", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+        if stats["redirect_count"] == json!(N) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, events, _) = send(
+        &api,
+        Method::GET,
+        &format!("/events?url_id={id}&event_type=redirect"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(N),
+        "exactly one event per redirect"
+    );
+    let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+    assert_eq!(stats["redirect_count"], json!(N));
+    assert!(
+        events[0]["details"]["user_agent"].is_null()
+            || events[0]["details"]["user_agent"].is_string()
+    );
+
+    for s in replicas {
+        s.shutdown().await;
+    }
+    analytics.shutdown().await;
+}
+
 /// Asks both replicas; records every answer that differs from `expect`.
 async fn check(
     redirect: &[Router],

@@ -1,0 +1,419 @@
+//! The click consumer: a durable JetStream pull consumer shared by every
+//! replica, writing click batches into `events` and the rollups.
+//!
+//! Messages are taken as they come; once one has arrived the batch waits at
+//! most `ANALYTICS_BATCH_WAIT_MS` for more (bounded by message and click
+//! counts), so a lone click is written at once and a busy stream is written
+//! in large statements. A batch is written in one statement
+//! ([`repo::store_clicks`]) and its messages are acked only after the commit;
+//! a crash before the ack means a redelivery, which inserts nothing twice.
+//!
+//! A message that cannot be decoded is negatively acknowledged and, on its
+//! `ANALYTICS_MAX_DELIVER`th delivery, copied to the dead-letter stream and
+//! terminated; the rest of the stream keeps flowing. A database failure naks
+//! the batch (redelivered later, never dropped: the consumer itself has no
+//! delivery limit). On shutdown the batch in hand is written and acked first.
+
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, Message, consumer};
+use chrono::Utc;
+use futures::StreamExt;
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use shortline_shared::events::{CLICK_EVENT_VERSION, Click, ClickBatch, Subjects};
+use shortline_shared::nats::{clicks_stream_config, dead_letter_stream_config, ensure_stream};
+use tokio_util::sync::CancellationToken;
+
+use crate::repo;
+
+/// Consumer settings (from the service config).
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub durable: String,
+    pub batch_messages: usize,
+    pub batch_clicks: usize,
+    pub batch_wait: Duration,
+    pub max_deliver: i64,
+    pub ack_wait: Duration,
+}
+
+/// Every instrument of the consumer.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    batch_size: Histogram<u64>,
+    rows_written: Counter<u64>,
+    duplicates: Counter<u64>,
+    write_failures: Counter<u64>,
+    write_seconds: Histogram<f64>,
+    undecodable: Counter<u64>,
+    dead_letters: Counter<u64>,
+    end_to_end_seconds: Histogram<f64>,
+    pending: Gauge<u64>,
+    ack_pending: Gauge<u64>,
+    oldest_unacked_seconds: Gauge<f64>,
+}
+
+impl ConsumerMetrics {
+    pub fn new() -> Self {
+        let meter = shortline_shared::telemetry::meter();
+        let seconds = shortline_shared::telemetry::SECONDS_BUCKETS.to_vec();
+        Self {
+            batch_size: meter
+                .u64_histogram("shortline.analytics.batch.size")
+                .with_description("Clicks per database write")
+                .with_boundaries(vec![
+                    1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+                ])
+                .build(),
+            rows_written: meter
+                .u64_counter("shortline.analytics.rows.written")
+                .with_description("Redirect event rows inserted")
+                .build(),
+            duplicates: meter
+                .u64_counter("shortline.analytics.duplicates")
+                .with_description("Clicks already stored (redelivered or published twice), skipped")
+                .build(),
+            write_failures: meter
+                .u64_counter("shortline.analytics.write.failures")
+                .with_description("Batches whose database write failed (redelivered later)")
+                .build(),
+            write_seconds: meter
+                .f64_histogram("shortline.analytics.write.duration")
+                .with_unit("s")
+                .with_description("Time to write one batch of clicks")
+                .with_boundaries(seconds.clone())
+                .build(),
+            undecodable: meter
+                .u64_counter("shortline.analytics.undecodable")
+                .with_description("Deliveries of messages that could not be decoded")
+                .build(),
+            dead_letters: meter
+                .u64_counter("shortline.analytics.dead_letters")
+                .with_description("Messages moved to the dead-letter stream")
+                .build(),
+            end_to_end_seconds: meter
+                .f64_histogram("shortline.analytics.end_to_end.duration")
+                .with_unit("s")
+                .with_description("From the redirect to its event row being committed")
+                .with_boundaries(seconds)
+                .build(),
+            pending: meter
+                .u64_gauge("shortline.analytics.consumer.pending")
+                .with_description("Click messages not yet delivered to the consumer")
+                .build(),
+            ack_pending: meter
+                .u64_gauge("shortline.analytics.consumer.ack_pending")
+                .with_description("Click messages delivered but not yet acknowledged")
+                .build(),
+            oldest_unacked_seconds: meter
+                .f64_gauge("shortline.analytics.consumer.oldest_unacked_age")
+                .with_unit("s")
+                .with_description(
+                    "Age of the oldest click message not yet acknowledged (0 when caught up)",
+                )
+                .build(),
+        }
+    }
+}
+
+impl Default for ConsumerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a message was not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum Undecodable {
+    #[error("not a click batch: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("click batch version {0} is not understood (this build reads {CLICK_EVENT_VERSION})")]
+    Version(u32),
+}
+
+/// Decodes one message's payload.
+pub fn decode(payload: &[u8]) -> Result<ClickBatch, Undecodable> {
+    let batch: ClickBatch = serde_json::from_slice(payload)?;
+    if batch.version != CLICK_EVENT_VERSION {
+        return Err(Undecodable::Version(batch.version));
+    }
+    Ok(batch)
+}
+
+/// The consumer task.
+pub struct ClickConsumer {
+    db: sqlx::PgPool,
+    js: jetstream::Context,
+    subjects: Subjects,
+    settings: ConsumerSettings,
+    metrics: ConsumerMetrics,
+}
+
+impl ClickConsumer {
+    pub fn new(
+        db: sqlx::PgPool,
+        client: async_nats::Client,
+        subjects: Subjects,
+        settings: ConsumerSettings,
+        metrics: ConsumerMetrics,
+    ) -> Self {
+        Self {
+            db,
+            js: jetstream::new(client),
+            subjects,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Consumes until `cancel` fires (finishing the batch in hand), re-creating
+    /// the subscription after any failure, with backoff.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.consume(&cancel).await {
+                Ok(()) => break,
+                Err(e) => tracing::warn!(error = %e, "click consumer interrupted; restarting it"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(backoff) => {},
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        tracing::info!("click consumer stopped");
+    }
+
+    async fn consumer(&self) -> Result<consumer::PullConsumer, async_nats::Error> {
+        ensure_stream(&self.js, dead_letter_stream_config(&self.subjects)).await?;
+        ensure_stream(&self.js, clicks_stream_config(&self.subjects)).await?;
+        let stream = self.js.get_stream(self.subjects.clicks_stream()).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.settings.durable,
+                consumer::pull::Config {
+                    durable_name: Some(self.settings.durable.clone()),
+                    description: Some("analytics: clicks into the event log".into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.settings.ack_wait,
+                    // No server-side limit: a database outage must never drop
+                    // clicks. Undecodable messages are bounded by this code.
+                    max_deliver: -1,
+                    max_ack_pending: 20_000,
+                    filter_subject: self.subjects.clicks(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer)
+    }
+
+    /// `Ok` when cancelled; `Err` when the subscription broke.
+    async fn consume(&self, cancel: &CancellationToken) -> Result<(), async_nats::Error> {
+        let consumer = self.consumer().await?;
+        tracing::info!(consumer = %self.settings.durable, stream = %self.subjects.clicks_stream(), "consuming clicks");
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(self.settings.batch_messages.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?;
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Ok(()),
+                m = messages.next() => m,
+            };
+            let first = first.ok_or("click message stream ended")??;
+            let mut batch = vec![first];
+            let mut broken = None;
+            let deadline = tokio::time::Instant::now() + self.settings.batch_wait;
+            while batch.len() < self.settings.batch_messages {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => batch.push(m),
+                    Ok(Some(Err(e))) => {
+                        broken = Some(e);
+                        break;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            // Not cancellable: the batch in hand is written and acked.
+            self.handle(batch).await?;
+            if let Some(e) = broken {
+                return Err(e.into());
+            }
+        }
+    }
+
+    /// Writes one batch and acks it (or naks it on a database failure).
+    pub async fn handle(&self, batch: Vec<Message>) -> Result<(), async_nats::Error> {
+        let mut clicks: Vec<Click> = Vec::new();
+        let mut good = Vec::with_capacity(batch.len());
+        for message in batch {
+            match decode(&message.payload) {
+                Ok(b) => {
+                    clicks.extend(b.clicks);
+                    good.push(message);
+                }
+                Err(reason) => self.undecodable(message, &reason).await?,
+            }
+        }
+        let started = Instant::now();
+        let mut stored = repo::Stored::default();
+        for chunk in clicks.chunks(self.settings.batch_clicks.max(1)) {
+            match store_with_retry(&self.db, chunk).await {
+                Ok(s) => {
+                    stored.inserted += s.inserted;
+                    stored.duplicates += s.duplicates;
+                }
+                Err(e) => {
+                    self.metrics.write_failures.add(1, &[]);
+                    tracing::error!(error = %e, clicks = clicks.len(), "click batch not written; it will be redelivered");
+                    for m in &good {
+                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let committed = Utc::now();
+        for m in &good {
+            m.ack().await?;
+        }
+        if !clicks.is_empty() {
+            self.metrics.batch_size.record(clicks.len() as u64, &[]);
+            self.metrics
+                .write_seconds
+                .record(started.elapsed().as_secs_f64(), &[]);
+            self.metrics.rows_written.add(stored.inserted, &[]);
+            self.metrics.duplicates.add(stored.duplicates, &[]);
+            for click in &clicks {
+                let lag = (committed - click.occurred_at).to_std().unwrap_or_default();
+                self.metrics
+                    .end_to_end_seconds
+                    .record(lag.as_secs_f64(), &[]);
+            }
+            tracing::debug!(
+                clicks = clicks.len(),
+                inserted = stored.inserted,
+                duplicates = stored.duplicates,
+                "clicks written"
+            );
+        }
+        Ok(())
+    }
+
+    /// Naks an undecodable message, or dead-letters it on its last allowed
+    /// delivery.
+    async fn undecodable(
+        &self,
+        message: Message,
+        reason: &Undecodable,
+    ) -> Result<(), async_nats::Error> {
+        self.metrics.undecodable.add(1, &[]);
+        let (delivered, sequence) = message
+            .info()
+            .map(|i| (i.delivered, i.stream_sequence))
+            .unwrap_or((1, 0));
+        if delivered < self.settings.max_deliver {
+            tracing::warn!(%reason, delivered, sequence, "undecodable click message; will retry");
+            message
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+                .await?;
+            return Ok(());
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("Shortline-Dead-Letter-Reason", reason.to_string().as_str());
+        headers.insert("Shortline-Original-Subject", message.subject.as_str());
+        headers.insert("Shortline-Original-Sequence", sequence.to_string().as_str());
+        self.js
+            .publish_with_headers(
+                self.subjects.dead_letter_clicks(),
+                headers,
+                message.payload.clone(),
+            )
+            .await?
+            .await?;
+        message.ack_with(AckKind::Term).await?;
+        self.metrics.dead_letters.add(1, &[]);
+        tracing::error!(%reason, delivered, sequence, "click message dead-lettered");
+        Ok(())
+    }
+
+    /// Records consumer lag every `every` until cancelled.
+    pub async fn watch_lag(self, every: Duration, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.record_lag().await {
+                tracing::debug!(error = %e, "consumer lag not readable");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {},
+            }
+        }
+    }
+
+    async fn record_lag(&self) -> Result<(), async_nats::Error> {
+        let stream = self.js.get_stream(self.subjects.clicks_stream()).await?;
+        let mut consumer: consumer::PullConsumer =
+            stream.get_consumer(&self.settings.durable).await?;
+        let info = consumer.info().await?.clone();
+        self.metrics.pending.record(info.num_pending, &[]);
+        self.metrics
+            .ack_pending
+            .record(info.num_ack_pending as u64, &[]);
+        let mut age = 0.0;
+        if info.num_pending > 0 || info.num_ack_pending > 0 {
+            let oldest = info.ack_floor.stream_sequence + 1;
+            if let Ok(message) = stream.get_raw_message(oldest).await {
+                let sent_nanos = message.time.unix_timestamp_nanos();
+                let now_nanos = i128::from(Utc::now().timestamp_nanos_opt().unwrap_or(0));
+                age = ((now_nanos - sent_nanos).max(0) as f64) / 1e9;
+            }
+        }
+        self.metrics.oldest_unacked_seconds.record(age, &[]);
+        Ok(())
+    }
+}
+
+/// Retries a write that lost a deadlock or serialization race with another
+/// replica (both are safe to retry: nothing was committed).
+async fn store_with_retry(
+    db: &sqlx::PgPool,
+    clicks: &[Click],
+) -> Result<repo::Stored, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        match repo::store_clicks(db, clicks).await {
+            Err(sqlx::Error::Database(e))
+                if attempt < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                attempt += 1;
+                tracing::debug!(attempt, "click write lost a lock race; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_known_versions_only() {
+        let batch = ClickBatch::new(vec![]);
+        let json = serde_json::to_vec(&batch).expect("json");
+        assert!(decode(&json).is_ok());
+        let mut v: serde_json::Value = serde_json::from_slice(&json).expect("value");
+        v["version"] = 99.into();
+        assert!(matches!(
+            decode(v.to_string().as_bytes()),
+            Err(Undecodable::Version(99))
+        ));
+        assert!(matches!(decode(b"not json"), Err(Undecodable::Json(_))));
+    }
+}

@@ -1,0 +1,137 @@
+//! The analytics consumer's SQL: click rows into `events` and every rollup,
+//! in one statement, counting only rows that were really inserted.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use shortline_shared::events::Click;
+use sqlx::PgPool;
+
+use crate::rollup::{classify, referrer_host};
+
+/// What one write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// New event rows.
+    pub inserted: u64,
+    /// Clicks already stored (redelivered or published twice).
+    pub duplicates: u64,
+}
+
+/// Column arrays for one `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    event_id: Vec<String>,
+    url_id: Vec<i64>,
+    user_id: Vec<i64>,
+    occurred_at: Vec<DateTime<Utc>>,
+    details: Vec<String>,
+    browser: Vec<String>,
+    os: Vec<String>,
+    device: Vec<&'static str>,
+    is_bot: Vec<bool>,
+    referrer: Vec<String>,
+}
+
+/// Inserts `redirect` event rows for the clicks (`ON CONFLICT (event_id) DO
+/// NOTHING`) and adds the rows actually inserted to `link_stats`,
+/// `link_stats_hourly`, `link_stats_referrers` and `link_stats_agents`, in
+/// one statement (so one transaction). A click seen before, in the database or
+/// earlier in `clicks`, adds nothing.
+pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx::Error> {
+    let mut seen = HashSet::with_capacity(clicks.len());
+    let mut c = Columns::default();
+    for click in clicks {
+        let id = click.event_id.to_string();
+        if !seen.insert(click.event_id) {
+            continue;
+        }
+        let agent = classify(click.user_agent.as_deref());
+        let mut details = json!({
+            "user_agent": click.user_agent,
+            "referrer": click.referrer,
+            "short_code": click.short_code,
+        });
+        if let Some(ip) = &click.ip {
+            details["ip"] = json!(ip);
+        }
+        c.event_id.push(id);
+        c.url_id.push(click.url_id);
+        c.user_id.push(click.user_id);
+        c.occurred_at.push(click.occurred_at);
+        c.details.push(details.to_string());
+        c.browser.push(agent.browser);
+        c.os.push(agent.os);
+        c.device.push(agent.device);
+        c.is_bot.push(agent.is_bot);
+        c.referrer.push(referrer_host(click.referrer.as_deref()));
+    }
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[],
+                                  $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::text[])
+                 AS r(event_id, url_id, user_id, occurred_at, details, browser, os, device, is_bot, referrer)
+         ),
+         ins AS (
+             INSERT INTO events (event_id, url_id, user_id, event_type, occurred_at, details)
+             SELECT event_id, url_id, user_id, 'redirect', occurred_at, details::jsonb FROM input
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING event_id
+         ),
+         fresh AS (
+             SELECT i.* FROM input i JOIN ins USING (event_id)
+         ),
+         totals AS (
+             INSERT INTO link_stats (url_id, redirect_count, last_redirect_at)
+             SELECT url_id, count(*), max(occurred_at) FROM fresh GROUP BY url_id ORDER BY url_id
+             ON CONFLICT (url_id) DO UPDATE
+                 SET redirect_count = link_stats.redirect_count + EXCLUDED.redirect_count,
+                     last_redirect_at = GREATEST(link_stats.last_redirect_at, EXCLUDED.last_redirect_at)
+             RETURNING 1
+         ),
+         hourly AS (
+             INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
+             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM fresh
+             GROUP BY 1, 2 ORDER BY 1, 2
+             ON CONFLICT (url_id, hour) DO UPDATE
+                 SET redirect_count = link_stats_hourly.redirect_count + EXCLUDED.redirect_count
+             RETURNING 1
+         ),
+         referrers AS (
+             INSERT INTO link_stats_referrers (url_id, day, referrer, redirect_count)
+             SELECT url_id, (occurred_at AT TIME ZONE 'UTC')::date, referrer, count(*) FROM fresh
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+             ON CONFLICT (url_id, day, referrer) DO UPDATE
+                 SET redirect_count = link_stats_referrers.redirect_count + EXCLUDED.redirect_count
+             RETURNING 1
+         ),
+         agents AS (
+             INSERT INTO link_stats_agents (url_id, day, browser, os, device, is_bot, redirect_count)
+             SELECT url_id, (occurred_at AT TIME ZONE 'UTC')::date, browser, os, device, is_bot, count(*)
+             FROM fresh GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+             ON CONFLICT (url_id, day, browser, os, device, is_bot) DO UPDATE
+                 SET redirect_count = link_stats_agents.redirect_count + EXCLUDED.redirect_count
+             RETURNING 1
+         )
+         -- Data-modifying CTEs always run to completion, read or not.
+         SELECT count(*) FROM ins",
+    )
+    .bind(&c.event_id)
+    .bind(&c.url_id)
+    .bind(&c.user_id)
+    .bind(&c.occurred_at)
+    .bind(&c.details)
+    .bind(&c.browser)
+    .bind(&c.os)
+    .bind(&c.device)
+    .bind(&c.is_bot)
+    .bind(&c.referrer)
+    .fetch_one(db)
+    .await?;
+    let inserted = inserted.max(0) as u64;
+    Ok(Stored {
+        inserted,
+        duplicates: clicks.len() as u64 - inserted,
+    })
+}

@@ -1,0 +1,347 @@
+//! The click consumer against real NATS JetStream and a real per-test
+//! Postgres database: exactly-once counting under duplicates, redelivery and
+//! a consumer killed mid-stream, and dead-lettering of poison messages.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use shortline_analytics::Service;
+use shortline_analytics::config::AnalyticsConfig;
+use shortline_analytics::consumer::{ClickConsumer, ConsumerMetrics, ConsumerSettings};
+use shortline_shared::events::{Click, ClickBatch, Subjects};
+use shortline_shared::nats::{clicks_stream_config, ensure_stream};
+use shortline_shared::testing::unique_prefix;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use ulid::Ulid;
+
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:54222".into())
+}
+
+fn config(prefix: &str) -> AnalyticsConfig {
+    let mut c = AnalyticsConfig::for_urls(&nats_url(), prefix);
+    c.max_deliver = 3;
+    c.ack_wait_secs = 1;
+    c
+}
+
+fn click(url_id: i64, ua: &str, referrer: Option<&str>) -> Click {
+    Click {
+        event_id: Ulid::generate(),
+        url_id,
+        user_id: 9,
+        short_code: format!("code{url_id}"),
+        occurred_at: chrono::Utc::now(),
+        user_agent: Some(ua.into()),
+        referrer: referrer.map(str::to_owned),
+        ip: Some("198.51.100.0".into()),
+    }
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+const BOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+struct Stream {
+    js: jetstream::Context,
+    subjects: Subjects,
+}
+
+impl Stream {
+    async fn new(prefix: &str) -> Self {
+        let client = async_nats::connect(nats_url()).await.expect("nats");
+        let js = jetstream::new(client);
+        let subjects = Subjects::new(prefix);
+        ensure_stream(&js, clicks_stream_config(&subjects))
+            .await
+            .expect("click stream");
+        Self { js, subjects }
+    }
+
+    /// Publishes a batch (a fresh batch id, so never deduplicated by the
+    /// stream: only the consumer can keep it from counting twice).
+    async fn publish(&self, clicks: Vec<Click>) {
+        let batch = ClickBatch::new(clicks);
+        self.publish_raw(serde_json::to_vec(&batch).expect("json"))
+            .await;
+    }
+
+    async fn publish_raw(&self, payload: Vec<u8>) {
+        self.js
+            .publish(self.subjects.clicks(), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
+
+async fn count(db: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.expect("count")
+}
+
+/// Waits until `sql` returns `want` (and stays there for a moment).
+async fn settle(db: &PgPool, sql: &'static str, want: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = count(db, sql).await;
+        if got == want {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(count(db, sql).await, want, "{sql} moved past {want}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sql}: {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn every_click_becomes_one_row_and_counts_once(db: PgPool) {
+    let prefix = unique_prefix();
+    let stream = Stream::new(&prefix).await;
+    let service = Service::start_with_pool(&config(&prefix), db.clone())
+        .await
+        .expect("starts");
+
+    // 300 clicks on two links in 30 batches; then the same 300 again, in
+    // other batches (a publisher retry after a lost ack looks like this).
+    let mut all = Vec::new();
+    for i in 0..300 {
+        let url_id = if i % 3 == 0 { 2 } else { 1 };
+        let ua = if i % 10 == 0 { BOT } else { FIREFOX };
+        let referrer = (i % 2 == 0).then_some("https://news.example.org/item?id=1");
+        all.push(click(url_id, ua, referrer));
+    }
+    for chunk in all.chunks(10) {
+        stream.publish(chunk.to_vec()).await;
+    }
+    for chunk in all.chunks(7) {
+        stream.publish(chunk.to_vec()).await;
+    }
+
+    settle(
+        &db,
+        "SELECT count(*) FROM events WHERE event_type = 'redirect'",
+        300,
+    )
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT redirect_count FROM link_stats WHERE url_id = 1"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT redirect_count FROM link_stats WHERE url_id = 2"
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_hourly"
+        )
+        .await,
+        300
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_referrers"
+        )
+        .await,
+        300
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats_referrers WHERE referrer = 'news.example.org'").await,
+        150
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_agents WHERE is_bot"
+        )
+        .await,
+        30
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats_agents WHERE browser = 'Firefox' AND os = 'Linux' AND device = 'desktop'").await,
+        270
+    );
+    let details: serde_json::Value = sqlx::query_scalar(
+        "SELECT details FROM events WHERE event_type = 'redirect' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("details");
+    assert_eq!(details["ip"], "198.51.100.0");
+    assert!(details["user_agent"].is_string());
+    assert!(details.get("referrer").is_some());
+
+    let ready = router_get(&service, "/ready").await;
+    assert_eq!(ready.0, StatusCode::OK, "{}", ready.1);
+    service.shutdown().await;
+}
+
+async fn router_get(service: &Service, uri: &str) -> (StatusCode, serde_json::Value) {
+    let res = shortline_analytics::router(service.state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("answers");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_consumer_killed_mid_stream_loses_nothing_and_counts_nothing_twice(db: PgPool) {
+    let prefix = unique_prefix();
+    let stream = Stream::new(&prefix).await;
+    let c = config(&prefix);
+    let settings = ConsumerSettings {
+        durable: c.consumer.clone(),
+        batch_messages: 4,
+        batch_clicks: 10_000,
+        batch_wait: Duration::from_millis(1),
+        max_deliver: c.max_deliver,
+        ack_wait: Duration::from_secs(1),
+    };
+    let client = async_nats::connect(nats_url()).await.expect("nats");
+    let start = || {
+        let consumer = ClickConsumer::new(
+            db.clone(),
+            client.clone(),
+            Subjects::new(&prefix),
+            settings.clone(),
+            ConsumerMetrics::new(),
+        );
+        tokio::spawn(consumer.run(CancellationToken::new()))
+    };
+
+    // A previous incarnation committed some clicks and died before acking.
+    let clicks: Vec<Click> = (0..2000).map(|i| click(1 + i % 5, FIREFOX, None)).collect();
+    shortline_analytics::repo::store_clicks(&db, &clicks[..150])
+        .await
+        .expect("pre-stored");
+
+    for chunk in clicks.chunks(20) {
+        stream.publish(chunk.to_vec()).await;
+    }
+    // Kill consumers abruptly, mid-stream, several times.
+    for wait_ms in [20, 35, 50] {
+        let task = start();
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    let last = start();
+    settle(
+        &db,
+        "SELECT count(*) FROM events WHERE event_type = 'redirect'",
+        2000,
+    )
+    .await;
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats").await,
+        2000
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_hourly"
+        )
+        .await,
+        2000
+    );
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT event_id) FROM events").await,
+        2000
+    );
+    last.abort();
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_poison_message_is_dead_lettered_and_the_stream_keeps_flowing(db: PgPool) {
+    let prefix = unique_prefix();
+    let stream = Stream::new(&prefix).await;
+    let service = Service::start_with_pool(&config(&prefix), db.clone())
+        .await
+        .expect("starts");
+    stream.publish(vec![click(1, FIREFOX, None)]).await;
+    stream
+        .publish_raw(b"{\"this is\": \"not a click batch\"}".to_vec())
+        .await;
+    let mut future_version =
+        serde_json::to_value(ClickBatch::new(vec![click(1, FIREFOX, None)])).expect("json");
+    future_version["version"] = 2.into();
+    stream
+        .publish_raw(future_version.to_string().into_bytes())
+        .await;
+    stream
+        .publish(vec![click(1, FIREFOX, None), click(1, FIREFOX, None)])
+        .await;
+
+    settle(&db, "SELECT count(*) FROM events", 3).await;
+
+    // Both bad messages end in the dead-letter stream, with the reason.
+    let dead = stream
+        .js
+        .get_stream(stream.subjects.dead_letter_stream())
+        .await
+        .expect("dead-letter stream");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut letters = Vec::new();
+    while letters.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead letters: {}",
+            letters.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        letters.clear();
+        let reader = dead
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .expect("reader");
+        let mut batch = reader
+            .fetch()
+            .max_messages(10)
+            .messages()
+            .await
+            .expect("fetch");
+        while let Some(Ok(m)) = batch.next().await {
+            letters.push(m);
+        }
+    }
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        let headers = letter.headers.as_ref().expect("headers");
+        assert!(headers.get("Shortline-Dead-Letter-Reason").is_some());
+        assert_eq!(
+            headers
+                .get("Shortline-Original-Subject")
+                .map(|v| v.as_str().to_owned()),
+            Some(stream.subjects.clicks())
+        );
+    }
+    // After the poison, the consumer is still consuming.
+    stream.publish(vec![click(1, FIREFOX, None)]).await;
+    settle(&db, "SELECT count(*) FROM events", 4).await;
+    service.shutdown().await;
+}
