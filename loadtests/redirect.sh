@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# Redirect benchmarks (issue #3): the real `shortline-redirect` next to a bare hyper 302 server
+# (services/redirect/examples/bare302.rs), in one run on one machine, with wrk.
+#
+#   loadtests/redirect.sh          # about 2.5 minutes with the defaults
+#
+# Measures, each after a short warm-up at the same concurrency, GET /{code} with a code picked
+# at random per request among the active links of 100,000 seeded ones (loadtests/redirect.lua):
+#   (a) bare302                                         at each of BENCH_CONNECTIONS
+#   (b) shortline-redirect, default config             at each of BENCH_CONNECTIONS (after a
+#       fill pass that walks every code in order)
+#   (c) shortline-redirect, REDIRECT_L1_CAPACITY=0 (every request asks Valkey)
+#                                                       at each of BENCH_MISS_CONNECTIONS
+#   (d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL= (every request asks PostgreSQL)
+#                                                       at each of BENCH_MISS_CONNECTIONS
+# and prints a markdown table: req/s, p50, p99, req/s relative to bare302 at the same
+# concurrency, the X-Cache header seen after the warm-up, and each server's VmRSS / VmHWM
+# (from /proc/PID/status) after its runs. Click events stay on (NATS, prefix `bench`).
+#
+# Settings (environment):
+#   BENCH_DURATION=15           seconds per measurement
+#   BENCH_WARMUP=3              seconds of warm-up before each measurement
+#   BENCH_FILL=60               at most this many seconds of in-order fill passes before (b),
+#                               run 5 s at a time until every code has been requested once
+#   BENCH_THREADS=2             wrk -t
+#   BENCH_CONNECTIONS="64 256"  wrk -c for (a) and (b)
+#   BENCH_MISS_CONNECTIONS=64   wrk -c for (c) and (d)
+#   BENCH_LINKS=100000          links seeded (1,000 users)
+#   BENCH_BUILD=1               cargo build --release first (0: use the binaries as they are)
+#   BENCH_REDIRECT_BIN=PATH     benchmark this shortline-redirect binary instead of the one in
+#                               ${CARGO_TARGET_DIR:-target}/release (e.g. an older build, to compare)
+#   BENCH_API_BIN=PATH          shortline-api used for migrate + seed (default: the same place)
+#   BENCH_LABEL=TEXT            a note for the header of the report
+#   BENCH_OUT=FILE              also write the table (with its header lines) to FILE
+#   BENCH_KEEP=0                1: keep the scratch database and the bench JetStream streams
+#
+# Uses the local PostgreSQL, Valkey and NATS (or DATABASE_URL / VALKEY_URL / NATS_URL): servers
+# already running are reused; servers it has to start (scripts/servers.sh) are stopped at exit.
+# Works in a scratch database `shortline_bench_redirect` (dropped and re-created), runs every
+# server on a free loopback port, and stops what it started by pid. Needs wrk (installed with
+# apt-get when missing and running as root), curl and python3.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd -P)"
+cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+SHORTLINE_LOG_TAG=bench
+
+DURATION="${BENCH_DURATION:-15}"
+WARMUP="${BENCH_WARMUP:-3}"
+FILL="${BENCH_FILL:-60}"
+THREADS="${BENCH_THREADS:-2}"
+read -r -a CONNS <<<"${BENCH_CONNECTIONS:-64 256}"
+read -r -a MISS_CONNS <<<"${BENCH_MISS_CONNECTIONS:-64}"
+LINKS="${BENCH_LINKS:-100000}"
+USERS=1000
+BUILD="${BENCH_BUILD:-1}"
+OUT="${BENCH_OUT:-}"
+KEEP="${BENCH_KEEP:-0}"
+BENCH_DB=shortline_bench_redirect
+PREFIX=bench
+LUA="$ROOT/loadtests/redirect.lua"
+
+for v in DURATION WARMUP FILL THREADS LINKS; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
+done
+((DURATION > 0 && THREADS > 0 && LINKS > 0)) || die "BENCH_DURATION, BENCH_THREADS and BENCH_LINKS must be > 0"
+for c in "${CONNS[@]}" "${MISS_CONNS[@]}"; do
+	if ! [[ $c =~ ^[0-9]+$ ]] || ((c < THREADS)); then
+		die "connection counts must be whole numbers >= BENCH_THREADS ($THREADS), got '$c'"
+	fi
+done
+((${#CONNS[@]} > 0)) || die "BENCH_CONNECTIONS is empty"
+
+# ---------------------------------------------------------------------------------------
+# Prerequisites
+# ---------------------------------------------------------------------------------------
+for cmd in curl python3; do
+	command -v "$cmd" >/dev/null || die "$cmd is required"
+done
+if ! command -v wrk >/dev/null; then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		log "wrk not found; installing it with apt-get"
+		apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } ||
+			die "could not install wrk with apt-get"
+	fi
+	command -v wrk >/dev/null || die "wrk is required (Debian/Ubuntu: apt-get install wrk)"
+fi
+SHORTLINE_TOOLS_NO_INSTALL=1
+# shellcheck source=scripts/tools.sh
+source "$ROOT/scripts/tools.sh"
+PSQL="${PG_BIN:+$PG_BIN/psql}"
+[[ -n $PSQL && -x $PSQL ]] || PSQL="$(command -v psql || true)"
+[[ -n $PSQL ]] || die "psql not found (run 'make tools', or install a PostgreSQL client)"
+
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ $TARGET == /* ]] || TARGET="$ROOT/$TARGET"
+API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
+REDIRECT_BIN="${BENCH_REDIRECT_BIN:-$TARGET/release/shortline-redirect}"
+BARE_BIN="$TARGET/release/examples/bare302"
+if [[ $BUILD == 1 ]]; then
+	log "building release binaries (BENCH_BUILD=0 skips this)"
+	cargo build -q --release -p shortline-api -p shortline-redirect || die "cargo build failed"
+	cargo build -q --release -p shortline-redirect --example bare302 || die "cargo build of the bare302 example failed"
+fi
+for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN"; do
+	[[ -x $b ]] || die "$b not found: cargo build --release -p shortline-api -p shortline-redirect && cargo build --release -p shortline-redirect --example bare302"
+done
+
+# ---------------------------------------------------------------------------------------
+# Cleanup: what this script started, by pid
+# ---------------------------------------------------------------------------------------
+WORK="$(mktemp -d /tmp/shortline-bench-redirect.XXXXXX)"
+STARTED_SERVERS=()
+PIDS=()
+DB_CREATED=0
+ADMIN_URL="" BENCH_URL=""
+
+stop_proc() {
+	local pid="$1" i
+	pid_alive "$pid" || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? pid i
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do stop_proc "$pid"; done
+	if [[ $KEEP != 1 ]]; then
+		nats_streams delete >/dev/null 2>&1 || true
+		if [[ $DB_CREATED == 1 ]]; then
+			psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+		fi
+	fi
+	for ((i = ${#STARTED_SERVERS[@]} - 1; i >= 0; i--)); do
+		bash "$ROOT/scripts/servers.sh" stop "${STARTED_SERVERS[i]}" || true
+	done
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+# url_with_db URL DB: the PostgreSQL URL with its database replaced by DB.
+url_with_db() {
+	local url="$1" query="" rest
+	if [[ $url == *\?* ]]; then
+		query="?${url#*\?}"
+		url="${url%%\?*}"
+	fi
+	rest="${url#*://}"
+	[[ $rest == */* ]] && url="${url%/*}"
+	printf '%s/%s%s\n' "$url" "$2" "$query"
+}
+
+psql_admin() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "$1"; }
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# nats_streams count|delete: JetStream streams whose subjects all start with "$PREFIX.";
+# count prints their total message count, delete removes them (prints their names).
+nats_streams() {
+	python3 - "$NATS_URL" "$PREFIX" "$1" <<'PY'
+import json, socket, sys, urllib.parse
+
+url, prefix, action = sys.argv[1:4]
+u = urllib.parse.urlsplit(url if "://" in url else "nats://" + url)
+sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 4222), timeout=5)
+rd = sock.makefile("rb")
+
+
+def line():
+    raw = rd.readline()
+    if not raw:
+        sys.exit("nats: connection closed")
+    return raw.rstrip(b"\r\n").decode()
+
+
+if not line().startswith("INFO"):
+    sys.exit("nats: unexpected greeting")
+connect = {"verbose": False, "pedantic": False, "lang": "shortline-bench", "version": "1"}
+if u.username and u.password is not None:
+    connect.update(user=urllib.parse.unquote(u.username), **{"pass": urllib.parse.unquote(u.password)})
+elif u.username:
+    connect["auth_token"] = urllib.parse.unquote(u.username)
+inbox = "_INBOX.shortline_bench"
+sock.sendall(f"CONNECT {json.dumps(connect)}\r\nSUB {inbox} 1\r\n".encode())
+
+
+def request(subject, body=None):
+    data = json.dumps(body).encode() if body is not None else b""
+    sock.sendall(f"PUB {subject} {inbox} {len(data)}\r\n".encode() + data + b"\r\n")
+    while True:
+        msg = line()
+        if msg == "PING":
+            sock.sendall(b"PONG\r\n")
+        elif msg.startswith("-ERR"):
+            sys.exit("nats: " + msg)
+        elif msg.startswith("MSG "):
+            size = int(msg.split()[-1])
+            return json.loads(rd.read(size + 2)[:size])
+
+
+names = request("$JS.API.STREAM.NAMES", {"subject": prefix + ".>"}).get("streams") or []
+total = 0
+for name in names:
+    info = request(f"$JS.API.STREAM.INFO.{name}")
+    subjects = info.get("config", {}).get("subjects") or []
+    if not subjects or not all(s.startswith(prefix + ".") for s in subjects):
+        continue  # not only ours
+    if action == "delete":
+        if request(f"$JS.API.STREAM.DELETE.{name}").get("success"):
+            print(name)
+    else:
+        total += info.get("state", {}).get("messages", 0)
+if action == "count":
+    print(total)
+PY
+}
+
+# start_server LABEL ENV... -- CMD...: starts CMD with ENV in the background; sets SERVER_PID.
+# Service settings inherited from the caller's environment (REDIRECT_*, VALKEY_*, CLICK_*,
+# NATS_*, ...) are dropped first, so each configuration is exactly what the table says.
+start_server() {
+	local label="$1" envs=() name
+	shift
+	for name in $(compgen -e); do
+		[[ $name =~ ^(REDIRECT_|VALKEY_|CLICK_|NATS_|TRUSTED_PROXIES$|DATABASE_URL$) ]] && envs+=(-u "$name")
+	done
+	while [[ $1 != -- ]]; do
+		envs+=("$1")
+		shift
+	done
+	shift
+	env "${envs[@]}" "$@" >"$WORK/$label.log" 2>&1 </dev/null &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+}
+
+# wait_health ADDR PID LABEL: until GET /health answers (the bare server answers anything).
+wait_health() {
+	local addr="$1" pid="$2" label="$3" i
+	for ((i = 0; i < 300; i++)); do
+		# -f fails on >= 400 only, so bare302's 302 counts as an answer.
+		curl -fsS --max-time 1 -o /dev/null "http://$addr/health" 2>/dev/null && return 0
+		if ! pid_alive "$pid"; then
+			show_log_tail "$WORK/$label.log"
+			die "$label exited before answering on http://$addr/health"
+		fi
+		sleep 0.1
+	done
+	show_log_tail "$WORK/$label.log"
+	die "$label: no answer on http://$addr/health after 30 s"
+}
+
+# check_redirect ADDR [EXPECTED_LOCATION]: GET /CHECK_CODE must answer 302 (with that Location
+# when given); prints the X-Cache header.
+check_redirect() {
+	local addr="$1" want="${2:-}" headers status location xcache
+	headers="$(curl -sS --max-time 5 -o /dev/null -D - "http://$addr/$CHECK_CODE")" ||
+		die "GET http://$addr/$CHECK_CODE failed"
+	status="$(awk 'NR==1 {print $2}' <<<"$headers")"
+	location="$(awk 'tolower($1)=="location:" {sub(/\r$/, "", $2); print $2}' <<<"$headers")"
+	xcache="$(awk 'tolower($1)=="x-cache:" {sub(/\r$/, "", $2); print $2}' <<<"$headers")"
+	[[ $status == 302 ]] || die "GET /$CHECK_CODE on $addr answered $status, not 302"
+	[[ -z $want || $location == "$want" ]] ||
+		die "GET /$CHECK_CODE on $addr redirected to '$location', expected '$want'"
+	printf '%s\n' "${xcache:--}"
+}
+
+# run_wrk LABEL ADDR CONNECTIONS SECONDS MODE [START]: one wrk run; sets RPS P50 P99 (µs)
+# (and SEQ_NEXT in seq mode) and warns about errors. Full wrk output in $WORK/wrk-LABEL.txt.
+run_wrk() {
+	local label="$1" addr="$2" conns="$3" secs="$4" mode="$5" start="${6:-0}" out="$WORK/wrk-$1.txt" result
+	wrk -t"$THREADS" -c"$conns" -d"${secs}s" --timeout 5s --latency -s "$LUA" "http://$addr" \
+		-- "$CODES" "$mode" "$THREADS" "$start" >"$out" 2>&1 || {
+		cat "$out" >&2
+		die "wrk failed ($label)"
+	}
+	result="$(grep '^RESULT ' "$out" | tail -n 1)" || {
+		cat "$out" >&2
+		die "no RESULT line from wrk ($label)"
+	}
+	RPS="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$result")"
+	P50="$(sed -E 's/.* p50_us=([0-9]+).*/\1/' <<<"$result")"
+	P99="$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$result")"
+	local status_errors socket_errors
+	status_errors="$(sed -E 's/.* status_errors=([0-9]+).*/\1/' <<<"$result")"
+	socket_errors="$(sed -E 's/.* socket_errors=([0-9]+).*/\1/' <<<"$result")"
+	log "$label: ${result#RESULT }"
+	SEQ_NEXT="$(sed -nE 's/^SEQ next=([0-9]+)$/\1/p' "$out" | tail -n 1)"
+	if ((status_errors > 0 || socket_errors > 0)); then
+		log "warning: $label had $status_errors responses >= 400 and $socket_errors socket errors (see below)"
+		grep -E 'Socket errors|Non-2xx' "$out" >&2 || true
+		ERRORS_SEEN=1
+	fi
+}
+
+ms() { awk -v us="$1" 'BEGIN {printf "%.2f ms", us / 1000}'; }
+fmt_rps() { awk -v r="$1" 'BEGIN {printf "%.0f", r}'; }
+
+# proc_mem PID: "VmRSS / VmHWM" in MiB.
+proc_mem() {
+	awk '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2} END {printf "%.1f / %.1f MiB", r / 1024, h / 1024}' \
+		"/proc/$1/status"
+}
+
+declare -A BARE_RPS=()
+ROWS=()
+ERRORS_SEEN=0
+
+# measure CONFIG LABEL ADDR PID XCACHE CONNECTIONS...: warm-up + measurement at each
+# concurrency, one table row each (memory is filled in by finish_rows).
+measure() {
+	local config="$1" label="$2" addr="$3" c ratio
+	shift 3
+	for c in "$@"; do
+		if ((WARMUP > 0)); then
+			run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
+		fi
+		run_wrk "$label-c$c" "$addr" "$c" "$DURATION" random
+		if [[ $label == bare302 ]]; then
+			BARE_RPS[$c]="$RPS"
+			ratio="1.00"
+		elif [[ -n ${BARE_RPS[$c]:-} ]]; then
+			ratio="$(awk -v a="$RPS" -v b="${BARE_RPS[$c]}" 'BEGIN {printf "%.2f", a / b}')"
+		else
+			ratio="–"
+		fi
+		ROWS+=("| $config | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | $ratio | @XCACHE@ | @MEM@ |")
+	done
+}
+
+# finish_rows XCACHE MEM: fill the placeholders of the rows added since the last call.
+FINISHED=0
+finish_rows() {
+	local i
+	for ((i = FINISHED; i < ${#ROWS[@]}; i++)); do
+		ROWS[i]="${ROWS[i]/@XCACHE@/$1}"
+		ROWS[i]="${ROWS[i]/@MEM@/$2}"
+	done
+	FINISHED=${#ROWS[@]}
+}
+
+# ---------------------------------------------------------------------------------------
+# Backing servers: reuse running ones, start (and later stop) the others
+# ---------------------------------------------------------------------------------------
+for s in postgres valkey nats; do
+	if bash "$ROOT/scripts/servers.sh" status "$s" >/dev/null 2>&1; then
+		log "$s: reusing the running server"
+	else
+		log "$s: not running; starting it (stopped again at exit)"
+		STARTED_SERVERS+=("$s")
+		bash "$ROOT/scripts/servers.sh" start "$s" || die "could not start $s"
+	fi
+done
+
+# ---------------------------------------------------------------------------------------
+# Scratch database with LINKS links
+# ---------------------------------------------------------------------------------------
+ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
+BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
+log "database: $(redact_url "$BENCH_URL") (dropped and re-created)"
+psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
+DB_CREATED=1
+psql_admin "CREATE DATABASE $BENCH_DB" >/dev/null
+DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" migrate >"$WORK/migrate.log" 2>&1 || {
+	cat "$WORK/migrate.log" >&2
+	die "shortline-api migrate failed"
+}
+python3 scripts/gen_demo_data.py --out "$WORK/data" --users "$USERS" --links "$LINKS" \
+	--events-per-link 1 --seed 3 2>&1 | sed 's/^/  /' >&2
+seed_start=$(date +%s.%N)
+DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" seed "$WORK/data" >"$WORK/seed.log" 2>&1 || {
+	cat "$WORK/seed.log" >&2
+	die "shortline-api seed failed"
+}
+log "seeded $LINKS links in $(awk -v a="$seed_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s"
+
+# The codes of active links, one per line, and one code + URL for the spot checks.
+CODES="$WORK/codes.txt"
+read -r CHECK_CODE CHECK_URL < <(python3 - "$WORK/data/urls.csv" "$CODES" <<'PY'
+import csv, sys
+
+first = None
+n = 0
+with open(sys.argv[1], newline="", encoding="utf-8") as f, open(sys.argv[2], "w") as out:
+    for row in csv.DictReader(f):
+        if row["is_active"] == "True":
+            out.write(row["short_code"] + "\n")
+            n += 1
+            first = first or (row["short_code"], row["original_url"])
+if not n:
+    sys.exit("no active links in urls.csv")
+print(*first)
+PY
+) || die "could not extract the codes of active links from $WORK/data/urls.csv"
+n_codes=$(wc -l <"$CODES")
+db_links="$(PGOPTIONS='-c statement_timeout=30000' "$PSQL" -X -q -A -t "$BENCH_URL" -c 'SELECT count(*) FROM urls WHERE is_active')"
+[[ $db_links == "$n_codes" ]] || die "the database has $db_links active links, the codes file $n_codes"
+log "codes: $n_codes active links"
+
+# Streams left by an earlier, interrupted run would inflate the click count.
+nats_streams delete >/dev/null 2>&1 || log "warning: could not list JetStream streams on $(redact_url "$NATS_URL")"
+
+# ---------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------
+started_at=$(date +%s)
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ -n ${BENCH_REDIRECT_BIN:-} ]]; then
+	built="shortline-redirect from $REDIRECT_BIN"
+elif [[ $BUILD == 1 ]]; then
+	built="commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- services shared 2>/dev/null || echo ' + uncommitted changes in services/ or shared/')"
+else
+	built="shortline-redirect as found (BENCH_BUILD=0, built $(date -u -r "$REDIRECT_BIN" +%Y-%m-%dT%H:%M:%SZ))"
+fi
+HEADER="Redirect benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores ($(uname -m)), $built${BENCH_LABEL:+ ($BENCH_LABEL)}"
+FILL_NOTE="no fill pass (BENCH_FILL=0)"
+
+# (a) bare302
+port=$(free_port)
+addr="127.0.0.1:$port"
+log "(a) bare302 on $addr"
+start_server bare302 -- "$BARE_BIN" "$addr"
+wait_health "$addr" "$SERVER_PID" bare302
+xcache="$(check_redirect "$addr")"
+measure "(a) bare302 (hyper, fixed 302)" bare302 "$addr" "${CONNS[@]}"
+finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
+stop_proc "$SERVER_PID"
+
+REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG=warn LOG_FORMAT=json)
+
+# redirect_config CONFIG LABEL CONNECTIONS-ARRAY-NAME FILL-SECONDS ENV...
+redirect_config() {
+	local config="$1" label="$2" fill="$4" addr xcache
+	local -n conns_ref="$3"
+	shift 4
+	addr="127.0.0.1:$(free_port)"
+	log "$config on $addr"
+	start_server "$label" "${REDIRECT_ENV[@]}" REDIRECT_LISTEN="$addr" "$@" -- "$REDIRECT_BIN"
+	wait_health "$addr" "$SERVER_PID" "$label"
+	check_redirect "$addr" "$CHECK_URL" >/dev/null
+	if ((fill > 0)); then
+		# In-order passes of up to 5 s, each going on where the last stopped, until every code
+		# has been requested once (or BENCH_FILL seconds are used up).
+		local next=0 spent=0 chunk i=0
+		while ((next < n_codes && spent < fill)); do
+			chunk=$((fill - spent < 5 ? fill - spent : 5))
+			i=$((i + 1))
+			run_wrk "$label-fill$i" "$addr" "${conns_ref[0]}" "$chunk" seq "$next"
+			[[ $SEQ_NEXT =~ ^[0-9]+$ ]] || die "no SEQ line from wrk ($label-fill$i)"
+			next="$SEQ_NEXT"
+			spent=$((spent + chunk))
+		done
+		if ((next >= n_codes)); then
+			FILL_NOTE="in-order fill passes that requested every code once (${spent} s)"
+			log "$label: fill passes requested every code in ${spent} s"
+		else
+			FILL_NOTE="in-order fill passes that reached only $next of $n_codes codes in ${spent} s"
+			log "warning: $label: fill passes reached only $next of $n_codes codes in ${spent} s (raise BENCH_FILL)"
+		fi
+	fi
+	measure "$config" "$label" "$addr" "${conns_ref[@]}"
+	xcache="$(check_redirect "$addr" "$CHECK_URL")"
+	# Whatever the service counts about clicks (published, dropped, ...), for the log.
+	curl -fsS --max-time 5 "http://$addr/metrics" 2>/dev/null | grep -i click | grep -v -e '^#' -e '_bucket' |
+		sed "s/^/[bench] $label metrics: /" >&2 || true
+	finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
+	stop_proc "$SERVER_PID"
+}
+
+redirect_config "(b) shortline-redirect, default config" redirect CONNS "$FILL" \
+	VALKEY_URL="$VALKEY_URL"
+redirect_config "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off MISS_CONNS 0 \
+	VALKEY_URL="$VALKEY_URL" REDIRECT_L1_CAPACITY=0
+redirect_config "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg MISS_CONNS 0 \
+	VALKEY_URL= REDIRECT_L1_CAPACITY=0
+
+clicks="$(nats_streams count 2>/dev/null)" || clicks="? (could not ask JetStream)"
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+report() {
+	printf '%s\n' "$HEADER"
+	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s\n\n' \
+		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE"
+	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | X-Cache | RSS after (VmRSS / VmHWM) |\n'
+	printf '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
+	printf '%s\n' "${ROWS[@]}"
+	printf '\n'
+	printf 'Messages in the JetStream streams under prefix "%s" afterwards (click events; a message may carry a batch): %s. ' "$PREFIX" "$clicks"
+	printf 'X-Cache: the header of one spot-check request after the runs. Runs took %s s; ' "$(($(date +%s) - started_at))"
+	printf 'load average (1/5/15 min) before: %s, after: %s (everything else on the machine competes for the same cores).\n' \
+		"$load_before" "$load_after"
+	if [[ $ERRORS_SEEN == 1 ]]; then
+		printf '\nWARNING: some runs had error responses or socket errors; see the log above.\n'
+	fi
+}
+printf '\n'
+report
+if [[ -n $OUT ]]; then
+	report >"$OUT"
+	log "table written to $OUT"
+fi
