@@ -1,6 +1,11 @@
-//! The contract's list paging: `?page=` (1-based) and `?per_page=`. With
-//! neither, a list returns everything that matches its filters, so a client
-//! that filters never sees a silently truncated result.
+//! The contract's list paging, `?page=` (1-based) and `?per_page=`, and
+//! keyset paging, `?after_id=`, for the event log. With none of them, a list
+//! returns everything that matches its filters, so a client that filters
+//! never sees a silently truncated result.
+//!
+//! A page that was cut short by its size reports the id after which the next
+//! page starts ([`Slice::next_after_id`]); the routes turn it into a
+//! `Link: <…>; rel="next"` header.
 
 use crate::error::{ApiError, FieldErrors};
 
@@ -8,12 +13,16 @@ use crate::error::{ApiError, FieldErrors};
 pub const MAX_PER_PAGE: i64 = 1000;
 /// Page size when only `page` is given.
 pub const DEFAULT_PER_PAGE: i64 = 20;
+/// Page size when `after_id` is given without `per_page`.
+pub const DEFAULT_KEYSET_PER_PAGE: i64 = 100;
 
-/// A resolved page: `limit` is `None` for "everything".
+/// A resolved page: `limit` is `None` for "everything"; `after_id` keeps
+/// only rows with a larger id (keyset paging, never combined with `offset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub limit: Option<i64>,
     pub offset: i64,
+    pub after_id: Option<i64>,
 }
 
 impl Page {
@@ -21,10 +30,22 @@ impl Page {
     pub const ALL: Page = Page {
         limit: None,
         offset: 0,
+        after_id: None,
     };
 
-    /// Resolves the raw parameters; 0 and negative values are a 400.
+    /// Resolves `page` and `per_page`; 0 and negative values are a 400.
     pub fn resolve(page: Option<i64>, per_page: Option<i64>) -> Result<Page, ApiError> {
+        Self::resolve_keyset(page, per_page, None)
+    }
+
+    /// Resolves `page`, `per_page` and the raw `after_id` (a non-negative
+    /// integer, which cannot be combined with `page`). Every bad value is
+    /// named in one 400.
+    pub fn resolve_keyset(
+        page: Option<i64>,
+        per_page: Option<i64>,
+        after_id: Option<&str>,
+    ) -> Result<Page, ApiError> {
         let mut errors = FieldErrors::new();
         if page.is_some_and(|p| p < 1) {
             errors.insert(
@@ -35,8 +56,36 @@ impl Page {
         if per_page.is_some_and(|p| p < 1) {
             errors.insert("per_page".into(), "must be a positive integer".into());
         }
+        let after_id = match after_id.map(|raw| raw.trim().parse::<i64>()) {
+            None => None,
+            Some(Ok(id)) if id >= 0 => Some(id),
+            Some(_) => {
+                errors.insert(
+                    "after_id".into(),
+                    "must be a non-negative integer (the last id of the previous page)".into(),
+                );
+                None
+            }
+        };
+        if after_id.is_some() && page.is_some() {
+            errors.insert(
+                "page".into(),
+                "cannot be combined with after_id (use per_page with after_id)".into(),
+            );
+        }
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
+        }
+        if let Some(after_id) = after_id {
+            return Ok(Page {
+                limit: Some(
+                    per_page
+                        .unwrap_or(DEFAULT_KEYSET_PER_PAGE)
+                        .min(MAX_PER_PAGE),
+                ),
+                offset: 0,
+                after_id: Some(after_id),
+            });
         }
         if page.is_none() && per_page.is_none() {
             return Ok(Page::ALL);
@@ -46,6 +95,7 @@ impl Page {
         Ok(Page {
             limit: Some(per_page),
             offset: (page - 1).saturating_mul(per_page),
+            after_id: None,
         })
     }
 
@@ -53,6 +103,39 @@ impl Page {
     pub fn sql_limit(&self) -> Option<i64> {
         self.limit
     }
+
+    /// The same page asking for one row more, so [`Page::slice`] can tell
+    /// whether anything follows it.
+    pub fn with_lookahead(self) -> Page {
+        Page {
+            limit: self.limit.map(|l| l.saturating_add(1)),
+            ..self
+        }
+    }
+
+    /// Cuts rows read with [`Page::with_lookahead`] back to the page size
+    /// and notes where the next page starts, if there is one.
+    pub fn slice<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> i64) -> Slice<T> {
+        let next_after_id = match self.limit {
+            Some(limit) if rows.len() as i64 > limit => {
+                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                rows.last().map(id)
+            }
+            _ => None,
+        };
+        Slice {
+            items: rows,
+            next_after_id,
+        }
+    }
+}
+
+/// One page of a list, and the `after_id` of the next page when the page
+/// size cut the list short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice<T> {
+    pub items: Vec<T>,
+    pub next_after_id: Option<i64>,
 }
 
 #[cfg(test)]
@@ -62,6 +145,7 @@ mod tests {
     #[test]
     fn no_params_means_everything() {
         assert_eq!(Page::resolve(None, None).ok(), Some(Page::ALL));
+        assert_eq!(Page::resolve_keyset(None, None, None).ok(), Some(Page::ALL));
     }
 
     #[test]
@@ -70,21 +154,44 @@ mod tests {
             Page::resolve(Some(3), Some(10)).ok(),
             Some(Page {
                 limit: Some(10),
-                offset: 20
+                offset: 20,
+                after_id: None,
             })
         );
         assert_eq!(
             Page::resolve(None, Some(5000)).ok(),
             Some(Page {
                 limit: Some(MAX_PER_PAGE),
-                offset: 0
+                offset: 0,
+                after_id: None,
             })
         );
         assert_eq!(
             Page::resolve(Some(2), None).ok(),
             Some(Page {
                 limit: Some(DEFAULT_PER_PAGE),
-                offset: 20
+                offset: 20,
+                after_id: None,
+            })
+        );
+    }
+
+    #[test]
+    fn keyset_pages() {
+        assert_eq!(
+            Page::resolve_keyset(None, None, Some("41")).ok(),
+            Some(Page {
+                limit: Some(DEFAULT_KEYSET_PER_PAGE),
+                offset: 0,
+                after_id: Some(41),
+            })
+        );
+        assert_eq!(
+            Page::resolve_keyset(None, Some(5000), Some("0")).ok(),
+            Some(Page {
+                limit: Some(MAX_PER_PAGE),
+                offset: 0,
+                after_id: Some(0),
             })
         );
     }
@@ -93,5 +200,25 @@ mod tests {
     fn nonsense_is_rejected() {
         assert!(Page::resolve(Some(0), None).is_err());
         assert!(Page::resolve(None, Some(-1)).is_err());
+        for bad in ["-1", "x", "", "1.5", "99999999999999999999"] {
+            assert!(
+                Page::resolve_keyset(None, None, Some(bad)).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Page::resolve_keyset(Some(1), None, Some("3")).is_err());
+    }
+
+    #[test]
+    fn slices_report_the_next_page() {
+        let page = Page::resolve(None, Some(2)).expect("page");
+        assert_eq!(page.with_lookahead().limit, Some(3));
+        let cut = page.slice(vec![4, 7, 9], |v| *v);
+        assert_eq!(cut.items, [4, 7]);
+        assert_eq!(cut.next_after_id, Some(7));
+        let last = page.slice(vec![4, 7], |v| *v);
+        assert_eq!(last.next_after_id, None);
+        let all = Page::ALL.slice(vec![1, 2, 3], |v| *v);
+        assert_eq!((all.items.len(), all.next_after_id), (3, None));
     }
 }

@@ -10,20 +10,22 @@ pub mod repo;
 
 use self::model::{Event, EventFilter, EventRecord, NewEvent};
 use crate::error::ApiError;
-use crate::paging::Page;
+use crate::paging::{Page, Slice};
 use crate::state::AppState;
 use crate::{links, users};
 
 /// The event type that counts towards a link's redirect statistics.
 pub const REDIRECT: &str = "redirect";
 
+/// One page of the log; `next_after_id` is set when the page size cut it.
 pub async fn list(
     state: &AppState,
     filter: &EventFilter,
     page: Page,
-) -> Result<Vec<Event>, ApiError> {
+) -> Result<Slice<Event>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    Ok(repo::list(&mut conn, filter, page).await?)
+    let rows = repo::list(&mut conn, filter, page.with_lookahead()).await?;
+    Ok(page.slice(rows, |e| e.id))
 }
 
 /// Records a client-submitted event; 404 when the link or user is unknown.
@@ -49,8 +51,8 @@ pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> 
     Ok(event)
 }
 
-/// The events of one link; 404 when the link does not exist.
-pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Vec<Event>, ApiError> {
+/// One page of a link's events; 404 when the link does not exist.
+pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Slice<Event>, ApiError> {
     let mut conn = state.db.acquire().await?;
     if links::repo::get(&mut conn, url_id).await?.is_none() {
         return Err(ApiError::NotFound("URL not found"));
@@ -59,5 +61,6 @@ pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Vec<E
         url_id: Some(url_id),
         ..Default::default()
     };
-    Ok(repo::list(&mut conn, &filter, page).await?)
+    let rows = repo::list(&mut conn, &filter, page.with_lookahead()).await?;
+    Ok(page.slice(rows, |e| e.id))
 }

@@ -22,7 +22,8 @@ pub async fn insert(conn: &mut PgConnection, e: &EventRecord) -> Result<Event, s
 }
 
 /// Events matching every given filter, by id. Built per filter set so each
-/// query can use the `(filter, id)` index that serves it.
+/// query can use the `(filter, id)` index that serves it, for offset and
+/// keyset (`id > after_id`) pages alike.
 pub async fn list(
     conn: &mut PgConnection,
     filter: &EventFilter,
@@ -39,6 +40,9 @@ pub async fn list(
     }
     if let Some(event_type) = &filter.event_type {
         q.push(" AND event_type = ").push_bind(event_type.clone());
+    }
+    if let Some(after_id) = page.after_id {
+        q.push(" AND id > ").push_bind(after_id);
     }
     q.push(" ORDER BY id");
     if let Some(limit) = page.limit {

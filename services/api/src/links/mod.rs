@@ -1,5 +1,6 @@
 //! Links: creation with collision-safe short codes, edits that log one
-//! `updated` event per changed field, soft deletion, and statistics.
+//! `updated` event per changed field, soft deletion, and statistics
+//! (`stats`).
 //!
 //! Each mutation commits the row change, its event-log row(s) and an outbox
 //! row in one transaction.
@@ -7,10 +8,8 @@
 pub mod codes;
 pub mod model;
 pub mod repo;
+pub mod stats;
 
-use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::{Value, json};
 use shortline_shared::events::{Change, ChangeEnvelope};
 use sqlx::PgConnection;
@@ -205,29 +204,4 @@ pub async fn deactivate_for_user(
         enqueued.push(outbox::enqueue(conn, &state.subjects, &change).await?);
     }
     Ok(enqueued)
-}
-
-/// `GET /urls/{id}/stats`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct LinkStats {
-    pub url: Link,
-    /// Successful redirects recorded for this link.
-    pub redirect_count: i64,
-    /// Time of the latest redirect (`YYYY-MM-DDTHH:MM:SS`), or null.
-    #[serde(with = "shortline_shared::wire::timestamp_opt")]
-    #[schemars(with = "Option<String>")]
-    pub last_redirect_at: Option<DateTime<Utc>>,
-}
-
-pub async fn stats(state: &AppState, id: i64) -> Result<LinkStats, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let url = repo::get(&mut conn, id)
-        .await?
-        .ok_or(ApiError::NotFound("URL not found"))?;
-    let (redirect_count, last_redirect_at) = repo::redirect_totals(&mut conn, id).await?;
-    Ok(LinkStats {
-        url,
-        redirect_count,
-        last_redirect_at,
-    })
 }

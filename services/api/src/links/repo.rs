@@ -1,9 +1,10 @@
 //! SQL for links.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::model::Link;
+use super::stats::{Interval, SeriesPoint};
 use crate::paging::Page;
 
 const SELECT: &str = "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls";
@@ -149,4 +150,92 @@ pub async fn redirect_totals(
             .fetch_optional(conn)
             .await?;
     Ok(row.unwrap_or((0, None)))
+}
+
+/// Redirects per bucket from the hourly rollup, one row for every bucket
+/// from `first` to `last` (bucket starts, UTC), empty ones with 0. Day
+/// buckets sum the hours of their UTC day.
+pub async fn redirect_series(
+    conn: &mut PgConnection,
+    id: i64,
+    first: NaiveDateTime,
+    last: NaiveDateTime,
+    interval: Interval,
+) -> Result<Vec<SeriesPoint>, sqlx::Error> {
+    sqlx::query_as::<_, SeriesPoint>(
+        "WITH counts AS (
+             SELECT date_trunc($4, hour AT TIME ZONE 'UTC') AS start,
+                    SUM(redirect_count) AS redirects
+             FROM link_stats_hourly
+             WHERE url_id = $1
+               AND hour >= $2 AT TIME ZONE 'UTC'
+               AND hour < ($3 + ('1 ' || $4)::interval) AT TIME ZONE 'UTC'
+             GROUP BY 1
+         )
+         SELECT b.start AT TIME ZONE 'UTC' AS start, COALESCE(c.redirects, 0)::int8 AS count
+         FROM generate_series($2, $3, ('1 ' || $4)::interval) AS b(start)
+         LEFT JOIN counts c ON c.start = b.start
+         ORDER BY b.start",
+    )
+    .bind(id)
+    .bind(first)
+    .bind(last)
+    .bind(interval.sql_unit())
+    .fetch_all(conn)
+    .await
+}
+
+/// The most frequent referrer hosts (`''`: direct) on the given UTC days,
+/// most first, then by name.
+pub async fn top_referrers(
+    conn: &mut PgConnection,
+    id: i64,
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT referrer, SUM(redirect_count)::int8 AS redirects
+         FROM link_stats_referrers
+         WHERE url_id = $1 AND day BETWEEN $2 AND $3
+         GROUP BY referrer
+         ORDER BY redirects DESC, referrer COLLATE \"C\"
+         LIMIT $4",
+    )
+    .bind(id)
+    .bind(first_day)
+    .bind(last_day)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Redirects on the given UTC days by user-agent class.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AgentCount {
+    pub browser: String,
+    pub os: String,
+    pub device: String,
+    pub is_bot: bool,
+    pub count: i64,
+}
+
+/// Redirects by (browser, os, device, bot) on the given UTC days.
+pub async fn agent_counts(
+    conn: &mut PgConnection,
+    id: i64,
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+) -> Result<Vec<AgentCount>, sqlx::Error> {
+    sqlx::query_as::<_, AgentCount>(
+        "SELECT browser, os, device, is_bot, SUM(redirect_count)::int8 AS count
+         FROM link_stats_agents
+         WHERE url_id = $1 AND day BETWEEN $2 AND $3
+         GROUP BY browser, os, device, is_bot",
+    )
+    .bind(id)
+    .bind(first_day)
+    .bind(last_day)
+    .fetch_all(conn)
+    .await
 }

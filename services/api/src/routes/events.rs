@@ -2,12 +2,11 @@
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
-use axum::Json;
 use axum::extract::State;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, not_found};
+use super::{Created, Listed, not_found};
 use crate::error::ApiError;
 use crate::events::{
     self,
@@ -20,7 +19,7 @@ use crate::state::AppState;
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new().api_route(
         "/events",
-        get_with(list_events, |op| op.tag("events").summary("List events").description("Ordered by id; filter by `url_id`, `user_id`, `event_type`. Without `page`/`per_page` every match is returned."))
+        get_with(list_events, |op| op.tag("events").summary("List events").description("Ordered by id; filter by `url_id`, `user_id`, `event_type`. Without `page`/`per_page`/`after_id` every match is returned. Keyset paging: `after_id=N` returns the matches with an id above N (`per_page` of them, default 100) and cannot be combined with `page`; it stays fast at any depth, unlike deep `page` numbers. A page cut short by its size carries `Link: <…>; rel=\"next\"` with the same filters and `after_id` set to its last id."))
             .post_with(record_event, |op| not_found(op.tag("events").summary("Record an event").description("`details` must be a JSON object. A `redirect` event counts in the link's statistics."), "URL not found / User not found")),
     )
 }
@@ -32,23 +31,38 @@ pub struct ListEventsParams {
     pub user_id: Option<i64>,
     /// e.g. `created`, `updated`, `deleted`, `redirect`.
     pub event_type: Option<String>,
-    /// 1-based page number.
+    /// 1-based page number (not with `after_id`).
     pub page: Option<i64>,
-    /// Page size (1–1000; larger is clamped).
+    /// Page size (1–1000; larger is clamped). Default 20 with `page`, 100
+    /// with `after_id`.
     pub per_page: Option<i64>,
+    /// Keyset paging: only events with a larger id (the last id of the
+    /// previous page; 0 starts at the beginning).
+    #[schemars(with = "Option<u64>")]
+    pub after_id: Option<String>,
 }
 
 async fn list_events(
     State(state): State<AppState>,
     Params(p): Params<ListEventsParams>,
-) -> Result<Json<Vec<Event>>, ApiError> {
-    let page = Page::resolve(p.page, p.per_page)?;
+) -> Result<Listed<Event>, ApiError> {
+    let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
     let filter = EventFilter {
         url_id: p.url_id,
         user_id: p.user_id,
         event_type: p.event_type,
     };
-    Ok(Json(events::list(&state, &filter, page).await?))
+    let slice = events::list(&state, &filter, page).await?;
+    Ok(Listed::new(
+        slice,
+        page,
+        "/events",
+        &[
+            ("url_id", filter.url_id.map(|v| v.to_string())),
+            ("user_id", filter.user_id.map(|v| v.to_string())),
+            ("event_type", filter.event_type),
+        ],
+    ))
 }
 
 async fn record_event(

@@ -8,13 +8,16 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, conflict, not_found};
+use super::{Created, Listed, conflict, not_found};
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
 use crate::links::model::{Link, LinkPatch, NewLink};
 use crate::links::repo::LinkFilter;
-use crate::links::{self, LinkStats};
+use crate::links::{
+    self,
+    stats::{Interval, LinkStats, StatsRange},
+};
 use crate::paging::Page;
 use crate::state::AppState;
 
@@ -40,11 +43,11 @@ pub fn routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/urls/{id}/events",
-            get_with(link_events, |op| not_found(op.tag("urls").summary("A link's events").description("Ordered by id; paging as for lists."), "URL not found")),
+            get_with(link_events, |op| not_found(op.tag("urls").summary("A link's events").description("Ordered by id; paging as for `GET /events` (`page`/`per_page`, or keyset `after_id`; a page cut short by its size carries `Link: <…>; rel=\"next\"`)."), "URL not found")),
         )
         .api_route(
             "/urls/{id}/stats",
-            get_with(link_stats, |op| not_found(op.tag("urls").summary("A link's statistics"), "URL not found")),
+            get_with(link_stats, |op| not_found(op.tag("urls").summary("A link's statistics").description("All-time `redirect_count` and `last_redirect_at`, plus, over the range `from`..`to` (UTC; default the 7 days before now): `series`, redirects per `hour` or `day` bucket with empty buckets as 0 (at most 2000 buckets), and, for the range's days, `top_referrers` (10), `browsers`, `operating_systems`, `devices` and `bots`. Bad values, `from` after `to` or too many buckets: 400 naming the field."), "URL not found")),
         )
 }
 
@@ -61,13 +64,32 @@ pub struct ListLinksParams {
     pub per_page: Option<i64>,
 }
 
-/// Paging parameters.
+/// Paging of `GET /urls/{id}/events`.
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct PageParams {
-    /// 1-based page number.
+pub struct LinkEventsParams {
+    /// 1-based page number (not with `after_id`).
     pub page: Option<i64>,
-    /// Page size (1–1000; larger is clamped).
+    /// Page size (1–1000; larger is clamped). Default 20 with `page`, 100
+    /// with `after_id`.
     pub per_page: Option<i64>,
+    /// Keyset paging: only events with a larger id (the last id of the
+    /// previous page; 0 starts at the beginning).
+    #[schemars(with = "Option<u64>")]
+    pub after_id: Option<String>,
+}
+
+/// Range of `GET /urls/{id}/stats`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatsParams {
+    /// Start of the range, `YYYY-MM-DDTHH:MM:SS` (UTC; `YYYY-MM-DD HH:MM:SS`
+    /// and RFC 3339 with an offset are accepted too). Default: 7 days before
+    /// `to`.
+    pub from: Option<String>,
+    /// End of the range, same formats. Default: now.
+    pub to: Option<String>,
+    /// Bucket width of `series`: `hour` (default) or `day`.
+    #[schemars(with = "Option<Interval>")]
+    pub interval: Option<String>,
 }
 
 async fn list_links(
@@ -111,14 +133,25 @@ async fn delete_link(State(state): State<AppState>, id: Id) -> Result<NoContent,
 async fn link_events(
     State(state): State<AppState>,
     id: Id,
-    Params(p): Params<PageParams>,
-) -> Result<Json<Vec<Event>>, ApiError> {
-    let page = Page::resolve(p.page, p.per_page)?;
-    Ok(Json(
-        events::for_link(&state, id.get("URL not found")?, page).await?,
-    ))
+    Params(p): Params<LinkEventsParams>,
+) -> Result<Listed<Event>, ApiError> {
+    let id = id.get("URL not found")?;
+    let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
+    let slice = events::for_link(&state, id, page).await?;
+    Ok(Listed::new(slice, page, &format!("/urls/{id}/events"), &[]))
 }
 
-async fn link_stats(State(state): State<AppState>, id: Id) -> Result<Json<LinkStats>, ApiError> {
-    Ok(Json(links::stats(&state, id.get("URL not found")?).await?))
+async fn link_stats(
+    State(state): State<AppState>,
+    id: Id,
+    Params(p): Params<StatsParams>,
+) -> Result<Json<LinkStats>, ApiError> {
+    let id = id.get("URL not found")?;
+    let range = StatsRange::parse(
+        p.from.as_deref(),
+        p.to.as_deref(),
+        p.interval.as_deref(),
+        chrono::Utc::now(),
+    )?;
+    Ok(Json(links::stats::stats(&state, id, range).await?))
 }

@@ -8,16 +8,20 @@ pub mod users;
 
 use aide::axum::ApiRouter;
 use aide::generate::GenContext;
-use aide::openapi::{Operation, Response as DocResponse, StatusCode as DocStatus};
+use aide::openapi::{
+    Header, HeaderStyle, Operation, ParameterSchemaOrContent, ReferenceOr, Response as DocResponse,
+    SchemaObject, StatusCode as DocStatus,
+};
 use aide::operation::OperationOutput;
 use aide::transform::TransformOperation;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::ErrorBody;
+use crate::paging::{Page, Slice};
 use crate::state::AppState;
 
 /// Every API route (the redirect route lives in the redirect service).
@@ -66,4 +70,95 @@ pub fn not_found<'a>(op: TransformOperation<'a>, message: &'static str) -> Trans
 /// Documents a 409 with the given message.
 pub fn conflict<'a>(op: TransformOperation<'a>, message: &'static str) -> TransformOperation<'a> {
     op.response_with::<409, Json<ErrorBody>, _>(|r| r.description(message))
+}
+
+/// `200` with a JSON array and, when the page size cut the list short, a
+/// `Link: <next>; rel="next"` header (RFC 8288) for the next page: the same
+/// path and filters with `per_page` and `after_id` set (keyset paging).
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Listed<T> {
+    /// `path` and `filters` (the request without its paging parameters)
+    /// rebuild the URL of the next page, if there is one.
+    pub fn new(
+        slice: Slice<T>,
+        page: Page,
+        path: &str,
+        filters: &[(&str, Option<String>)],
+    ) -> Self {
+        let next = slice.next_after_id.map(|after_id| {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in filters {
+                if let Some(value) = value {
+                    query.append_pair(name, value);
+                }
+            }
+            if let Some(per_page) = page.limit {
+                query.append_pair("per_page", &per_page.to_string());
+            }
+            query.append_pair("after_id", &after_id.to_string());
+            format!("{path}?{}", query.finish())
+        });
+        Self {
+            items: slice.items,
+            next,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Listed<T> {
+    fn into_response(self) -> Response {
+        let mut res = Json(self.items).into_response();
+        if let Some(link) = self
+            .next
+            .and_then(|next| HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).ok())
+        {
+            res.headers_mut().insert(header::LINK, link);
+        }
+        res
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for Listed<T> {
+    type Inner = Vec<T>;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        let mut res = Json::<Vec<T>>::operation_response(ctx, op)?;
+        res.description = "The matches, ordered by id".into();
+        res.headers.insert(
+            "Link".into(),
+            ReferenceOr::Item(Header {
+                description: Some(
+                    "Present when the page size cut the list short: \
+                     `</events?event_type=redirect&per_page=100&after_id=4242>; rel=\"next\"`, \
+                     the same filters with `after_id` set to the last id of this page."
+                        .into(),
+                ),
+                style: HeaderStyle::Simple,
+                required: false,
+                deprecated: None,
+                format: ParameterSchemaOrContent::Schema(SchemaObject {
+                    json_schema: ctx.schema.subschema_for::<String>(),
+                    example: None,
+                    external_docs: None,
+                }),
+                example: None,
+                examples: Default::default(),
+                extensions: Default::default(),
+            }),
+        );
+        Some(res)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, op)
+            .map(|r| vec![(Some(DocStatus::Code(200)), r)])
+            .unwrap_or_default()
+    }
 }

@@ -129,3 +129,208 @@ async fn record_rejects_bad_input(db: PgPool) {
         "only the created event"
     );
 }
+
+/// The target of a `Link: <…>; rel="next"` header, if the response has one.
+fn next_link(res: &crate::support::TestResponse) -> Option<String> {
+    let value = res.headers.get("link")?.to_str().ok()?;
+    let target = value.strip_suffix(">; rel=\"next\"")?.strip_prefix('<')?;
+    Some(target.to_owned())
+}
+
+fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_i64())
+        .collect()
+}
+
+/// Follows `rel="next"` links from `first`, returning every page's ids.
+async fn walk(app: &TestApp, first: &str) -> Vec<Vec<i64>> {
+    let mut pages = Vec::new();
+    let mut uri = Some(first.to_owned());
+    while let Some(u) = uri {
+        let res = app.get(&u).await;
+        assert_eq!(res.status, StatusCode::OK, "{u}");
+        pages.push(ids(&res.json()));
+        uri = next_link(&res);
+        assert!(pages.len() < 100, "runaway paging at {u}");
+    }
+    pages
+}
+
+/// 150 events: the link's `created`, then `redirect` and `shared` events of
+/// two users (`shared` every third), written straight into the log.
+async fn many_events(app: &TestApp) -> (i64, i64, i64) {
+    let u1 = app.user("one").await["id"].as_i64().expect("id");
+    let u2 = app.user("two").await["id"].as_i64().expect("id");
+    let lid = app.link(u1, "https://a.io").await["id"]
+        .as_i64()
+        .expect("id");
+    sqlx::query(
+        "INSERT INTO events (event_id, url_id, user_id, event_type, details)
+         SELECT 'test-' || g, $1, CASE WHEN g % 2 = 0 THEN $2 ELSE $3 END,
+                CASE WHEN g % 3 = 0 THEN 'shared' ELSE 'redirect' END, '{}'::jsonb
+         FROM generate_series(1, 149) AS g",
+    )
+    .bind(lid)
+    .bind(u1)
+    .bind(u2)
+    .execute(&app.db)
+    .await
+    .expect("events");
+    (lid, u1, u2)
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn keyset_paging(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let (lid, u1, _) = many_events(&app).await;
+    let all = ids(&app.get("/events").await.json());
+    assert_eq!(all.len(), 150);
+
+    // No paging parameter: everything, no Link header.
+    assert!(next_link(&app.get("/events").await).is_none());
+    // after_id alone: 100 per page, then the rest.
+    let res = app.get("/events?after_id=0").await;
+    assert_eq!(ids(&res.json()), all[..100]);
+    let next = next_link(&res).expect("a next link");
+    assert_eq!(next, format!("/events?per_page=100&after_id={}", all[99]));
+    let res = app.get(&next).await;
+    assert_eq!(ids(&res.json()), all[100..]);
+    assert!(next_link(&res).is_none(), "the last page has no next link");
+    // after_id in the middle.
+    assert_eq!(
+        ids(&app
+            .get(&format!("/events?after_id={}", all[139]))
+            .await
+            .json()),
+        all[140..]
+    );
+    assert_eq!(
+        app.get(&format!("/events?after_id={}", all[149]))
+            .await
+            .json(),
+        json!([])
+    );
+    // Walking with a page size visits every event once, in order; a last
+    // page that is exactly full has no next link (150 = 15 × 10).
+    let pages = walk(&app, "/events?after_id=0&per_page=10").await;
+    assert_eq!(pages.len(), 15);
+    assert_eq!(pages.concat(), all);
+    // Offset pages carry the keyset link to the page after them.
+    let res = app.get("/events?page=3&per_page=20").await;
+    assert_eq!(ids(&res.json()), all[40..60]);
+    assert_eq!(
+        next_link(&res).as_deref(),
+        Some(format!("/events?per_page=20&after_id={}", all[59]).as_str())
+    );
+    assert!(next_link(&app.get("/events?page=8&per_page=20").await).is_none());
+    assert_eq!(walk(&app, "/events?per_page=7").await.concat(), all);
+    // per_page is clamped as for offset pages.
+    assert_eq!(
+        ids(&app.get("/events?after_id=0&per_page=5000").await.json()),
+        all
+    );
+
+    // Filters combine with after_id and are kept in the next link.
+    let shared: Vec<i64> = ids(&app
+        .get(&format!("/events?event_type=shared&user_id={u1}"))
+        .await
+        .json());
+    assert_eq!(shared.len(), 24);
+    let first = format!("/events?event_type=shared&user_id={u1}&per_page=5");
+    let res = app.get(&first).await;
+    assert_eq!(
+        next_link(&res).as_deref(),
+        Some(
+            format!(
+                "/events?user_id={u1}&event_type=shared&per_page=5&after_id={}",
+                shared[4]
+            )
+            .as_str()
+        )
+    );
+    let pages = walk(&app, &first).await;
+    assert_eq!(pages.len(), 5);
+    assert_eq!(pages.concat(), shared);
+    let after = shared[10];
+    assert_eq!(
+        ids(&app
+            .get(&format!(
+                "/events?url_id={lid}&user_id={u1}&event_type=shared&after_id={after}"
+            ))
+            .await
+            .json()),
+        shared[11..]
+    );
+    // Filter values are encoded in the link.
+    let res = app
+        .post(
+            "/events",
+            json!({"url_id": lid, "user_id": u1, "event_type": "a b&c=d"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    app.post(
+        "/events",
+        json!({"url_id": lid, "user_id": u1, "event_type": "a b&c=d"}),
+    )
+    .await;
+    let res = app.get("/events?event_type=a%20b%26c%3Dd&per_page=1").await;
+    let next = next_link(&res).expect("next");
+    assert!(
+        next.starts_with("/events?event_type=a+b%26c%3Dd&per_page=1&after_id="),
+        "{next}"
+    );
+    assert_eq!(
+        app.get(&next).await.json().as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // A link's events page the same way.
+    let link_events = ids(&app.get(&format!("/urls/{lid}/events")).await.json());
+    assert_eq!(link_events.len(), 152);
+    let res = app.get(&format!("/urls/{lid}/events?per_page=50")).await;
+    assert_eq!(
+        next_link(&res).as_deref(),
+        Some(
+            format!(
+                "/urls/{lid}/events?per_page=50&after_id={}",
+                link_events[49]
+            )
+            .as_str()
+        )
+    );
+    let pages = walk(&app, &format!("/urls/{lid}/events?after_id=0")).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [100, 52]);
+    assert_eq!(pages.concat(), link_events);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bad_keyset_parameters_are_400(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    let lid = app.link(uid, "https://a.io").await["id"]
+        .as_i64()
+        .expect("id");
+    for base in ["/events".to_owned(), format!("/urls/{lid}/events")] {
+        for (query, field) in [
+            ("after_id=-1", "after_id"),
+            ("after_id=abc", "after_id"),
+            ("after_id=1.5", "after_id"),
+            ("after_id=", "after_id"),
+            ("after_id=99999999999999999999", "after_id"),
+            ("after_id=3&page=1", "page"),
+            ("after_id=3&per_page=0", "per_page"),
+        ] {
+            let uri = format!("{base}?{query}");
+            let err = app.get(&uri).await.assert_error(StatusCode::BAD_REQUEST);
+            assert_eq!(err["error"], "validation failed", "{uri}");
+            assert!(err["details"][field].is_string(), "{uri}: {err}");
+        }
+    }
+    app.get("/urls/999/events?after_id=0")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+}

@@ -8,5 +8,6 @@ mod import;
 mod links;
 mod openapi;
 mod outbox;
+mod stats;
 mod support;
 mod users;

@@ -76,6 +76,40 @@ async fn every_route_is_described(db: PgPool) {
             "{path}: {params:?}"
         );
     }
+    let params = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for path in ["/events", "/urls/{id}/events"] {
+        assert!(params(path).contains(&"after_id".to_owned()), "{path}");
+        assert!(
+            doc["paths"][path]["get"]["responses"]["200"]["headers"]["Link"].is_object(),
+            "{path}: Link header undocumented"
+        );
+    }
+    for p in ["from", "to", "interval"] {
+        assert!(params("/urls/{id}/stats").contains(&p.to_owned()), "{p}");
+    }
+    let stats = doc
+        .pointer("/components/schemas/LinkStats")
+        .map(|s| s.to_string());
+    for field in [
+        "series",
+        "top_referrers",
+        "browsers",
+        "operating_systems",
+        "devices",
+        "bots",
+    ] {
+        assert!(
+            stats.as_deref().is_some_and(|s| s.contains(field)),
+            "LinkStats lacks {field}: {stats:?}"
+        );
+    }
     // Components resolve: every $ref points at a schema that exists.
     let text = doc.to_string();
     for r in text
