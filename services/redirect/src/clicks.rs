@@ -109,29 +109,30 @@ pub fn channel(
 
 impl ClickPublisher {
     /// Publishes batches until `cancel` fires, then flushes what is left.
+    ///
+    /// While clicks flow, the task does not wait on the channel (which
+    /// would wake it for every click): after the first click of a batch it
+    /// sleeps for the linger time, then takes whatever has arrived.
     pub async fn run(mut self, cancel: CancellationToken) {
         let max = self.settings.batch_max.max(1);
         let mut batch: Vec<Click> = Vec::with_capacity(max);
         loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                n = self.rx.recv_many(&mut batch, max) => if n == 0 { break },
-            }
-            // Let a small batch fill for a moment under load; a lone click
-            // still leaves within the linger time.
-            let deadline = tokio::time::Instant::now() + self.settings.linger;
-            while batch.len() < max {
-                let room = max - batch.len();
+            if self.rx.is_empty() {
+                // Idle: wait for the next click.
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => break,
-                    got = tokio::time::timeout_at(deadline, self.rx.recv_many(&mut batch, room)) => {
-                        if !matches!(got, Ok(n) if n > 0) {
-                            break;
-                        }
-                    }
+                    n = self.rx.recv_many(&mut batch, max) => if n == 0 { break },
                 }
+            }
+            self.take_available(&mut batch, max);
+            if batch.len() < max {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => {},
+                    () = tokio::time::sleep(self.settings.linger) => {},
+                }
+                self.take_available(&mut batch, max);
             }
             self.record_depth();
             let clicks = std::mem::replace(&mut batch, Vec::with_capacity(max));
@@ -139,8 +140,21 @@ impl ClickPublisher {
                 batch = unsent;
                 break;
             }
+            if cancel.is_cancelled() {
+                break;
+            }
         }
         self.flush(batch).await;
+    }
+
+    /// Moves buffered clicks into `batch` (up to `max`) without waiting.
+    fn take_available(&mut self, batch: &mut Vec<Click>, max: usize) {
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(click) => batch.push(click),
+                Err(_) => break,
+            }
+        }
     }
 
     /// After the signal: no new clicks; publish everything buffered, within
@@ -325,8 +339,8 @@ pub fn anonymize(ip: IpAddr) -> IpAddr {
 }
 
 /// A header's value for a click: valid UTF-8, cut to a bounded length.
-pub fn header_text(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
-    let value = headers.get(name)?;
+pub fn header_text(value: Option<&axum::http::HeaderValue>) -> Option<String> {
+    let value = value?;
     let text = String::from_utf8_lossy(value.as_bytes());
     let text = text.trim();
     if text.is_empty() {
@@ -399,9 +413,9 @@ mod tests {
         h.insert("user-agent", "x".repeat(2000).parse().expect("valid"));
         h.insert("referer", "  ".parse().expect("valid"));
         assert_eq!(
-            header_text(&h, axum::http::header::USER_AGENT).map(|s| s.len()),
+            header_text(h.get(axum::http::header::USER_AGENT)).map(|s| s.len()),
             Some(512)
         );
-        assert_eq!(header_text(&h, axum::http::header::REFERER), None);
+        assert_eq!(header_text(h.get(axum::http::header::REFERER)), None);
     }
 }

@@ -36,7 +36,7 @@ use crate::clicks::{PublisherSettings, TrustedProxies};
 use crate::config::RedirectConfig;
 use crate::invalidate::Invalidator;
 use crate::resolve::{CacheSettings, LinkCache};
-use crate::state::{RedirectMetrics, RedirectState};
+use crate::state::{RedirectMetrics, RedirectState, Shared};
 
 /// The HTTP application.
 pub fn router(state: RedirectState) -> Router {
@@ -165,7 +165,7 @@ impl Service {
         let stop = CancellationToken::new();
         tasks.spawn(Invalidator::new(nats.clone(), subjects, links.clone()).run(stop.clone()));
         tasks.spawn(publisher.run(stop.clone()));
-        let state = RedirectState {
+        let state = RedirectState::new(Shared {
             db,
             valkey,
             nats: Some(nats),
@@ -173,7 +173,7 @@ impl Service {
             clicks,
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             metrics,
-        };
+        });
         Ok(Self { state, tasks, stop })
     }
 

@@ -105,6 +105,10 @@ struct Entry {
     layer: Layer,
 }
 
+/// Short codes are not attacker-chosen keys into anything but our own
+/// bounded caches, and SipHash showed up in profiles: a fast seeded hasher.
+type Hasher = foldhash::fast::RandomState;
+
 /// Positive and negative entries live for different times.
 struct EntryExpiry {
     positive: Duration,
@@ -144,14 +148,14 @@ pub struct LinkCache(Arc<Inner>);
 
 struct Inner {
     db: PgPool,
-    l1: Option<moka::future::Cache<Arc<str>, Arc<Entry>>>,
+    l1: Option<moka::future::Cache<Arc<str>, Arc<Entry>, Hasher>>,
     l2: Option<Valkey>,
     l2_ttl: Duration,
     key_prefix: String,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
     /// Code → epoch of its latest invalidation (recent ones only).
-    invalidated: moka::sync::Cache<Arc<str>, u64>,
+    invalidated: moka::sync::Cache<Arc<str>, u64, Hasher>,
     metrics: RedirectMetrics,
 }
 
@@ -170,7 +174,7 @@ impl LinkCache {
                     positive: settings.l1_ttl,
                     negative: settings.negative_ttl,
                 })
-                .build()
+                .build_with_hasher(Hasher::default())
         });
         Self(Arc::new(Inner {
             db,
@@ -182,7 +186,7 @@ impl LinkCache {
             invalidated: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(INVALIDATION_MEMORY)
-                .build(),
+                .build_with_hasher(Hasher::default()),
             metrics,
         }))
     }
@@ -262,11 +266,15 @@ impl LinkCache {
     }
 
     /// Whether no invalidation of `code` happened after `entry`'s load began.
+    /// Free when nothing at all was invalidated since (the common case); a
+    /// map lookup otherwise.
     fn is_current(&self, code: &str, entry: &Entry) -> bool {
-        self.0
-            .invalidated
-            .get(code)
-            .is_none_or(|invalidated_at| entry.epoch >= invalidated_at)
+        entry.epoch >= self.0.epoch.load(Ordering::Acquire)
+            || self
+                .0
+                .invalidated
+                .get(code)
+                .is_none_or(|invalidated_at| entry.epoch >= invalidated_at)
     }
 
     fn l2_key(&self, code: &str) -> String {

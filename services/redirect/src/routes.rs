@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shortline_shared::events::Click;
 
@@ -15,20 +15,32 @@ use crate::state::RedirectState;
 
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// The TCP peer, when the server was started with connect info (tests that
-/// call the router directly have none).
-pub struct Peer(pub Option<IpAddr>);
+/// What a click records about the request, taken without copying the whole
+/// header map. The client address comes from the TCP peer (when the server
+/// runs with connect info; tests calling the router directly have none) and
+/// the trusted proxies' `X-Forwarded-For`.
+pub struct RequestFacts {
+    client_ip: Option<IpAddr>,
+    user_agent: Option<HeaderValue>,
+    referrer: Option<HeaderValue>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl FromRequestParts<RedirectState> for RequestFacts {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &RedirectState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Self {
+            client_ip: state.trusted_proxies.client_ip(peer, &parts.headers),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            referrer: parts.headers.get(header::REFERER).cloned(),
+        })
     }
 }
 
@@ -38,8 +50,7 @@ pub async fn redirect(
     State(state): State<RedirectState>,
     Path(code): Path<String>,
     method: Method,
-    peer: Peer,
-    headers: HeaderMap,
+    facts: RequestFacts,
 ) -> Result<Response, RedirectError> {
     if code.len() > MAX_CODE_LEN {
         return Err(RedirectError::NotFound);
@@ -52,18 +63,15 @@ pub async fn redirect(
     let location = HeaderValue::from_str(&target.original_url)
         .map_err(|_| RedirectError::BadTarget(target.url_id))?;
     if method == Method::GET {
-        let ip = state
-            .trusted_proxies
-            .client_ip(peer.0, &headers)
-            .map(|ip| anonymize(ip).to_string());
+        let ip = facts.client_ip.map(|ip| anonymize(ip).to_string());
         state.clicks.record(Click {
             event_id: ulid::Ulid::generate(),
             url_id: target.url_id,
             user_id: target.user_id,
             short_code: code,
             occurred_at: chrono::Utc::now(),
-            user_agent: header_text(&headers, header::USER_AGENT),
-            referrer: header_text(&headers, header::REFERER),
+            user_agent: header_text(facts.user_agent.as_ref()),
+            referrer: header_text(facts.referrer.as_ref()),
             ip,
         });
     }

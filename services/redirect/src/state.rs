@@ -10,8 +10,25 @@ use sqlx::PgPool;
 use crate::clicks::{ClickSink, TrustedProxies};
 use crate::resolve::LinkCache;
 
+/// Cloned for every request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
-pub struct RedirectState {
+pub struct RedirectState(Arc<Shared>);
+
+impl RedirectState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for RedirectState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+pub struct Shared {
     pub db: PgPool,
     pub valkey: Option<Valkey>,
     pub nats: Option<async_nats::Client>,
