@@ -6,6 +6,7 @@
 #   POST /users               201, a user with an id
 #   POST /urls                201, a link with a short_code
 #   GET  /{short_code}        302 to exactly that URL (twice: MISS then HIT), HEAD 302 too
+#   GET  /events?url_id=…    two `redirect` events (HEAD logs none); stats redirect_count 2
 #   PUT  /urls/{id}           deactivate, then GET /{short_code} is 404 JSON at once
 #   GET  /no-such-code        404 JSON
 #   GET  /metrics             404 (never exposed through the edge)
@@ -112,6 +113,28 @@ if [[ $user_id =~ ^[0-9]+$ ]]; then
 			redirect_check GET "$code" "$target" "$want_cache"
 		done
 		redirect_check HEAD "$code" "$target" ""
+		# Every GET redirect logs one event (HEAD none), through the click stream and the
+		# analytics consumer; give the pipeline a few seconds.
+		events_seen=""
+		for _ in $(seq 50); do
+			request GET "/events?url_id=$url_id&event_type=redirect"
+			events_seen="$(json_check 'len(v)' 2>/dev/null)" || events_seen=""
+			[[ $events_seen == 2 ]] && break
+			sleep 0.2
+		done
+		if [[ $events_seen == 2 ]]; then
+			log "ok   two GET redirects logged two redirect events"
+		else
+			log "FAIL redirect events for the link: want 2, got '${events_seen}': ${BODY:0:300}"
+			failures=$((failures + 1))
+		fi
+		request GET "/urls/$url_id/stats"
+		if check "GET /urls/{id}/stats" 200; then
+			json_check 'v["redirect_count"] == 2' >/dev/null || {
+				log "FAIL stats redirect_count is not 2: ${BODY:0:300}"
+				failures=$((failures + 1))
+			}
+		fi
 		request PUT "/urls/$url_id" '{"is_active": false}'
 		check "PUT /urls/{id} deactivate" 200 || true
 		request GET "/$code"
