@@ -3,11 +3,13 @@
 //! every error response is JSON (`{"error": "..."}`), including the ones
 //! axum and tower produce themselves (404, 405, 408, 413, 500).
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::{Json, Router};
@@ -47,7 +49,6 @@ pub fn with_common_layers(router: Router, settings: &CommonLayers) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
-        .layer(middleware::from_fn(json_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let m = http_metrics.clone();
@@ -73,6 +74,9 @@ impl MakeRequestId for UlidRequestId {
 #[derive(Clone)]
 struct HttpMetrics {
     duration: Histogram<f64>,
+    /// Route templates as shared strings, so that labelling a request does
+    /// not allocate (there are only as many as the router has routes).
+    routes: Arc<RwLock<HashMap<String, Arc<str>>>>,
 }
 
 impl HttpMetrics {
@@ -83,37 +87,50 @@ impl HttpMetrics {
             .with_description("Duration of HTTP requests served, by route, method and status")
             .with_boundaries(telemetry::SECONDS_BUCKETS.to_vec())
             .build();
-        Self { duration }
+        Self {
+            duration,
+            routes: Arc::default(),
+        }
     }
 
+    fn route(&self, req: &Request) -> Arc<str> {
+        let Some(path) = req.extensions().get::<MatchedPath>() else {
+            return Arc::from("unmatched");
+        };
+        let path = path.as_str();
+        if let Some(known) = self.routes.read().ok().and_then(|m| m.get(path).cloned()) {
+            return known;
+        }
+        let interned: Arc<str> = Arc::from(path);
+        if let Ok(mut m) = self.routes.write() {
+            m.entry(path.to_owned()).or_insert_with(|| interned.clone());
+        }
+        interned
+    }
+
+    /// Runs the request inside its span, turns a non-JSON error response
+    /// into the JSON error shape, records the duration histogram and writes
+    /// the request's log line.
     async fn observe(&self, req: Request, next: Next) -> Response<Body> {
         let start = Instant::now();
-        let method = req.method().clone();
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "unmatched".to_owned());
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let method = method_label(req.method());
+        let route = self.route(&req);
+        let request_id = req.headers().get(REQUEST_ID_HEADER).cloned();
         let span = tracing::info_span!(
             "request",
-            method = %method,
+            method,
             route = %route,
-            request_id = %request_id,
+            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
         let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+        let response = json_errors(response);
         let elapsed = start.elapsed();
         let status = response.status();
         self.duration.record(
             elapsed.as_secs_f64(),
             &[
-                KeyValue::new("http.request.method", method.to_string()),
-                KeyValue::new("http.route", route),
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("http.route", opentelemetry::StringValue::from(route)),
                 KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
             ],
         );
@@ -128,7 +145,23 @@ impl HttpMetrics {
     }
 }
 
-/// The error body every service uses: `{"error": "..."}`.
+/// The OpenTelemetry method label: the standard methods, `_OTHER` for the
+/// rest (keeps the label set bounded).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
 pub fn error_body(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
@@ -136,8 +169,7 @@ pub fn error_body(status: StatusCode, message: impl Into<String>) -> Response<Bo
 /// Replaces any non-JSON error response (axum's rejections, 404 and 405 from
 /// the router, 408 from the timeout, 413 from body limits) with a JSON body,
 /// keeping status and headers such as `Allow`.
-async fn json_errors(req: Request, next: Next) -> Response<Body> {
-    let response = next.run(req).await;
+fn json_errors(response: Response<Body>) -> Response<Body> {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
