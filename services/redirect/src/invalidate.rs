@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::resolve::LinkCache;
 
-/// How long the server keeps a consumer nobody pulls from.
+/// How long the server keeps a consumer nobody pulls from (a replica that
+/// died without deleting its consumer holds link writes up to
+/// `INVALIDATION_WAIT_MS` each for this long).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 
 /// The change-stream reader of one replica.
@@ -33,6 +35,8 @@ pub struct Invalidator {
     links: LinkCache,
     /// Stream sequence of the last change handled.
     last_sequence: Option<u64>,
+    /// The current consumer's name (deleted on a clean stop).
+    consumer: Option<String>,
 }
 
 impl Invalidator {
@@ -42,6 +46,7 @@ impl Invalidator {
             subjects,
             links,
             last_sequence: None,
+            consumer: None,
         }
     }
 
@@ -66,6 +71,19 @@ impl Invalidator {
                 () = tokio::time::sleep(backoff) => {},
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        // Without this the server keeps the consumer until its inactivity
+        // threshold, and writes wait for it in vain meanwhile.
+        if let Some(name) = self.consumer.take() {
+            let deleted = tokio::time::timeout(Duration::from_secs(2), async {
+                let stream = self.js.get_stream(self.subjects.changes_stream()).await?;
+                stream.delete_consumer(&name).await?;
+                Ok::<_, async_nats::Error>(())
+            })
+            .await;
+            if !matches!(deleted, Ok(Ok(()))) {
+                tracing::debug!(consumer = %name, "change consumer not deleted; the server will drop it");
+            }
         }
         tracing::info!("link-change consumer stopped");
     }
@@ -99,6 +117,7 @@ impl Invalidator {
             })
             .await?;
         *first = false;
+        self.consumer = Some(name.clone());
         tracing::info!(consumer = %name, "reading link changes");
         let mut messages = consumer
             .stream()

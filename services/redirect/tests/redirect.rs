@@ -551,3 +551,40 @@ async fn health_and_ready(db: PgPool) {
     assert_eq!(r.json()["postgres"], "ok");
     service.shutdown().await;
 }
+
+/// Names of the redirect consumers on the test's change stream.
+async fn change_consumers(subjects: &Subjects) -> Vec<String> {
+    let client = async_nats::connect(shared_nats()).await.expect("nats");
+    let js = jetstream::new(client);
+    let Ok(stream) = js.get_stream(subjects.changes_stream()).await else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    let mut consumers = stream.consumers();
+    while let Some(Ok(info)) = consumers.next().await {
+        if info
+            .name
+            .starts_with(shortline_shared::nats::INVALIDATION_CONSUMER_PREFIX)
+        {
+            names.push(info.name);
+        }
+    }
+    names
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_stopped_replica_removes_its_change_consumer(db: PgPool) {
+    let c = config(&shared_valkey(), &shared_nats());
+    let subjects = Subjects::new(&c.nats_prefix);
+    let service = Service::start_with_pool(&c, db).await.expect("starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while change_consumers(&subjects).await.len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumer never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.shutdown().await;
+    assert_eq!(change_consumers(&subjects).await, Vec::<String>::new());
+}
