@@ -9,6 +9,9 @@
 //!     Sends <n> GET redirects (default 20 per second) and, for each, times
 //!     how long until its event row is visible in Postgres: the end-to-end
 //!     latency redirect → row. Prints p50, p90, p99 and max in ms.
+//! clickload drop <nats_url> <prefix>
+//!     Deletes the click, dead-letter and change streams of <prefix> (those
+//!     that exist) and prints the names of the streams it deleted.
 //! ```
 
 use std::future::IntoFuture;
@@ -54,10 +57,34 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("drop") if args.len() >= 3 => drop_streams(&args[1], &args[2]).await,
         _ => anyhow::bail!(
-            "usage: clickload fill <nats_url> <prefix> <clicks> [per_batch]\n       clickload latency <redirect_base_url> <database_url> <short_code> <url_id> <n> [per_sec]"
+            "usage: clickload fill <nats_url> <prefix> <clicks> [per_batch]\n       clickload latency <redirect_base_url> <database_url> <short_code> <url_id> <n> [per_sec]\n       clickload drop <nats_url> <prefix>"
         ),
     }
+}
+
+async fn drop_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = async_nats::connect(nats_url).await?;
+    let js = jetstream::new(client);
+    let subjects = Subjects::new(prefix);
+    for name in [
+        subjects.clicks_stream(),
+        subjects.dead_letter_stream(),
+        subjects.changes_stream(),
+    ] {
+        match js.delete_stream(&name).await {
+            Ok(_) => println!("{name}"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::DeleteStreamErrorKind::JetStream(ref j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) => {}
+            Err(e) => anyhow::bail!("deleting stream {name}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 async fn fill(nats_url: &str, prefix: &str, clicks: u64, per_batch: u64) -> anyhow::Result<()> {

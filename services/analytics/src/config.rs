@@ -53,6 +53,11 @@ pub struct AnalyticsConfig {
     #[arg(long, env = "ANALYTICS_BATCH_WAIT_MS", default_value_t = 5)]
     pub batch_wait_ms: u64,
 
+    /// Batches written concurrently, each on its own Postgres connection
+    /// (keep below ANALYTICS_DB_MAX_CONNECTIONS).
+    #[arg(long, env = "ANALYTICS_WRITERS", default_value_t = 2)]
+    pub writers: usize,
+
     /// Deliveries of an undecodable message before it is dead-lettered.
     #[arg(long, env = "ANALYTICS_MAX_DELIVER", default_value_t = 5)]
     pub max_deliver: i64,

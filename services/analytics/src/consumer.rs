@@ -8,12 +8,16 @@
 //! ([`repo::store_clicks`]) and its messages are acked only after the commit;
 //! a crash before the ack means a redelivery, which inserts nothing twice.
 //!
+//! Batches are written by `ANALYTICS_WRITERS` tasks at once (the next batch
+//! is gathered while others are written).
+//!
 //! A message that cannot be decoded is negatively acknowledged and, on its
 //! `ANALYTICS_MAX_DELIVER`th delivery, copied to the dead-letter stream and
 //! terminated; the rest of the stream keeps flowing. A database failure naks
 //! the batch (redelivered later, never dropped: the consumer itself has no
 //! delivery limit). On shutdown the batch in hand is written and acked first.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -23,6 +27,8 @@ use futures::StreamExt;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use shortline_shared::events::{CLICK_EVENT_VERSION, Click, ClickBatch, Subjects};
 use shortline_shared::nats::{clicks_stream_config, dead_letter_stream_config, ensure_stream};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::repo;
@@ -36,6 +42,8 @@ pub struct ConsumerSettings {
     pub batch_wait: Duration,
     pub max_deliver: i64,
     pub ack_wait: Duration,
+    /// Batches written concurrently (each on its own connection).
+    pub writers: usize,
 }
 
 /// Every instrument of the consumer.
@@ -142,6 +150,7 @@ pub fn decode(payload: &[u8]) -> Result<ClickBatch, Undecodable> {
 }
 
 /// The consumer task.
+#[derive(Clone)]
 pub struct ClickConsumer {
     db: sqlx::PgPool,
     js: jetstream::Context,
@@ -220,6 +229,31 @@ impl ClickConsumer {
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
+        // Batches are gathered here and written by `writers` tasks, so the
+        // next batch is fetched while the last one is written, and Postgres
+        // can write several at once.
+        let (tx, rx) = mpsc::channel::<Vec<Message>>(1);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut writers = JoinSet::new();
+        for _ in 0..self.settings.writers.max(1) {
+            let (writer, rx) = (self.clone(), rx.clone());
+            writers.spawn(async move { writer.write_batches(rx).await });
+        }
+        let gathered = self.gather(&mut messages, &tx, cancel).await;
+        // Writers finish every batch already handed over, then stop.
+        drop(tx);
+        while writers.join_next().await.is_some() {}
+        gathered
+    }
+
+    /// Hands batches to the writers until cancelled (`Ok`) or the
+    /// subscription breaks (`Err`).
+    async fn gather(
+        &self,
+        messages: &mut consumer::pull::Stream,
+        tx: &mpsc::Sender<Vec<Message>>,
+        cancel: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
         loop {
             let first = tokio::select! {
                 biased;
@@ -240,10 +274,23 @@ impl ClickConsumer {
                     Ok(None) | Err(_) => break,
                 }
             }
-            // Not cancellable: the batch in hand is written and acked.
-            self.handle(batch).await?;
+            // Not cancellable: the batch in hand goes to a writer.
+            tx.send(batch).await.map_err(|_| "click writers stopped")?;
             if let Some(e) = broken {
                 return Err(e.into());
+            }
+        }
+    }
+
+    /// One writer: takes batches until the gatherer stops.
+    async fn write_batches(self, rx: Arc<Mutex<mpsc::Receiver<Vec<Message>>>>) {
+        loop {
+            let batch = rx.lock().await.recv().await;
+            let Some(batch) = batch else { return };
+            if let Err(e) = self.handle(batch).await {
+                // Already naked (redelivered later); give Postgres or NATS a moment.
+                tracing::warn!(error = %e, "click batch failed; backing off");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }

@@ -106,6 +106,7 @@ impl Service {
             batch_wait: config.batch_wait(),
             max_deliver: config.max_deliver,
             ack_wait: config.ack_wait(),
+            writers: config.writers,
         };
         let metrics = ConsumerMetrics::new();
         let subjects = Subjects::new(&config.nats_prefix);

@@ -218,6 +218,7 @@ async fn a_consumer_killed_mid_stream_loses_nothing_and_counts_nothing_twice(db:
         batch_wait: Duration::from_millis(1),
         max_deliver: c.max_deliver,
         ack_wait: Duration::from_secs(1),
+        writers: 2,
     };
     let client = async_nats::connect(nats_url()).await.expect("nats");
     let start = || {
