@@ -148,9 +148,14 @@ impl ClickBatch {
 
 /// Subject and stream names, all derived from one prefix so that tests (and
 /// several deployments sharing one NATS) never see each other's messages.
+///
+/// It also carries how many copies each stream keeps (`NATS_STREAM_REPLICAS`:
+/// 1 on a single server, 3 on a three-node JetStream cluster), since every
+/// service creates or updates the streams it uses at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
     prefix: String,
+    stream_replicas: usize,
 }
 
 impl Default for Subjects {
@@ -164,7 +169,20 @@ impl Subjects {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            stream_replicas: 1,
         }
+    }
+
+    /// The same names, with streams kept in `replicas` copies (at least 1).
+    #[must_use]
+    pub fn with_stream_replicas(mut self, replicas: usize) -> Self {
+        self.stream_replicas = replicas.max(1);
+        self
+    }
+
+    /// Copies each stream keeps.
+    pub fn stream_replicas(&self) -> usize {
+        self.stream_replicas
     }
 
     pub fn prefix(&self) -> &str {

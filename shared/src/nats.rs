@@ -42,6 +42,7 @@ pub fn changes_stream_config(subjects: &Subjects) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: subjects.stream_replicas(),
         ..Default::default()
     }
 }
@@ -65,6 +66,7 @@ pub fn clicks_stream_config(subjects: &Subjects) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: CLICK_DUPLICATE_WINDOW,
+        num_replicas: subjects.stream_replicas(),
         ..Default::default()
     }
 }
@@ -79,6 +81,7 @@ pub fn dead_letter_stream_config(subjects: &Subjects) -> stream::Config {
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         max_age: Duration::from_secs(30 * 24 * 3600),
+        num_replicas: subjects.stream_replicas(),
         ..Default::default()
     }
 }
@@ -90,4 +93,24 @@ pub async fn ensure_stream(
     config: stream::Config,
 ) -> Result<stream::Info, async_nats::Error> {
     Ok(js.create_or_update_stream(config).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stream_keeps_the_configured_copies() {
+        let one = Subjects::new("t");
+        let three = Subjects::new("t").with_stream_replicas(3);
+        for (subjects, want) in [(&one, 1), (&three, 3)] {
+            assert_eq!(changes_stream_config(subjects).num_replicas, want);
+            assert_eq!(clicks_stream_config(subjects).num_replicas, want);
+            assert_eq!(dead_letter_stream_config(subjects).num_replicas, want);
+        }
+        assert_eq!(
+            Subjects::new("t").with_stream_replicas(0).stream_replicas(),
+            1
+        );
+    }
 }

@@ -28,6 +28,11 @@ pub struct AnalyticsConfig {
     #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
     pub nats_prefix: String,
 
+    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
+    /// three-node JetStream cluster); every service applies it at start.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub nats_stream_replicas: usize,
+
     /// Address of the health/readiness/metrics endpoint.
     #[arg(long, env = "ANALYTICS_LISTEN", default_value = "127.0.0.1:18082")]
     pub listen: SocketAddr,

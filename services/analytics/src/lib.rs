@@ -109,7 +109,8 @@ impl Service {
             writers: config.writers,
         };
         let metrics = ConsumerMetrics::new();
-        let subjects = Subjects::new(&config.nats_prefix);
+        let subjects =
+            Subjects::new(&config.nats_prefix).with_stream_replicas(config.nats_stream_replicas);
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let make = || {

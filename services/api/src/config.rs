@@ -25,6 +25,11 @@ pub struct ApiConfig {
     #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
     pub nats_prefix: String,
 
+    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
+    /// three-node JetStream cluster); every service applies it at start.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub nats_stream_replicas: usize,
+
     /// Address the HTTP server listens on.
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:18080")]
     pub listen: SocketAddr,

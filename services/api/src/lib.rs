@@ -73,7 +73,8 @@ pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
     let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-api")
         .await
         .context("invalid NATS_URL")?;
-    let subjects = Subjects::new(&config.nats_prefix);
+    let subjects =
+        Subjects::new(&config.nats_prefix).with_stream_replicas(config.nats_stream_replicas);
     Ok(AppState {
         db,
         propagator: Propagator::new(Some(nats.clone()), &subjects, config.invalidation_wait()),

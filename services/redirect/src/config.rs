@@ -33,6 +33,11 @@ pub struct RedirectConfig {
     #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
     pub nats_prefix: String,
 
+    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
+    /// three-node JetStream cluster); every service applies it at start.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub nats_stream_replicas: usize,
+
     /// Address the HTTP server listens on.
     #[arg(long, env = "REDIRECT_LISTEN", default_value = "127.0.0.1:18081")]
     pub listen: SocketAddr,

@@ -119,7 +119,8 @@ impl Service {
     /// [`Service::start`] with a given Postgres pool (`DATABASE_URL` unused).
     pub async fn start_with_pool(config: &RedirectConfig, db: PgPool) -> anyhow::Result<Self> {
         let metrics = RedirectMetrics::new();
-        let subjects = Subjects::new(&config.nats_prefix);
+        let subjects =
+            Subjects::new(&config.nats_prefix).with_stream_replicas(config.nats_stream_replicas);
         let valkey = if config.valkey_url.trim().is_empty() {
             None
         } else {
