@@ -52,6 +52,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd -P)"
 cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+# shellcheck source=loadtests/lib.sh
+source "$ROOT/loadtests/lib.sh"
 # shellcheck disable=SC2034  # read by log() in lib.sh
 SHORTLINE_LOG_TAG=bench-analytics
 
@@ -124,17 +126,6 @@ PIDS=()
 DB_CREATED=0
 ADMIN_URL="" BENCH_URL=""
 
-stop_proc() {
-	local pid="$1" i
-	pid_alive "$pid" || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
-		pid_alive "$pid" || break
-		sleep 0.1
-	done
-	pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-}
 
 drop_streams() {
 	local p
@@ -167,63 +158,16 @@ trap 'exit 143' TERM
 # Helpers
 # ---------------------------------------------------------------------------------------
 
-# url_with_db URL DB: the PostgreSQL URL with its database replaced by DB.
-url_with_db() {
-	local url="$1" query="" rest
-	if [[ $url == *\?* ]]; then
-		query="?${url#*\?}"
-		url="${url%%\?*}"
-	fi
-	rest="${url#*://}"
-	[[ $rest == */* ]] && url="${url%/*}"
-	printf '%s/%s%s\n' "$url" "$2" "$query"
-}
 
-psql_admin() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "$1"; }
-psql_bench() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$BENCH_URL" -c "$1"; }
+psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
+psql_bench() { psql_at "$BENCH_URL" -c "$1"; }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
 fmt_int() { awk -v n="$1" 'BEGIN {printf "%.0f", n}' | sed -E ':a; s/^([0-9]+)([0-9]{3})/\1,\2/; ta'; }
 
-# start_server LABEL ENV... -- CMD...: starts CMD with ENV in the background; sets SERVER_PID.
-# Service settings inherited from the caller's environment (ANALYTICS_*, REDIRECT_*, ...) are
-# dropped first, so each configuration is exactly what the report says.
-start_server() {
-	local label="$1" envs=() name
-	shift
-	for name in $(compgen -e); do
-		[[ $name =~ ^(ANALYTICS_|REDIRECT_|VALKEY_|CLICK_|NATS_|TRUSTED_PROXIES$|DATABASE_URL$|RUST_LOG$|LOG_FORMAT$) ]] &&
-			envs+=(-u "$name")
-	done
-	while [[ $1 != -- ]]; do
-		envs+=("$1")
-		shift
-	done
-	shift
-	env "${envs[@]}" "$@" >"$WORK/$label.log" 2>&1 </dev/null &
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
-}
 
-# wait_health ADDR PID LABEL: until GET /health answers.
-wait_health() {
-	local addr="$1" pid="$2" label="$3" i
-	for ((i = 0; i < 300; i++)); do
-		curl -fsS --max-time 1 -o /dev/null "http://$addr/health" 2>/dev/null && return 0
-		if ! pid_alive "$pid"; then
-			show_log_tail "$WORK/$label.log"
-			die "$label exited before answering on http://$addr/health"
-		fi
-		sleep 0.1
-	done
-	show_log_tail "$WORK/$label.log"
-	die "$label: no answer on http://$addr/health after 30 s"
-}
 
 # metric FILE NAME: the sum of every sample of NAME (any labels) in a /metrics dump; empty
 # when the metric is not there (yet).

@@ -29,6 +29,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd -P)"
 cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+# shellcheck source=loadtests/lib.sh
+source "$ROOT/loadtests/lib.sh"
 # shellcheck disable=SC2034  # read by log() in lib.sh
 SHORTLINE_LOG_TAG=bench-events
 
@@ -85,19 +87,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# url_with_db URL DB: the PostgreSQL URL with its database replaced by DB.
-url_with_db() {
-	local url="$1" query="" rest
-	if [[ $url == *\?* ]]; then
-		query="?${url#*\?}"
-		url="${url%%\?*}"
-	fi
-	rest="${url#*://}"
-	[[ $rest == */* ]] && url="${url%/*}"
-	printf '%s/%s%s\n' "$url" "$2" "$query"
-}
-psql_admin() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "$1"; }
-psql_bench() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$BENCH_URL" "$@"; }
+psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
+psql_bench() { psql_at "$BENCH_URL" "$@"; }
 secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 
 ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"

@@ -44,6 +44,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd -P)"
 cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+# shellcheck source=loadtests/lib.sh
+source "$ROOT/loadtests/lib.sh"
 SHORTLINE_LOG_TAG=bench
 
 DURATION="${BENCH_DURATION:-15}"
@@ -116,17 +118,6 @@ PIDS=()
 DB_CREATED=0
 ADMIN_URL="" BENCH_URL=""
 
-stop_proc() {
-	local pid="$1" i
-	pid_alive "$pid" || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
-		pid_alive "$pid" || break
-		sleep 0.1
-	done
-	pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$? pid i
@@ -152,23 +143,9 @@ trap 'exit 143' TERM
 # Helpers
 # ---------------------------------------------------------------------------------------
 
-# url_with_db URL DB: the PostgreSQL URL with its database replaced by DB.
-url_with_db() {
-	local url="$1" query="" rest
-	if [[ $url == *\?* ]]; then
-		query="?${url#*\?}"
-		url="${url%%\?*}"
-	fi
-	rest="${url#*://}"
-	[[ $rest == */* ]] && url="${url%/*}"
-	printf '%s/%s%s\n' "$url" "$2" "$query"
-}
 
-psql_admin() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "$1"; }
+psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # nats_streams count|delete: JetStream streams whose subjects all start with "$PREFIX.";
 # count prints their total message count, delete removes them (prints their names).
@@ -231,40 +208,7 @@ if action == "count":
 PY
 }
 
-# start_server LABEL ENV... -- CMD...: starts CMD with ENV in the background; sets SERVER_PID.
-# Service settings inherited from the caller's environment (REDIRECT_*, VALKEY_*, CLICK_*,
-# NATS_*, ...) are dropped first, so each configuration is exactly what the table says.
-start_server() {
-	local label="$1" envs=() name
-	shift
-	for name in $(compgen -e); do
-		[[ $name =~ ^(REDIRECT_|VALKEY_|CLICK_|NATS_|TRUSTED_PROXIES$|DATABASE_URL$) ]] && envs+=(-u "$name")
-	done
-	while [[ $1 != -- ]]; do
-		envs+=("$1")
-		shift
-	done
-	shift
-	env "${envs[@]}" "$@" >"$WORK/$label.log" 2>&1 </dev/null &
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
-}
 
-# wait_health ADDR PID LABEL: until GET /health answers (the bare server answers anything).
-wait_health() {
-	local addr="$1" pid="$2" label="$3" i
-	for ((i = 0; i < 300; i++)); do
-		# -f fails on >= 400 only, so bare302's 302 counts as an answer.
-		curl -fsS --max-time 1 -o /dev/null "http://$addr/health" 2>/dev/null && return 0
-		if ! pid_alive "$pid"; then
-			show_log_tail "$WORK/$label.log"
-			die "$label exited before answering on http://$addr/health"
-		fi
-		sleep 0.1
-	done
-	show_log_tail "$WORK/$label.log"
-	die "$label: no answer on http://$addr/health after 30 s"
-}
 
 # check_redirect ADDR [EXPECTED_LOCATION]: GET /CHECK_CODE must answer 302 (with that Location
 # when given); prints the X-Cache header.
