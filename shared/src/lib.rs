@@ -1,12 +1,14 @@
 //! Plumbing and event contracts shared by the Shortline services.
 //!
 //! Nothing here knows about a particular service's domain: `db` owns the pool
-//! and the migrator, `cache` the Valkey client, `events` the versioned messages that cross service
+//! and the migrator, `cache` the Valkey client, `config` the settings every service
+//! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
 //! `telemetry` logs and metrics, `http` the layers every router wears,
 //! `shutdown` the signal handling, and `wire` the contract's wire formats.
 
 pub mod cache;
+pub mod config;
 pub mod db;
 pub mod events;
 pub mod http;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shortline_shared::telemetry::LogFormat;
+use shortline_shared::config::CommonConfig;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -12,26 +12,8 @@ use shortline_shared::telemetry::LogFormat;
     about = "Shortline analytics consumer"
 )]
 pub struct AnalyticsConfig {
-    /// PostgreSQL connection string (event rows and rollups are written here).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://shortline@127.0.0.1:55432/shortline"
-    )]
-    pub database_url: String,
-
-    /// NATS URL (the click stream).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
-    pub nats_url: String,
-
-    /// Prefix of every NATS subject and stream.
-    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
-    pub nats_prefix: String,
-
-    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
-    /// three-node JetStream cluster); every service applies it at start.
-    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
-    pub nats_stream_replicas: usize,
+    #[command(flatten)]
+    pub common: CommonConfig,
 
     /// Address of the health/readiness/metrics endpoint.
     #[arg(long, env = "ANALYTICS_LISTEN", default_value = "127.0.0.1:18082")]
@@ -70,10 +52,6 @@ pub struct AnalyticsConfig {
     /// How long the server waits for an ack before redelivering.
     #[arg(long, env = "ANALYTICS_ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
-
-    /// Log line format: json or pretty.
-    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
-    pub log_format: LogFormat,
 }
 
 impl AnalyticsConfig {

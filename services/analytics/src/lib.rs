@@ -21,7 +21,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use shortline_shared::db::{self, PoolSettings};
-use shortline_shared::events::Subjects;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +83,7 @@ impl Service {
     /// Connects (without waiting for NATS) and starts consuming.
     pub async fn start(config: &AnalyticsConfig) -> anyhow::Result<Self> {
         let db = db::pool(
-            &config.database_url,
+            &config.common.database_url,
             &PoolSettings {
                 max_connections: config.db_max_connections,
                 ..Default::default()
@@ -96,7 +95,7 @@ impl Service {
 
     /// [`Service::start`] with a given Postgres pool (`DATABASE_URL` unused).
     pub async fn start_with_pool(config: &AnalyticsConfig, db: PgPool) -> anyhow::Result<Self> {
-        let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-analytics")
+        let nats = shortline_shared::nats::connect(&config.common.nats_url, "shortline-analytics")
             .await
             .context("invalid NATS_URL")?;
         let settings = ConsumerSettings {
@@ -109,8 +108,7 @@ impl Service {
             writers: config.writers,
         };
         let metrics = ConsumerMetrics::new();
-        let subjects =
-            Subjects::new(&config.nats_prefix).with_stream_replicas(config.nats_stream_replicas);
+        let subjects = config.common.subjects();
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let make = || {

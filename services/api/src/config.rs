@@ -4,31 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shortline_shared::telemetry::LogFormat;
+use shortline_shared::config::CommonConfig;
 
 /// Settings of the write API (`shortline-api serve`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiConfig {
-    /// PostgreSQL connection string.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://shortline@127.0.0.1:55432/shortline"
-    )]
-    pub database_url: String,
-
-    /// NATS server the outbox relay publishes to.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
-    pub nats_url: String,
-
-    /// Prefix of every NATS subject and stream name (isolates deployments and tests).
-    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
-    pub nats_prefix: String,
-
-    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
-    /// three-node JetStream cluster); every service applies it at start.
-    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
-    pub nats_stream_replicas: usize,
+    #[command(flatten)]
+    pub common: CommonConfig,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "API_LISTEN", default_value = "127.0.0.1:18080")]
@@ -63,10 +45,6 @@ pub struct ApiConfig {
     /// propagation to the outbox relay alone.
     #[arg(long, env = "INVALIDATION_WAIT_MS", default_value_t = 500)]
     pub invalidation_wait_ms: u64,
-
-    /// Log line format: json or pretty.
-    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
-    pub log_format: LogFormat,
 }
 
 impl ApiConfig {
@@ -89,8 +67,8 @@ impl ApiConfig {
                 .get_matches_from(["api"]),
         )
         .unwrap_or_else(|e| panic!("default config must parse: {e}"));
-        config.database_url = database_url.to_owned();
-        config.nats_url = nats_url.to_owned();
+        config.common.database_url = database_url.to_owned();
+        config.common.nats_url = nats_url.to_owned();
         config
     }
 }

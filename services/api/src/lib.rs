@@ -27,7 +27,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use shortline_shared::db::{self, PoolSettings};
-use shortline_shared::events::Subjects;
 use shortline_shared::http::{CommonLayers, with_common_layers};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,18 +62,17 @@ pub fn router(state: AppState) -> Router {
 /// background).
 pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
     let db = db::pool(
-        &config.database_url,
+        &config.common.database_url,
         &PoolSettings {
             max_connections: config.db_max_connections,
             ..Default::default()
         },
     )
     .context("invalid DATABASE_URL")?;
-    let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-api")
+    let nats = shortline_shared::nats::connect(&config.common.nats_url, "shortline-api")
         .await
         .context("invalid NATS_URL")?;
-    let subjects =
-        Subjects::new(&config.nats_prefix).with_stream_replicas(config.nats_stream_replicas);
+    let subjects = config.common.subjects();
     Ok(AppState {
         db,
         propagator: Propagator::new(Some(nats.clone()), &subjects, config.invalidation_wait()),

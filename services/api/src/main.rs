@@ -31,12 +31,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    shortline_shared::telemetry::init_tracing(cli.config.log_format);
+    shortline_shared::telemetry::init_tracing(cli.config.common.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => shortline_api::run(cli.config).await,
-        Command::Migrate => shortline_api::migrate(&cli.config.database_url).await,
+        Command::Migrate => shortline_api::migrate(&cli.config.common.database_url).await,
         Command::Seed { dir } => {
-            let pool = shortline_shared::db::pool(&cli.config.database_url, &Default::default())?;
+            let pool =
+                shortline_shared::db::pool(&cli.config.common.database_url, &Default::default())?;
             let report = shortline_api::import::seed_dir(&pool, &dir).await?;
             tracing::info!(?report, "seed finished");
             Ok(())

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use shortline_shared::telemetry::LogFormat;
+use shortline_shared::config::CommonConfig;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -13,30 +13,12 @@ use shortline_shared::telemetry::LogFormat;
     about = "Shortline redirect service"
 )]
 pub struct RedirectConfig {
-    /// PostgreSQL connection string (source of truth for links).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://shortline@127.0.0.1:55432/shortline"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub common: CommonConfig,
 
     /// Valkey URL for the shared (L2) cache; empty disables it.
     #[arg(long, env = "VALKEY_URL", default_value = "redis://127.0.0.1:56379")]
     pub valkey_url: String,
-
-    /// NATS URL (link-change events in, click events out).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
-    pub nats_url: String,
-
-    /// Prefix of every NATS subject and stream, and of the Valkey keys.
-    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
-    pub nats_prefix: String,
-
-    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
-    /// three-node JetStream cluster); every service applies it at start.
-    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
-    pub nats_stream_replicas: usize,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "REDIRECT_LISTEN", default_value = "127.0.0.1:18081")]
@@ -95,10 +77,6 @@ pub struct RedirectConfig {
         default_value = "127.0.0.1/32,::1/128"
     )]
     pub trusted_proxies: Vec<IpNet>,
-
-    /// Log line format: json or pretty.
-    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
-    pub log_format: LogFormat,
 }
 
 impl RedirectConfig {

@@ -26,7 +26,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use shortline_shared::cache::{Valkey, ValkeySettings};
 use shortline_shared::db::{self, PoolSettings};
-use shortline_shared::events::Subjects;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -106,7 +105,7 @@ impl Service {
     /// background tasks.
     pub async fn start(config: &RedirectConfig) -> anyhow::Result<Self> {
         let db = db::pool(
-            &config.database_url,
+            &config.common.database_url,
             &PoolSettings {
                 max_connections: config.db_max_connections,
                 ..Default::default()
@@ -119,8 +118,7 @@ impl Service {
     /// [`Service::start`] with a given Postgres pool (`DATABASE_URL` unused).
     pub async fn start_with_pool(config: &RedirectConfig, db: PgPool) -> anyhow::Result<Self> {
         let metrics = RedirectMetrics::new();
-        let subjects =
-            Subjects::new(&config.nats_prefix).with_stream_replicas(config.nats_stream_replicas);
+        let subjects = config.common.subjects();
         let valkey = if config.valkey_url.trim().is_empty() {
             None
         } else {
@@ -144,11 +142,11 @@ impl Service {
                 l1_ttl: config.l1_ttl(),
                 negative_ttl: config.negative_ttl(),
                 l2_ttl: config.l2_ttl(),
-                key_prefix: config.nats_prefix.clone(),
+                key_prefix: config.common.nats_prefix.clone(),
             },
             metrics.clone(),
         );
-        let nats = shortline_shared::nats::connect(&config.nats_url, "shortline-redirect")
+        let nats = shortline_shared::nats::connect(&config.common.nats_url, "shortline-redirect")
             .await
             .context("invalid NATS_URL")?;
         let (clicks, publisher) = clicks::channel(

@@ -229,7 +229,7 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
 
     // Two GETs on the first replica, one on the second: three clicks; HEAD
     // records none.
-    let subjects = Subjects::new(&c.nats_prefix);
+    let subjects = Subjects::new(&c.common.nats_prefix);
     let got = clicks(&shared_nats(), &subjects, 3).await;
     assert!(got.len() >= 3, "clicks: {got:?}");
     assert!(
@@ -244,7 +244,7 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
 async fn unknown_and_inactive_codes_are_json_404_and_cached_negatively(db: PgPool) {
     insert_link(&db, "sleepy", "https://example.com/s", false).await;
     let c = config(&shared_valkey(), &shared_nats());
-    let subjects = Subjects::new(&c.nats_prefix);
+    let subjects = Subjects::new(&c.common.nats_prefix);
     let service = Service::start_with_pool(&c, db.clone())
         .await
         .expect("starts");
@@ -343,9 +343,9 @@ async fn clicks_carry_the_request_and_a_truncated_client_address(db: PgPool) {
 
     // Wait for the first click, give a wrong second one time to show up,
     // then read them all.
-    clicks(&shared_nats(), &Subjects::new(&c.nats_prefix), 1).await;
+    clicks(&shared_nats(), &Subjects::new(&c.common.nats_prefix), 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let got = clicks(&shared_nats(), &Subjects::new(&c.nats_prefix), 1).await;
+    let got = clicks(&shared_nats(), &Subjects::new(&c.common.nats_prefix), 1).await;
     assert_eq!(
         got.len(),
         1,
@@ -480,7 +480,7 @@ async fn nats_down_redirects_succeed_and_buffered_clicks_are_published_after(db:
     insert_link(&db, "buffy", "https://example.com/b", true).await;
     let mut nats = OwnServer::start(ServerKind::Nats).await;
     let c = config(&shared_valkey(), &nats.url());
-    let subjects = Subjects::new(&c.nats_prefix);
+    let subjects = Subjects::new(&c.common.nats_prefix);
     let service = Service::start_with_pool(&c, db.clone())
         .await
         .expect("starts");
@@ -520,7 +520,7 @@ async fn shutdown_flushes_the_click_buffer(db: PgPool) {
     // Batches would wait a minute to fill: only the shutdown flush sends them.
     c.click_linger_ms = 60_000;
     c.click_batch_max = 10_000;
-    let subjects = Subjects::new(&c.nats_prefix);
+    let subjects = Subjects::new(&c.common.nats_prefix);
     let service = Service::start_with_pool(&c, db.clone())
         .await
         .expect("starts");
@@ -575,7 +575,7 @@ async fn change_consumers(subjects: &Subjects) -> Vec<String> {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn a_stopped_replica_removes_its_change_consumer(db: PgPool) {
     let c = config(&shared_valkey(), &shared_nats());
-    let subjects = Subjects::new(&c.nats_prefix);
+    let subjects = Subjects::new(&c.common.nats_prefix);
     let service = Service::start_with_pool(&c, db).await.expect("starts");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while change_consumers(&subjects).await.len() != 1 {

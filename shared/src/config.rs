@@ -1,0 +1,42 @@
+//! Settings every service reads, flattened into each service's own config
+//! struct (`#[command(flatten)] pub common: CommonConfig`), so the three
+//! agree on names, defaults and meaning.
+
+use crate::events::Subjects;
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// PostgreSQL connection string.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://shortline@127.0.0.1:55432/shortline"
+    )]
+    pub database_url: String,
+
+    /// NATS URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:54222")]
+    pub nats_url: String,
+
+    /// Prefix of every NATS subject and stream (and of the redirect's Valkey
+    /// keys).
+    #[arg(long, env = "NATS_PREFIX", default_value = "shortline")]
+    pub nats_prefix: String,
+
+    /// Copies each JetStream stream keeps (1 on a single NATS server, 3 on a
+    /// three-node JetStream cluster); every service applies it at start.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub nats_stream_replicas: usize,
+
+    /// Log line format: json or pretty.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+impl CommonConfig {
+    /// The subject and stream layout these settings describe.
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(&self.nats_prefix).with_stream_replicas(self.nats_stream_replicas)
+    }
+}
