@@ -83,27 +83,15 @@ done
 # ---------------------------------------------------------------------------------------
 # Prerequisites
 # ---------------------------------------------------------------------------------------
-for cmd in curl python3; do
-	command -v "$cmd" >/dev/null || die "$cmd is required"
-done
-if ! command -v wrk >/dev/null; then
-	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-		log "wrk not found; installing it with apt-get"
-		apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } ||
-			die "could not install wrk with apt-get"
-	fi
-	command -v wrk >/dev/null || die "wrk is required (Debian/Ubuntu: apt-get install wrk)"
-fi
+require_commands curl python3
+ensure_wrk
 # shellcheck disable=SC2034  # read by tools.sh
 SHORTLINE_TOOLS_NO_INSTALL=1
 # shellcheck source=scripts/tools.sh
 source "$ROOT/scripts/tools.sh"
-PSQL="${PG_BIN:+$PG_BIN/psql}"
-[[ -n $PSQL && -x $PSQL ]] || PSQL="$(command -v psql || true)"
-[[ -n $PSQL ]] || die "psql not found (run 'make tools', or install a PostgreSQL client)"
+find_psql
 
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-[[ $TARGET == /* ]] || TARGET="$ROOT/$TARGET"
+TARGET="$(cargo_target)"
 API_BIN="$TARGET/release/shortline-api"
 ANALYTICS_BIN="$TARGET/release/shortline-analytics"
 REDIRECT_BIN="$TARGET/release/shortline-redirect"
@@ -126,7 +114,6 @@ PIDS=()
 DB_CREATED=0
 ADMIN_URL="" BENCH_URL=""
 
-
 drop_streams() {
 	local p
 	for p in "$PREFIX" "$TUNED_PREFIX"; do
@@ -137,7 +124,7 @@ drop_streams() {
 cleanup() {
 	local rc=$? pid i
 	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do stop_proc "$pid"; done
+	for pid in "${PIDS[@]}"; do terminate_pid "$pid"; done
 	if [[ $KEEP != 1 ]]; then
 		drop_streams >/dev/null 2>&1 || true
 		if [[ $DB_CREATED == 1 ]]; then
@@ -158,16 +145,12 @@ trap 'exit 143' TERM
 # Helpers
 # ---------------------------------------------------------------------------------------
 
-
 psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
 psql_bench() { psql_at "$BENCH_URL" -c "$1"; }
-
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
 fmt_int() { awk -v n="$1" 'BEGIN {printf "%.0f", n}' | sed -E ':a; s/^([0-9]+)([0-9]{3})/\1,\2/; ta'; }
-
-
 
 # metric FILE NAME: the sum of every sample of NAME (any labels) in a /metrics dump; empty
 # when the metric is not there (yet).
@@ -440,8 +423,8 @@ else
 fi
 log "(3) new event rows for url_id $url_id: $got, 302s counted by wrk: $expected ($SUSTAIN_CHECK), settled in $SETTLE s"
 load_after_sustain="$(cut -d' ' -f1-3 /proc/loadavg)"
-stop_proc "$REDIRECT_PID"
-stop_proc "$ANALYTICS_PID"
+terminate_pid "$REDIRECT_PID"
+terminate_pid "$ANALYTICS_PID"
 
 # ---------------------------------------------------------------------------------------
 # (4) Throughput with bigger batches
@@ -449,7 +432,7 @@ stop_proc "$ANALYTICS_PID"
 if [[ $TUNED == 1 ]]; then
 	psql_bench "TRUNCATE events, link_stats, link_stats_hourly, link_stats_referrers, link_stats_agents" >/dev/null
 	throughput analytics-tuned "(4) ${TUNED_ENV[*]}" "$TUNED_PREFIX" "${TUNED_ENV[@]}"
-	stop_proc "$ANALYTICS_PID"
+	terminate_pid "$ANALYTICS_PID"
 fi
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 

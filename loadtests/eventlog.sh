@@ -51,13 +51,10 @@ done
 SHORTLINE_TOOLS_NO_INSTALL=1
 # shellcheck source=scripts/tools.sh
 source "$ROOT/scripts/tools.sh"
-PSQL="${PG_BIN:+$PG_BIN/psql}"
-[[ -n $PSQL && -x $PSQL ]] || PSQL="$(command -v psql || true)"
-[[ -n $PSQL ]] || die "psql not found (run 'make tools', or install a PostgreSQL client)"
-command -v python3 >/dev/null || die "python3 is required"
+find_psql
+require_commands python3
 
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-[[ $TARGET == /* ]] || TARGET="$ROOT/$TARGET"
+TARGET="$(cargo_target)"
 API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 [[ -x $API_BIN ]] || die "$API_BIN not found: cargo build --release -p shortline-api"
 
@@ -66,17 +63,9 @@ API_PID=""
 DB_CREATED=0
 
 cleanup() {
-	local rc=$? i
+	local rc=$?
 	trap - EXIT INT TERM
-	if [[ -n $API_PID ]] && pid_alive "$API_PID"; then
-		kill -TERM "$API_PID" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			pid_alive "$API_PID" || break
-			sleep 0.1
-		done
-		pid_alive "$API_PID" && kill -KILL "$API_PID" 2>/dev/null
-		wait "$API_PID" 2>/dev/null || true
-	fi
+	[[ -n $API_PID ]] && terminate_pid "$API_PID"
 	if [[ $DB_CREATED == 1 && $KEEP != 1 ]]; then
 		psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
 	fi
@@ -241,7 +230,6 @@ shapes = [
     ("`/events?page=P&per_page=100`", f"offset, P ≈ {half // 100:,} (offset ≈ {half - 100:,}); {max(1, n // 25)} requests", lambda: f"/events?page={half // 100 - 1 + rng.randint(0, 1)}&per_page=100", max(1, n // 25)),
 ]
 
-
 def get(path):
     start = time.perf_counter()
     conn.request("GET", path)
@@ -252,10 +240,8 @@ def get(path):
         sys.exit(f"GET {path}: {res.status} {body[:200]!r}")
     return took, len(json.loads(body)), res.getheader("Link")
 
-
 def pct(sorted_ms, p):
     return sorted_ms[min(len(sorted_ms) - 1, round(p / 100 * (len(sorted_ms) - 1)))]
-
 
 print("| query | note | p50 | p99 | mean | req/s (1 client) | rows/response | with Link next |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")

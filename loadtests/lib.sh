@@ -1,19 +1,40 @@
 # shellcheck shell=bash
 # Helpers shared by the load-test scripts (loadtests/*.sh). Source it after scripts/lib.sh;
 # the functions use the caller's WORK (temp dir) and PIDS (started processes) and, for
-# psql, PSQL.
+# psql, PSQL. Processes are stopped with scripts/lib.sh's terminate_pid.
 
-# stop_proc PID: SIGTERM, up to 10 s to exit, then SIGKILL.
-stop_proc() {
-	local pid="$1" i
-	pid_alive "$pid" || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
-		pid_alive "$pid" || break
-		sleep 0.1
+# require_commands CMD...: dies naming the first one missing.
+require_commands() {
+	local cmd
+	for cmd in "$@"; do
+		command -v "$cmd" >/dev/null || die "$cmd is required"
 	done
-	pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
+}
+
+# ensure_wrk: installs wrk with apt-get when missing and running as root; dies otherwise.
+ensure_wrk() {
+	command -v wrk >/dev/null && return 0
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		log "wrk not found; installing it with apt-get"
+		apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } ||
+			die "could not install wrk with apt-get"
+	fi
+	command -v wrk >/dev/null || die "wrk is required (Debian/Ubuntu: apt-get install wrk)"
+}
+
+# find_psql: sets PSQL to the tools' psql (scripts/tools.sh sourced first: PG_BIN), else the
+# system's.
+find_psql() {
+	PSQL="${PG_BIN:+$PG_BIN/psql}"
+	[[ -n $PSQL && -x $PSQL ]] || PSQL="$(command -v psql || true)"
+	[[ -n $PSQL ]] || die "psql not found (run 'make tools', or install a PostgreSQL client)"
+}
+
+# cargo_target: the absolute cargo target directory (CARGO_TARGET_DIR or <repo>/target).
+cargo_target() {
+	local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+	[[ $target == /* ]] || target="$ROOT/$target"
+	printf '%s\n' "$target"
 }
 
 # url_with_db URL DB: the PostgreSQL URL with its database replaced by DB.

@@ -77,26 +77,14 @@ done
 # ---------------------------------------------------------------------------------------
 # Prerequisites
 # ---------------------------------------------------------------------------------------
-for cmd in curl python3; do
-	command -v "$cmd" >/dev/null || die "$cmd is required"
-done
-if ! command -v wrk >/dev/null; then
-	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-		log "wrk not found; installing it with apt-get"
-		apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; } ||
-			die "could not install wrk with apt-get"
-	fi
-	command -v wrk >/dev/null || die "wrk is required (Debian/Ubuntu: apt-get install wrk)"
-fi
+require_commands curl python3
+ensure_wrk
 SHORTLINE_TOOLS_NO_INSTALL=1
 # shellcheck source=scripts/tools.sh
 source "$ROOT/scripts/tools.sh"
-PSQL="${PG_BIN:+$PG_BIN/psql}"
-[[ -n $PSQL && -x $PSQL ]] || PSQL="$(command -v psql || true)"
-[[ -n $PSQL ]] || die "psql not found (run 'make tools', or install a PostgreSQL client)"
+find_psql
 
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-[[ $TARGET == /* ]] || TARGET="$ROOT/$TARGET"
+TARGET="$(cargo_target)"
 API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 REDIRECT_BIN="${BENCH_REDIRECT_BIN:-$TARGET/release/shortline-redirect}"
 BARE_BIN="$TARGET/release/examples/bare302"
@@ -118,11 +106,10 @@ PIDS=()
 DB_CREATED=0
 ADMIN_URL="" BENCH_URL=""
 
-
 cleanup() {
 	local rc=$? pid i
 	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do stop_proc "$pid"; done
+	for pid in "${PIDS[@]}"; do terminate_pid "$pid"; done
 	if [[ $KEEP != 1 ]]; then
 		nats_streams delete >/dev/null 2>&1 || true
 		if [[ $DB_CREATED == 1 ]]; then
@@ -143,9 +130,7 @@ trap 'exit 143' TERM
 # Helpers
 # ---------------------------------------------------------------------------------------
 
-
 psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
-
 
 # nats_streams count|delete: JetStream streams whose subjects all start with "$PREFIX.";
 # count prints their total message count, delete removes them (prints their names).
@@ -158,13 +143,11 @@ u = urllib.parse.urlsplit(url if "://" in url else "nats://" + url)
 sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 4222), timeout=5)
 rd = sock.makefile("rb")
 
-
 def line():
     raw = rd.readline()
     if not raw:
         sys.exit("nats: connection closed")
     return raw.rstrip(b"\r\n").decode()
-
 
 if not line().startswith("INFO"):
     sys.exit("nats: unexpected greeting")
@@ -175,7 +158,6 @@ elif u.username:
     connect["auth_token"] = urllib.parse.unquote(u.username)
 inbox = "_INBOX.shortline_bench"
 sock.sendall(f"CONNECT {json.dumps(connect)}\r\nSUB {inbox} 1\r\n".encode())
-
 
 def request(subject, body=None):
     data = json.dumps(body).encode() if body is not None else b""
@@ -189,7 +171,6 @@ def request(subject, body=None):
         elif msg.startswith("MSG "):
             size = int(msg.split()[-1])
             return json.loads(rd.read(size + 2)[:size])
-
 
 names = request("$JS.API.STREAM.NAMES", {"subject": prefix + ".>"}).get("streams") or []
 total = 0
@@ -207,8 +188,6 @@ if action == "count":
     print(total)
 PY
 }
-
-
 
 # check_redirect ADDR [EXPECTED_LOCATION]: GET /CHECK_CODE must answer 302 (with that Location
 # when given); prints the X-Cache header.
@@ -384,7 +363,7 @@ wait_health "$addr" "$SERVER_PID" bare302
 xcache="$(check_redirect "$addr")"
 measure "(a) bare302 (hyper, fixed 302)" bare302 "$addr" "${CONNS[@]}"
 finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
-stop_proc "$SERVER_PID"
+terminate_pid "$SERVER_PID"
 
 REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG=warn LOG_FORMAT=json)
 
@@ -424,7 +403,7 @@ redirect_config() {
 	curl -fsS --max-time 5 "http://$addr/metrics" 2>/dev/null | grep -i click | grep -v -e '^#' -e '_bucket' |
 		sed "s/^/[bench] $label metrics: /" >&2 || true
 	finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
-	stop_proc "$SERVER_PID"
+	terminate_pid "$SERVER_PID"
 }
 
 redirect_config "(b) shortline-redirect, default config" redirect CONNS "$FILL" \

@@ -143,7 +143,7 @@ pid_is() {
 
 # stop_pid NAME PIDFILE PROGRAM: SIGTERM, wait up to 10 s, then SIGKILL; removes PIDFILE.
 stop_pid() {
-	local name="$1" file="$2" prog="$3" pid i
+	local name="$1" file="$2" prog="$3" pid
 	if ! pid="$(read_pid "$file")"; then
 		rm -f "$file"
 		log "$name: not running"
@@ -155,17 +155,26 @@ stop_pid() {
 		return 0
 	fi
 	log "$name: stopping pid $pid"
-	kill -TERM "$pid" 2>/dev/null || true
+	terminate_pid "$pid" "$name"
+	rm -f "$file"
+}
+
+# terminate_pid PID [NAME]: SIGTERM, wait up to 10 s, then SIGKILL (logged when NAME is
+# given); reaps PID when it is a child of this shell.
+terminate_pid() {
+	local pid="$1" name="${2:-}" i
+	pid_alive "$pid" || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
 	for ((i = 0; i < 100; i++)); do
 		pid_alive "$pid" || break
 		sleep 0.1
 	done
 	if pid_alive "$pid"; then
-		log "$name: still alive after 10 s, sending SIGKILL"
+		[[ -n $name ]] && log "$name: still alive after 10 s, sending SIGKILL"
 		kill -KILL "$pid" 2>/dev/null || true
 		sleep 0.2
 	fi
-	rm -f "$file"
+	wait "$pid" 2>/dev/null || true
 }
 
 # spawn LOGFILE PIDFILE CMD...: start CMD in its own session (so a Ctrl-C in the terminal
