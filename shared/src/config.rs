@@ -2,6 +2,8 @@
 //! struct (`#[command(flatten)] pub common: CommonConfig`), so the three
 //! agree on names, defaults and meaning.
 
+use anyhow::Context;
+
 use crate::events::Subjects;
 use crate::telemetry::LogFormat;
 
@@ -35,6 +37,25 @@ pub struct CommonConfig {
 }
 
 impl CommonConfig {
+    /// A lazy pool to `DATABASE_URL` (nothing connects until first use).
+    pub fn pool(&self, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+        crate::db::pool(
+            &self.database_url,
+            &crate::db::PoolSettings {
+                max_connections,
+                ..Default::default()
+            },
+        )
+        .context("invalid DATABASE_URL")
+    }
+
+    /// A NATS client for `NATS_URL` that connects in the background.
+    pub async fn connect_nats(&self, client_name: &str) -> anyhow::Result<async_nats::Client> {
+        crate::nats::connect(&self.nats_url, client_name)
+            .await
+            .context("invalid NATS_URL")
+    }
+
     /// The subject and stream layout these settings describe.
     pub fn subjects(&self) -> Subjects {
         Subjects::new(&self.nats_prefix).with_stream_replicas(self.nats_stream_replicas)

@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use shortline_shared::db::{self, PoolSettings};
+use shortline_shared::db;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -82,22 +82,13 @@ pub struct Service {
 impl Service {
     /// Connects (without waiting for NATS) and starts consuming.
     pub async fn start(config: &AnalyticsConfig) -> anyhow::Result<Self> {
-        let db = db::pool(
-            &config.common.database_url,
-            &PoolSettings {
-                max_connections: config.db_max_connections,
-                ..Default::default()
-            },
-        )
-        .context("invalid DATABASE_URL")?;
+        let db = config.common.pool(config.db_max_connections)?;
         Self::start_with_pool(config, db).await
     }
 
     /// [`Service::start`] with a given Postgres pool (`DATABASE_URL` unused).
     pub async fn start_with_pool(config: &AnalyticsConfig, db: PgPool) -> anyhow::Result<Self> {
-        let nats = shortline_shared::nats::connect(&config.common.nats_url, "shortline-analytics")
-            .await
-            .context("invalid NATS_URL")?;
+        let nats = config.common.connect_nats("shortline-analytics").await?;
         let settings = ConsumerSettings {
             durable: config.consumer.clone(),
             batch_messages: config.batch_messages,

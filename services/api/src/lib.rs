@@ -61,17 +61,8 @@ pub fn router(state: AppState) -> Router {
 /// Builds the state for a config (lazy pool, NATS client connecting in the
 /// background).
 pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
-    let db = db::pool(
-        &config.common.database_url,
-        &PoolSettings {
-            max_connections: config.db_max_connections,
-            ..Default::default()
-        },
-    )
-    .context("invalid DATABASE_URL")?;
-    let nats = shortline_shared::nats::connect(&config.common.nats_url, "shortline-api")
-        .await
-        .context("invalid NATS_URL")?;
+    let db = config.common.pool(config.db_max_connections)?;
+    let nats = config.common.connect_nats("shortline-api").await?;
     let subjects = config.common.subjects();
     Ok(AppState {
         db,

@@ -25,7 +25,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use shortline_shared::cache::{Valkey, ValkeySettings};
-use shortline_shared::db::{self, PoolSettings};
+use shortline_shared::db;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -104,14 +104,7 @@ impl Service {
     /// Connects (without waiting for any server to be up) and starts the
     /// background tasks.
     pub async fn start(config: &RedirectConfig) -> anyhow::Result<Self> {
-        let db = db::pool(
-            &config.common.database_url,
-            &PoolSettings {
-                max_connections: config.db_max_connections,
-                ..Default::default()
-            },
-        )
-        .context("invalid DATABASE_URL")?;
+        let db = config.common.pool(config.db_max_connections)?;
         Self::start_with_pool(config, db).await
     }
 
@@ -146,9 +139,7 @@ impl Service {
             },
             metrics.clone(),
         );
-        let nats = shortline_shared::nats::connect(&config.common.nats_url, "shortline-redirect")
-            .await
-            .context("invalid NATS_URL")?;
+        let nats = config.common.connect_nats("shortline-redirect").await?;
         let (clicks, publisher) = clicks::channel(
             nats.clone(),
             subjects.clone(),
