@@ -1,6 +1,7 @@
 //! Test support (feature `testing`): real `nats-server` / `valkey-server`
-//! processes started from the project's tools directory on free ports, and
-//! a TCP proxy that a test can cut to make a server unreachable.
+//! processes started from the project's tools directory on free ports, a
+//! TCP proxy that a test can cut to make a server unreachable, and
+//! [`call`], which drives a router with one request.
 //!
 //! The binaries come from `$SHORTLINE_TOOLS_DIR/bin/` (`make test` sets it;
 //! `make tools` installs them). Every process is killed when its handle
@@ -14,6 +15,55 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// A router's complete answer to one request.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    /// The body as JSON; panics when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header as text (`""` when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends one request through `router` (as `tower::ServiceExt::oneshot`) and
+/// reads the whole response.
+pub async fn call(router: axum::Router, request: axum::http::Request<axum::body::Body>) -> Reply {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let res = router.oneshot(request).await.expect("the router answers");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("the body reads")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
@@ -65,16 +115,25 @@ impl OwnServer {
     /// Starts the server on a free port and waits until it accepts
     /// connections.
     pub async fn start(kind: ServerKind) -> Self {
+        let mut server = Self::not_started(kind);
+        server.resume().await;
+        server
+    }
+
+    /// A port and a data directory for the server, without starting it (for
+    /// clients that must begin before their server exists); [`resume`]
+    /// starts it.
+    ///
+    /// [`resume`]: OwnServer::resume
+    pub fn not_started(kind: ServerKind) -> Self {
         let dir = std::env::temp_dir().join(format!("shortline-{}", unique_prefix()));
         std::fs::create_dir_all(&dir).expect("server dir");
-        let mut server = Self {
+        Self {
             kind,
             port: free_port(),
             dir,
             child: None,
-        };
-        server.resume().await;
-        server
+        }
     }
 
     pub fn port(&self) -> u16 {

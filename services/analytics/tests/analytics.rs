@@ -8,16 +8,14 @@ use async_nats::jetstream::{self, consumer};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use shortline_analytics::Service;
 use shortline_analytics::config::AnalyticsConfig;
 use shortline_analytics::consumer::{ClickConsumer, ConsumerMetrics, ConsumerSettings};
 use shortline_shared::events::{Click, ClickBatch, Subjects};
 use shortline_shared::nats::{clicks_stream_config, ensure_stream};
-use shortline_shared::testing::unique_prefix;
+use shortline_shared::testing::{self, unique_prefix};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use ulid::Ulid;
 
 fn nats_url() -> String {
@@ -191,19 +189,13 @@ async fn every_click_becomes_one_row_and_counts_once(db: PgPool) {
     assert!(details["user_agent"].is_string());
     assert!(details.get("referrer").is_some());
 
-    let ready = router_get(&service, "/ready").await;
-    assert_eq!(ready.0, StatusCode::OK, "{}", ready.1);
+    let ready = testing::call(
+        shortline_analytics::router(service.state.clone()),
+        Request::get("/ready").body(Body::empty()).expect("request"),
+    )
+    .await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.json());
     service.shutdown().await;
-}
-
-async fn router_get(service: &Service, uri: &str) -> (StatusCode, serde_json::Value) {
-    let res = shortline_analytics::router(service.state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("answers");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]

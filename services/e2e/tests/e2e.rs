@@ -9,7 +9,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use shortline_api::config::ApiConfig;
 use shortline_api::outbox::{OutboxRelay, Propagator};
@@ -17,10 +16,9 @@ use shortline_api::state::{ApiMetrics, AppState};
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::events::Subjects;
-use shortline_shared::testing::unique_prefix;
+use shortline_shared::testing::{self, unique_prefix};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -40,20 +38,10 @@ async fn send(
         }
         None => Body::empty(),
     };
-    let res = router
-        .clone()
-        .oneshot(req.body(body).expect("request"))
-        .await
-        .expect("answers");
-    let status = res.status();
-    let location = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let reply = testing::call(router.clone(), req.body(body).expect("request")).await;
+    // 302 and 204 answers have no body: Null.
+    let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let (status, location) = (reply.status, reply.header("location").to_owned());
     (status, json, location)
 }
 

@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::events::{Change, ChangeEnvelope, ClickBatch, LinkSnapshot, Subjects};
-use shortline_shared::testing::{OwnServer, ServerKind, TcpProxy, unique_prefix};
+use shortline_shared::testing::{self, OwnServer, Reply, ServerKind, TcpProxy, unique_prefix};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tower::ServiceExt;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -50,58 +48,16 @@ async fn insert_link(db: &PgPool, code: &str, url: &str, active: bool) -> i64 {
     .expect("insert link")
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+async fn call(service: &Service, method: Method, uri: &str) -> Reply {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    testing::call(shortline_redirect::router(service.state.clone()), request).await
 }
 
-impl Answer {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-    fn x_cache(&self) -> &str {
-        self.headers
-            .get("x-cache")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-async fn call(service: &Service, method: Method, uri: &str) -> Answer {
-    let res = shortline_redirect::router(service.state.clone())
-        .oneshot(
-            Request::builder()
-                .method(method)
-                .uri(uri)
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("answers");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(service: &Service, uri: &str) -> Answer {
+async fn get(service: &Service, uri: &str) -> Reply {
     call(service, Method::GET, uri).await
 }
 
@@ -201,15 +157,26 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
 
     let first = get(&service, "/abc123").await;
     assert_eq!(first.status, StatusCode::FOUND);
-    assert_eq!(first.location(), url);
-    assert_eq!(first.x_cache(), "MISS", "first answer comes from Postgres");
+    assert_eq!(first.header("location"), url);
+    assert_eq!(
+        first.header("x-cache"),
+        "MISS",
+        "first answer comes from Postgres"
+    );
     let second = get(&service, "/abc123").await;
     assert_eq!(
-        (second.status, second.location(), second.x_cache()),
+        (
+            second.status,
+            second.header("location"),
+            second.header("x-cache")
+        ),
         (StatusCode::FOUND, url, "HIT")
     );
     let head = call(&service, Method::HEAD, "/abc123").await;
-    assert_eq!((head.status, head.location()), (StatusCode::FOUND, url));
+    assert_eq!(
+        (head.status, head.header("location")),
+        (StatusCode::FOUND, url)
+    );
 
     // A second replica (empty L1) finds it in Valkey: a HIT, not Postgres.
     let replica = Service::start_with_pool(&c, db.clone())
@@ -218,14 +185,17 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
     let mut from_l2 = get(&replica, "/abc123").await;
     for _ in 0..50 {
         // The first replica writes Valkey off the request path.
-        if from_l2.x_cache() == "HIT" {
+        if from_l2.header("x-cache") == "HIT" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         replica.state.links.invalidate_all_local();
         from_l2 = get(&replica, "/abc123").await;
     }
-    assert_eq!((from_l2.location(), from_l2.x_cache()), (url, "HIT"));
+    assert_eq!(
+        (from_l2.header("location"), from_l2.header("x-cache")),
+        (url, "HIT")
+    );
 
     // Two GETs on the first replica, one on the second: three clicks; HEAD
     // records none.
@@ -388,11 +358,14 @@ async fn valkey_down_redirects_still_succeed(db: PgPool) {
 
     valkey.stop();
     let warm = get(&service, "/warm01").await;
-    assert_eq!((warm.status, warm.x_cache()), (StatusCode::FOUND, "HIT"));
+    assert_eq!(
+        (warm.status, warm.header("x-cache")),
+        (StatusCode::FOUND, "HIT")
+    );
     let started = std::time::Instant::now();
     let cold = get(&service, "/cold01").await;
     assert_eq!(
-        (cold.status, cold.location(), cold.x_cache()),
+        (cold.status, cold.header("location"), cold.header("x-cache")),
         (StatusCode::FOUND, "https://example.com/c", "MISS")
     );
     assert!(
@@ -444,19 +417,19 @@ async fn postgres_unreachable_cached_links_still_redirect(db: PgPool) {
     assert_eq!(get(&service, "/inl1").await.status, StatusCode::FOUND);
     assert_eq!(get(&service, "/inl2").await.status, StatusCode::FOUND);
     eventually("inl2 written to Valkey", || async {
-        get(&l2_only, "/inl2").await.x_cache() == "HIT"
+        get(&l2_only, "/inl2").await.header("x-cache") == "HIT"
     })
     .await;
 
     proxy.cut().await;
     let a = get(&service, "/inl1").await;
     assert_eq!(
-        (a.status, a.location(), a.x_cache()),
+        (a.status, a.header("location"), a.header("x-cache")),
         (StatusCode::FOUND, "https://example.com/1", "HIT")
     );
     let b = get(&l2_only, "/inl2").await;
     assert_eq!(
-        (b.status, b.location(), b.x_cache()),
+        (b.status, b.header("location"), b.header("x-cache")),
         (StatusCode::FOUND, "https://example.com/2", "HIT")
     );
     let unknown = get(&service, "/nowhere").await;

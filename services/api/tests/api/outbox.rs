@@ -1,22 +1,18 @@
 //! Outbox rows reach real NATS JetStream exactly once, and wait out an outage.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use serde_json::json;
 use shortline_api::outbox::OutboxRelay;
 use shortline_shared::events::ChangeEnvelope;
+use shortline_shared::testing::{OwnServer, ServerKind, unique_prefix};
 use sqlx::PgPool;
 
 use crate::support::TestApp;
 
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:54222".into())
-}
-
-fn unique_prefix() -> String {
-    format!("t{}", ulid::Ulid::generate().to_string().to_lowercase())
 }
 
 async fn stream_messages(
@@ -129,57 +125,12 @@ async fn relay_publishes_each_change_exactly_once(db: PgPool) {
     assert!(!messages[2].2.change.link().expect("link").is_active);
 }
 
-/// A nats-server of the test's own on a free port, killed on drop.
-struct OwnNats {
-    child: Child,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nats_server_binary() -> std::path::PathBuf {
-    let tools = std::env::var("SHORTLINE_TOOLS_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/venv").into());
-    std::path::PathBuf::from(tools).join("bin/nats-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn start_nats(port: u16, dir: &std::path::Path) -> Child {
-    Command::new(nats_server_binary())
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server from the tools dir starts (run `make tools`)")
-}
-
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn writes_succeed_while_nats_is_down_and_the_backlog_drains_after(db: PgPool) {
     let prefix = unique_prefix();
     let app = TestApp::with_prefix(db.clone(), &prefix).await;
-    let port = free_port();
-    let url = format!("nats://127.0.0.1:{port}");
-    let dir = std::env::temp_dir().join(format!("shortline-nats-{prefix}"));
+    let mut nats = OwnServer::not_started(ServerKind::Nats);
+    let url = nats.url();
 
     // The relay starts before NATS exists.
     let client = shortline_shared::nats::connect(&url, "test")
@@ -205,10 +156,7 @@ async fn writes_succeed_while_nats_is_down_and_the_backlog_drains_after(db: PgPo
         "rows wait in the outbox while NATS is down"
     );
 
-    let nats = OwnNats {
-        child: start_nats(port, &dir),
-        _dir: TempDir(dir.clone()),
-    };
+    nats.resume().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while outbox_len(&db).await > 0 {
         assert!(

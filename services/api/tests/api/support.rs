@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::Value;
 use shortline_api::config::ApiConfig;
 use shortline_api::outbox::Propagator;
@@ -14,7 +13,6 @@ use shortline_api::state::{ApiMetrics, AppState};
 use shortline_shared::events::Subjects;
 use sqlx::PgPool;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 pub struct TestApp {
     pub router: Router,
@@ -98,25 +96,11 @@ impl TestApp {
             req = req.header(header::CONTENT_TYPE, ct);
         }
         let req = req.body(Body::from(body)).expect("request builds");
-        let res = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .expect("router answers");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .expect("body reads")
-            .to_bytes()
-            .to_vec();
+        let reply = shortline_shared::testing::call(self.router.clone(), req).await;
         TestResponse {
-            status,
-            headers,
-            body,
+            status: reply.status,
+            headers: reply.headers,
+            body: reply.body.to_vec(),
         }
     }
 
