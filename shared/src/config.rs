@@ -34,6 +34,11 @@ pub struct CommonConfig {
     /// Log line format: json or pretty.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+
+    /// Base URL of an OTLP/HTTP trace receiver (e.g. http://otel-collector:4318);
+    /// spans are sent to <url>/v1/traces. Empty: tracing off.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl CommonConfig {
@@ -54,6 +59,19 @@ impl CommonConfig {
         crate::nats::connect(&self.nats_url, client_name)
             .await
             .context("invalid NATS_URL")
+    }
+
+    /// Installs logging and, when configured, trace export (keep the guard
+    /// until the service has stopped).
+    pub fn init_telemetry(
+        &self,
+        service_name: &'static str,
+    ) -> anyhow::Result<crate::telemetry::TelemetryGuard> {
+        crate::telemetry::init(&crate::telemetry::TelemetrySettings {
+            service_name,
+            log_format: self.log_format,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+        })
     }
 
     /// The subject and stream layout these settings describe.

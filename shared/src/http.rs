@@ -122,6 +122,8 @@ impl HttpMetrics {
             route = %route,
             request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
+        // Continue the caller's trace (W3C `traceparent`) when tracing is on.
+        telemetry::set_parent_from(&span, &telemetry::HttpHeaders(req.headers()));
         let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
         let response = json_errors(response);
         let elapsed = start.elapsed();

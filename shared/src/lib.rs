@@ -4,7 +4,8 @@
 //! and the migrator, `cache` the Valkey client, `config` the settings every service
 //! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
-//! `telemetry` logs and metrics, `http` the layers every router wears,
+//! `telemetry` logs, metrics and traces, `probe` the dependency and pool
+//! gauges, `http` the layers every router wears,
 //! `shutdown` the signal handling, and `wire` the contract's wire formats.
 
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod db;
 pub mod events;
 pub mod http;
 pub mod nats;
+pub mod probe;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -29,6 +29,27 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
     )
 }
 
+/// Reads W3C trace context from NATS message headers.
+pub struct TraceHeaders<'a>(pub &'a async_nats::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for TraceHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+    }
+}
+
+/// Writes W3C trace context into NATS message headers.
+pub struct TraceHeadersMut<'a>(pub &'a mut async_nats::HeaderMap);
+
+impl opentelemetry::propagation::Injector for TraceHeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a republished message.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 

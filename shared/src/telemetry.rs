@@ -1,14 +1,26 @@
-//! Logs (tracing, JSON or pretty) and metrics (OpenTelemetry instruments
-//! exported through a Prometheus registry served at `/metrics`).
+//! Logs (tracing, JSON or pretty), metrics (OpenTelemetry instruments
+//! exported through a Prometheus registry served at `/metrics`, plus the
+//! standard `process_*` gauges) and traces (OpenTelemetry spans exported over
+//! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with W3C trace
+//! context carried in HTTP and NATS headers; off otherwise).
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::metrics::Meter;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus::{Encoder, TextEncoder};
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// How log lines are written (`LOG_FORMAT=json|pretty`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,23 +45,183 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global tracing subscriber. `RUST_LOG` filters (default
-/// `info`). Safe to call more than once; later calls are ignored.
-pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
+/// What [`init`] sets up.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetrySettings {
+    /// `service.name` of the metrics' `target_info` and of every span.
+    pub service_name: &'static str,
+    pub log_format: LogFormat,
+    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); spans go
+    /// to `<base>/v1/traces`. `None` or empty: no tracing.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Flushes and stops the span exporter when dropped (keep it alive in
+/// `main` until the service has stopped).
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    tracer: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Sends the spans that are still buffered (tests; shutdown does it too).
+    pub fn flush(&self) {
+        if let Some(t) = &self.tracer {
+            let _ = t.force_flush();
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.tracer.take()
+            && let Err(e) = t.shutdown()
+        {
+            tracing::warn!(error = %e, "trace exporter did not shut down cleanly");
+        }
+    }
+}
+
+static SERVICE_NAME: OnceLock<&'static str> = OnceLock::new();
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (and trace context is read from and written
+/// to headers). Hot paths skip the propagation work when it is off.
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+fn resource() -> Resource {
+    Resource::builder()
+        .with_service_name(*SERVICE_NAME.get().unwrap_or(&"shortline"))
+        .build()
+}
+
+/// Installs the global tracing subscriber (`RUST_LOG` filters, default
+/// `info`) and, with an OTLP endpoint, the span exporter and the W3C trace
+/// context propagator. Call once, first thing in `main`; later calls only
+/// return an empty guard.
+pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    if !settings.service_name.is_empty() {
+        let _ = SERVICE_NAME.set(settings.service_name);
+    }
+    let endpoint = settings
+        .otlp_endpoint
+        .as_deref()
+        .map(|e| e.trim().trim_end_matches('/'))
+        .filter(|e| !e.is_empty());
+    let tracer = match endpoint {
+        Some(base) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{base}/v1/traces"))
+                .build()?;
+            Some(
+                SdkTracerProvider::builder()
+                    .with_resource(resource())
+                    .with_batch_exporter(exporter)
+                    .build(),
             )
-            .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        }
+        None => None,
     };
+    let otel_layer = tracer.as_ref().map(|t| {
+        tracing_opentelemetry::layer()
+            .with_tracer(t.tracer("shortline"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt_layer = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(fmt_layer.with_filter(filter))
+        .try_init()
+        .is_ok();
+    if !installed {
+        return Ok(TelemetryGuard { tracer: None });
+    }
+    if let Some(t) = &tracer {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_tracer_provider(t.clone());
+        TRACING.store(true, Ordering::Relaxed);
+        tracing::info!(
+            endpoint = endpoint.unwrap_or_default(),
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    Ok(TelemetryGuard { tracer })
+}
+
+/// Logs only (no traces): for tools and tests.
+pub fn init_tracing(format: LogFormat) {
+    let _ = init(&TelemetrySettings {
+        log_format: format,
+        ..Default::default()
+    })
+    .map(std::mem::forget);
+}
+
+/// The current span's trace context as W3C headers (`traceparent`,
+/// `tracestate`); empty when tracing is off or there is no span.
+pub fn current_trace_headers() -> HashMap<String, String> {
+    let mut headers = HashMap::new();
+    if tracing_enabled() {
+        let cx = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut headers));
+    }
+    headers
+}
+
+/// Makes the trace context found in `carrier` (HTTP or NATS headers) the
+/// parent of `span`. Does nothing when tracing is off or there is none.
+pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
+    if !tracing_enabled() {
+        return;
+    }
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
+    let _ = span.set_parent(cx);
+}
+
+/// Links `span` to the trace context found in `carrier` (for a span that
+/// handles several messages at once).
+pub fn add_link_from(span: &tracing::Span, carrier: &dyn Extractor) {
+    if !tracing_enabled() {
+        return;
+    }
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
+/// Writes the current span's trace context into `carrier`.
+pub fn inject_current(carrier: &mut dyn Injector) {
+    if !tracing_enabled() {
+        return;
+    }
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, carrier));
+}
+
+/// Reads trace headers from an HTTP header map.
+pub struct HttpHeaders<'a>(pub &'a axum::http::HeaderMap);
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }
 
 struct Metrics {
@@ -67,13 +239,22 @@ fn metrics() -> &'static Metrics {
             .scope_info_enabled(false)
             .build()
         {
-            Ok(exporter) => SdkMeterProvider::builder().with_reader(exporter).build(),
+            Ok(exporter) => SdkMeterProvider::builder()
+                .with_resource(resource())
+                .with_reader(exporter)
+                .build(),
             Err(e) => {
                 tracing::error!(error = %e, "prometheus exporter unavailable; metrics disabled");
                 SdkMeterProvider::builder().build()
             }
         };
         opentelemetry::global::set_meter_provider(provider.clone());
+        // process_cpu_seconds_total, process_resident_memory_bytes, ... (Linux).
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
         Metrics {
             registry,
             _provider: provider,

@@ -52,6 +52,14 @@ pub struct AnalyticsConfig {
     /// How long the server waits for an ack before redelivering.
     #[arg(long, env = "ANALYTICS_ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
+
+    /// Links exported by the top-links gauge (0: off).
+    #[arg(long, env = "ANALYTICS_TOP_LINKS", default_value_t = 10)]
+    pub top_links: usize,
+
+    /// How often the top-links gauge is refreshed from the rollups.
+    #[arg(long, env = "ANALYTICS_TOP_LINKS_REFRESH_SECS", default_value_t = 30)]
+    pub top_links_refresh_secs: u64,
 }
 
 impl AnalyticsConfig {
@@ -73,5 +81,9 @@ impl AnalyticsConfig {
 
     pub fn ack_wait(&self) -> Duration {
         Duration::from_secs(self.ack_wait_secs)
+    }
+
+    pub fn top_links_refresh(&self) -> Duration {
+        Duration::from_secs(self.top_links_refresh_secs.max(1))
     }
 }

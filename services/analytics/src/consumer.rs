@@ -30,6 +30,7 @@ use shortline_shared::nats::{clicks_stream_config, dead_letter_stream_config, en
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::repo;
 
@@ -66,7 +67,7 @@ impl ConsumerMetrics {
     pub fn new() -> Self {
         let meter = shortline_shared::telemetry::meter();
         let seconds = shortline_shared::telemetry::SECONDS_BUCKETS.to_vec();
-        Self {
+        let metrics = Self {
             batch_size: meter
                 .u64_histogram("shortline.analytics.batch.size")
                 .with_description("Clicks per database write")
@@ -121,7 +122,18 @@ impl ConsumerMetrics {
                     "Age of the oldest click message not yet acknowledged (0 when caught up)",
                 )
                 .build(),
+        };
+        // Series exist from the first scrape (0, not absent).
+        for counter in [
+            &metrics.rows_written,
+            &metrics.duplicates,
+            &metrics.write_failures,
+            &metrics.undecodable,
+            &metrics.dead_letters,
+        ] {
+            counter.add(0, &[]);
         }
+        metrics
     }
 }
 
@@ -295,8 +307,28 @@ impl ClickConsumer {
         }
     }
 
-    /// Writes one batch and acks it (or naks it on a database failure).
+    /// Writes one batch and acks it (or naks it on a database failure), in a
+    /// span that continues the first message's trace and links the others'.
     pub async fn handle(&self, batch: Vec<Message>) -> Result<(), async_nats::Error> {
+        let span = tracing::info_span!(
+            "clicks.store",
+            otel.kind = "consumer",
+            messages = batch.len()
+        );
+        if shortline_shared::telemetry::tracing_enabled() {
+            for (i, headers) in batch.iter().filter_map(|m| m.headers.as_ref()).enumerate() {
+                let carrier = shortline_shared::nats::TraceHeaders(headers);
+                if i == 0 {
+                    shortline_shared::telemetry::set_parent_from(&span, &carrier);
+                } else {
+                    shortline_shared::telemetry::add_link_from(&span, &carrier);
+                }
+            }
+        }
+        self.write_and_ack(batch).instrument(span).await
+    }
+
+    async fn write_and_ack(&self, batch: Vec<Message>) -> Result<(), async_nats::Error> {
         let mut clicks: Vec<Click> = Vec::new();
         let mut good = Vec::with_capacity(batch.len());
         for message in batch {

@@ -4,13 +4,15 @@
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their
 //! event rows and rollups; `rollup` classifies user agents and referrers for
-//! the breakdowns. Beside it the service serves `/health`, `/ready`
+//! the breakdowns; `toplinks` exports the most redirected links as a gauge.
+//! Beside it the service serves `/health`, `/ready`
 //! (Postgres and NATS) and `/metrics`.
 
 pub mod config;
 pub mod consumer;
 pub mod repo;
 pub mod rollup;
+pub mod toplinks;
 
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use shortline_shared::db;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
+use shortline_shared::probe::{Dependencies, DependencyProbe};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,6 +80,7 @@ pub struct Service {
     pub state: AnalyticsState,
     tasks: TaskTracker,
     stop: CancellationToken,
+    _probe: DependencyProbe,
 }
 
 impl Service {
@@ -113,10 +117,21 @@ impl Service {
         };
         tasks.spawn(make().run(stop.clone()));
         tasks.spawn(make().watch_lag(LAG_EVERY, stop.clone()));
+        if config.top_links > 0 {
+            let top = toplinks::TopLinks::new(db.clone(), config.top_links);
+            tasks.spawn(top.run(config.top_links_refresh(), stop.clone()));
+        }
+        let probe = Dependencies {
+            postgres: Some(db.clone()),
+            valkey: None,
+            nats: Some(nats.clone()),
+        }
+        .observe(stop.clone());
         Ok(Self {
             state: AnalyticsState { db, nats },
             tasks,
             stop,
+            _probe: probe,
         })
     }
 

@@ -1,4 +1,4 @@
-//! `shortline-analytics`: load config, start logging, serve.
+//! `shortline-analytics`: load config, start logging (and tracing), serve.
 
 use clap::Parser;
 use shortline_analytics::config::AnalyticsConfig;
@@ -6,6 +6,6 @@ use shortline_analytics::config::AnalyticsConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = AnalyticsConfig::parse();
-    shortline_shared::telemetry::init_tracing(config.common.log_format);
+    let _telemetry = config.common.init_telemetry("shortline-analytics")?;
     shortline_analytics::run(config).await
 }

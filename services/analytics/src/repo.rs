@@ -135,3 +135,28 @@ pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx:
         duplicates: clicks.len() as u64 - inserted,
     })
 }
+
+/// One of the most redirected links of the last two hourly buckets.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TopLink {
+    pub url_id: i64,
+    pub short_code: String,
+    pub redirects: i64,
+}
+
+/// The `limit` links with the most redirects in the current and the previous
+/// hour (from `link_stats_hourly`), most redirected first.
+pub async fn top_links(db: &PgPool, limit: i64) -> Result<Vec<TopLink>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT h.url_id, u.short_code, sum(h.redirect_count)::bigint AS redirects
+         FROM link_stats_hourly h
+         JOIN urls u ON u.id = h.url_id
+         WHERE h.hour >= date_trunc('hour', now()) - interval '1 hour'
+         GROUP BY h.url_id, u.short_code
+         ORDER BY redirects DESC, h.url_id
+         LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -28,6 +28,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use shortline_shared::db::{self, PoolSettings};
 use shortline_shared::http::{CommonLayers, with_common_layers};
+use shortline_shared::probe::Dependencies;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,6 +83,12 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let state = state(config).await?;
     let tasks = TaskTracker::new();
     let relay_stop = CancellationToken::new();
+    let _probe = Dependencies {
+        postgres: Some(state.db.clone()),
+        valkey: None,
+        nats: state.nats.clone(),
+    }
+    .observe(relay_stop.clone());
     if let Some(client) = state.nats.clone() {
         let relay = OutboxRelay::new(
             state.db.clone(),

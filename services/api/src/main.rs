@@ -31,7 +31,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    shortline_shared::telemetry::init_tracing(cli.config.common.log_format);
+    let _telemetry = cli.config.common.init_telemetry("shortline-api")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => shortline_api::run(cli.config).await,
         Command::Migrate => shortline_api::migrate(&cli.config.common.database_url).await,

@@ -8,6 +8,7 @@
 //! causes a republish, which the stream's duplicate window drops. NATS being
 //! down never fails a write: rows wait here until it is back.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -32,6 +33,9 @@ pub struct Enqueued {
     pub subject: String,
     pub event_type: &'static str,
     pub payload: bytes::Bytes,
+    /// W3C trace context of the request that made the change (empty when
+    /// tracing is off), sent as NATS headers.
+    pub trace: HashMap<String, String>,
 }
 
 impl Enqueued {
@@ -41,7 +45,8 @@ impl Enqueued {
     }
 }
 
-/// Writes one change event to the outbox inside the caller's transaction.
+/// Writes one change event to the outbox inside the caller's transaction,
+/// with the current span's trace context in its `headers`.
 pub async fn enqueue(
     conn: &mut PgConnection,
     subjects: &Subjects,
@@ -55,11 +60,13 @@ pub async fn enqueue(
         payload: serde_json::to_vec(&payload)
             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?
             .into(),
+        trace: shortline_shared::telemetry::current_trace_headers(),
     };
-    sqlx::query("INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)")
         .bind(&enqueued.event_id)
         .bind(&enqueued.subject)
         .bind(payload)
+        .bind(sqlx::types::Json(&enqueued.trace))
         .execute(conn)
         .await?;
     Ok(enqueued)
@@ -67,9 +74,17 @@ pub async fn enqueue(
 
 /// A JetStream message for one change: `Nats-Msg-Id` is the event ULID, so
 /// the relay and the fast path can both send it and the stream keeps one.
-fn change_message(event_id: &str, event_type: &str, payload: bytes::Bytes) -> PublishMessage {
+fn change_message(
+    event_id: &str,
+    event_type: &str,
+    payload: bytes::Bytes,
+    trace: &HashMap<String, String>,
+) -> PublishMessage {
     let mut headers = HeaderMap::new();
     headers.insert("Shortline-Event-Type", event_type);
+    for (name, value) in trace {
+        headers.insert(name.as_str(), value.as_str());
+    }
     PublishMessage::build()
         .payload(payload)
         .headers(headers)
@@ -90,6 +105,7 @@ struct OutboxRow {
     event_id: String,
     subject: String,
     payload: serde_json::Value,
+    headers: sqlx::types::Json<HashMap<String, String>>,
 }
 
 /// Publishes outbox rows to JetStream and deletes them after the ack.
@@ -113,7 +129,7 @@ struct RelayMetrics {
 impl RelayMetrics {
     fn new() -> Self {
         let meter = shortline_shared::telemetry::meter();
-        Self {
+        let metrics = Self {
             published: meter
                 .u64_counter("shortline.outbox.published")
                 .with_description("Outbox events published to JetStream and acknowledged")
@@ -134,7 +150,11 @@ impl RelayMetrics {
                 .with_description("Time to publish and get acks for one outbox batch")
                 .with_boundaries(shortline_shared::telemetry::SECONDS_BUCKETS.to_vec())
                 .build(),
-        }
+        };
+        // Series exist from the first scrape (0, not absent).
+        metrics.published.add(0, &[]);
+        metrics.failures.add(0, &[]);
+        metrics
     }
 }
 
@@ -243,7 +263,7 @@ impl OutboxRelay {
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
         let mut tx = self.db.begin().await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, event_id, subject, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(self.batch_size)
         .fetch_all(&mut *tx)
@@ -261,6 +281,7 @@ impl OutboxRelay {
                 &row.event_id,
                 &event_type(&row.payload),
                 serde_json::to_vec(&row.payload).unwrap_or_default().into(),
+                &row.headers,
             );
             match self.js.send_publish(row.subject.clone(), message).await {
                 Ok(ack) => pending.push((row.id, ack)),
@@ -431,8 +452,12 @@ impl Propagator {
     ) -> Result<Propagation, async_nats::Error> {
         let mut acks = Vec::with_capacity(changes.len());
         for change in changes {
-            let message =
-                change_message(&change.event_id, change.event_type, change.payload.clone());
+            let message = change_message(
+                &change.event_id,
+                change.event_type,
+                change.payload.clone(),
+                &change.trace,
+            );
             acks.push(js.send_publish(change.subject.clone(), message).await?);
         }
         let mut last_link_sequence = None;

@@ -33,7 +33,7 @@ pub struct ApiMetrics {
 impl ApiMetrics {
     pub fn new() -> Self {
         let meter = shortline_shared::telemetry::meter();
-        Self {
+        let metrics = Self {
             links_created: meter
                 .u64_counter("shortline.links.created")
                 .with_description("Links created through the API")
@@ -46,7 +46,16 @@ impl ApiMetrics {
                 .u64_counter("shortline.users.imported")
                 .with_description("CSV rows processed by POST /users/bulk")
                 .build(),
+        };
+        // Series exist from the first scrape (0, not absent).
+        for counter in [
+            &metrics.links_created,
+            &metrics.short_code_collisions,
+            &metrics.users_imported,
+        ] {
+            counter.add(0, &[]);
         }
+        metrics
     }
 }
 

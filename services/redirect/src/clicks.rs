@@ -23,9 +23,10 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 use opentelemetry::KeyValue;
 use shortline_shared::events::{Click, ClickBatch, Subjects};
-use shortline_shared::nats::{clicks_stream_config, ensure_stream};
+use shortline_shared::nats::{TraceHeadersMut, clicks_stream_config, ensure_stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::state::RedirectMetrics;
 
@@ -216,9 +217,14 @@ impl ClickPublisher {
             }
         };
         let mut backoff = Duration::from_millis(50);
+        let span = tracing::info_span!("clicks.publish", otel.kind = "producer", clicks = count);
         loop {
             let started = Instant::now();
-            match self.publish_once(&batch, payload.clone()).await {
+            match self
+                .publish_once(&batch, payload.clone())
+                .instrument(span.clone())
+                .await
+            {
                 Ok(()) => {
                     self.metrics.clicks_published.add(count, &[]);
                     self.metrics.click_batch_size.record(count, &[]);
@@ -259,9 +265,16 @@ impl ClickPublisher {
             .await??;
             self.stream_ready = true;
         }
-        let message = PublishMessage::build()
+        let mut message = PublishMessage::build()
             .payload(payload)
             .message_id(batch.batch_id.to_string());
+        if shortline_shared::telemetry::tracing_enabled() {
+            // The analytics consumer's span for this batch becomes a child
+            // of the publish span.
+            let mut headers = async_nats::HeaderMap::new();
+            shortline_shared::telemetry::inject_current(&mut TraceHeadersMut(&mut headers));
+            message = message.headers(headers);
+        }
         let ack = self
             .js
             .send_publish(self.subjects.clicks(), message)

@@ -18,8 +18,11 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
 use shortline_shared::events::{ChangeEnvelope, Subjects};
-use shortline_shared::nats::{INVALIDATION_CONSUMER_PREFIX, changes_stream_config, ensure_stream};
+use shortline_shared::nats::{
+    INVALIDATION_CONSUMER_PREFIX, TraceHeaders, changes_stream_config, ensure_stream,
+};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::resolve::LinkCache;
 
@@ -128,28 +131,44 @@ impl Invalidator {
             .await?;
         while let Some(message) = messages.next().await {
             let message = message?;
-            match serde_json::from_slice::<ChangeEnvelope>(&message.payload) {
-                Ok(envelope) => {
-                    if let Some(link) = envelope.change.link() {
-                        self.links.invalidate(&link.short_code).await;
-                        tracing::debug!(
-                            short_code = %link.short_code,
-                            url_id = link.id,
-                            change = envelope.change.kind(),
-                            "cache entry dropped"
-                        );
-                    }
-                }
-                Err(e) => {
-                    // Unknown versions and shapes are skipped, not retried.
-                    tracing::warn!(error = %e, subject = %message.subject, "unreadable change event skipped");
+            // One span per change, a child of the API request that made it
+            // when the message carries its trace context.
+            let span = tracing::info_span!(
+                "link_change.apply",
+                otel.kind = "consumer",
+                messaging.destination = %message.subject,
+            );
+            if let Some(headers) = &message.headers {
+                shortline_shared::telemetry::set_parent_from(&span, &TraceHeaders(headers));
+            }
+            self.apply(&message).instrument(span).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the changed link from the caches, then acks.
+    async fn apply(&mut self, message: &jetstream::Message) -> Result<(), async_nats::Error> {
+        match serde_json::from_slice::<ChangeEnvelope>(&message.payload) {
+            Ok(envelope) => {
+                if let Some(link) = envelope.change.link() {
+                    self.links.invalidate(&link.short_code).await;
+                    tracing::debug!(
+                        short_code = %link.short_code,
+                        url_id = link.id,
+                        change = envelope.change.kind(),
+                        "cache entry dropped"
+                    );
                 }
             }
-            let sequence = message.info().map(|i| i.stream_sequence).ok();
-            message.ack_with(AckKind::Ack).await?;
-            if let Some(seq) = sequence {
-                self.last_sequence = Some(seq);
+            Err(e) => {
+                // Unknown versions and shapes are skipped, not retried.
+                tracing::warn!(error = %e, subject = %message.subject, "unreadable change event skipped");
             }
+        }
+        let sequence = message.info().map(|i| i.stream_sequence).ok();
+        message.ack_with(AckKind::Ack).await?;
+        if let Some(seq) = sequence {
+            self.last_sequence = Some(seq);
         }
         Ok(())
     }

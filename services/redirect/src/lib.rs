@@ -27,6 +27,7 @@ use axum::{Json, Router};
 use shortline_shared::cache::{Valkey, ValkeySettings};
 use shortline_shared::db;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
+use shortline_shared::probe::{Dependencies, DependencyProbe};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,13 +65,6 @@ async fn ready(State(state): State<RedirectState>) -> impl IntoResponse {
         .nats
         .as_ref()
         .map(shortline_shared::nats::is_connected);
-    state.metrics.dependency("postgres", postgres);
-    if let Some(up) = valkey {
-        state.metrics.dependency("valkey", up);
-    }
-    if let Some(up) = nats {
-        state.metrics.dependency("nats", up);
-    }
     let word = |up: Option<bool>| match up {
         Some(true) => "ok",
         Some(false) => "unreachable",
@@ -98,6 +92,7 @@ pub struct Service {
     pub state: RedirectState,
     tasks: TaskTracker,
     stop: CancellationToken,
+    _probe: DependencyProbe,
 }
 
 impl Service {
@@ -155,6 +150,12 @@ impl Service {
         let stop = CancellationToken::new();
         tasks.spawn(Invalidator::new(nats.clone(), subjects, links.clone()).run(stop.clone()));
         tasks.spawn(publisher.run(stop.clone()));
+        let probe = Dependencies {
+            postgres: Some(db.clone()),
+            valkey: valkey.clone(),
+            nats: Some(nats.clone()),
+        }
+        .observe(stop.clone());
         let state = RedirectState::new(Shared {
             db,
             valkey,
@@ -164,7 +165,12 @@ impl Service {
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             metrics,
         });
-        Ok(Self { state, tasks, stop })
+        Ok(Self {
+            state,
+            tasks,
+            stop,
+            _probe: probe,
+        })
     }
 
     /// Stops the background tasks: the change consumer at once, the click

@@ -1,4 +1,4 @@
-//! `shortline-redirect`: load config, start logging, serve.
+//! `shortline-redirect`: load config, start logging (and tracing), serve.
 
 use clap::Parser;
 use shortline_redirect::config::RedirectConfig;
@@ -6,6 +6,6 @@ use shortline_redirect::config::RedirectConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = RedirectConfig::parse();
-    shortline_shared::telemetry::init_tracing(config.common.log_format);
+    let _telemetry = config.common.init_telemetry("shortline-redirect")?;
     shortline_redirect::run(config).await
 }

@@ -67,14 +67,12 @@ pub struct Instruments {
     pub click_batch_size: Histogram<u64>,
     /// Time from sending a batch to its ack.
     pub click_publish_seconds: Histogram<f64>,
-    /// Up (1) or down (0), by dependency (`postgres`, `valkey`, `nats`).
-    pub dependency_up: Gauge<u64>,
 }
 
 impl RedirectMetrics {
     pub fn new() -> Self {
         let meter = shortline_shared::telemetry::meter();
-        Self(Arc::new(Instruments {
+        let instruments = Instruments {
             lookups: meter
                 .u64_counter("shortline.redirect.lookups")
                 .with_description("Short-code lookups by answering layer (l1, l2, db) and result")
@@ -120,11 +118,36 @@ impl RedirectMetrics {
                 .with_description("Time from sending a click batch to its JetStream ack")
                 .with_boundaries(shortline_shared::telemetry::SECONDS_BUCKETS.to_vec())
                 .build(),
-            dependency_up: meter
-                .u64_gauge("shortline.dependency.up")
-                .with_description("Whether a backing server is reachable (1) or not (0)")
-                .build(),
-        }))
+        };
+        // Every series the dashboards and alerts read exists from the first
+        // scrape (a counter that has never moved is 0, not absent).
+        for layer in ["l1", "l2", "db"] {
+            for result in ["found", "not_found"] {
+                instruments.lookups.add(
+                    0,
+                    &[
+                        KeyValue::new("layer", layer),
+                        KeyValue::new("result", result),
+                    ],
+                );
+            }
+        }
+        for reason in ["overflow", "shutdown"] {
+            instruments
+                .clicks_dropped
+                .add(0, &[KeyValue::new("reason", reason)]);
+        }
+        for counter in [
+            &instruments.invalidations,
+            &instruments.valkey_errors,
+            &instruments.clicks_buffered,
+            &instruments.clicks_published,
+            &instruments.click_publish_failures,
+        ] {
+            counter.add(0, &[]);
+        }
+        instruments.click_buffer_depth.record(0, &[]);
+        Self(Arc::new(instruments))
     }
 
     /// Records one lookup.
@@ -136,13 +159,6 @@ impl RedirectMetrics {
                 KeyValue::new("result", if found { "found" } else { "not_found" }),
             ],
         );
-    }
-
-    /// Records a dependency's state.
-    pub fn dependency(&self, name: &'static str, up: bool) {
-        self.0
-            .dependency_up
-            .record(u64::from(up), &[KeyValue::new("dependency", name)]);
     }
 }
 

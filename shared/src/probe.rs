@@ -1,0 +1,138 @@
+//! Dependency and pool gauges every service exports: whether Postgres,
+//! Valkey and NATS are reachable (`shortline_dependency_up`) and how the
+//! database pool is used (`shortline_db_pool_connections`,
+//! `shortline_db_pool_max_connections`).
+//!
+//! Postgres and Valkey are pinged by a background task (a scrape must never
+//! wait on a server); NATS and the pool are read when Prometheus scrapes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::ObservableGauge;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Valkey;
+
+/// How often Postgres and Valkey are pinged.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest wait for one ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The backing servers a service uses (`None`: not used by this service).
+#[derive(Clone, Default)]
+pub struct Dependencies {
+    pub postgres: Option<PgPool>,
+    pub valkey: Option<Valkey>,
+    pub nats: Option<async_nats::Client>,
+}
+
+/// Last ping results: 0 down, 1 up, 2 not checked yet (reported as down).
+#[derive(Default)]
+struct Pings {
+    postgres: AtomicU8,
+    valkey: AtomicU8,
+}
+
+const UNKNOWN: u8 = 2;
+
+/// Keeps the gauges registered; the ping task stops with the token.
+pub struct DependencyProbe {
+    _up: ObservableGauge<u64>,
+    _pool: Option<(ObservableGauge<u64>, ObservableGauge<u64>)>,
+}
+
+impl Dependencies {
+    /// Registers the gauges and spawns the ping task (ends when `stop` is
+    /// cancelled). Must run inside a tokio runtime.
+    pub fn observe(self, stop: CancellationToken) -> DependencyProbe {
+        let pings = Arc::new(Pings {
+            postgres: AtomicU8::new(UNKNOWN),
+            valkey: AtomicU8::new(UNKNOWN),
+        });
+        let meter = crate::telemetry::meter();
+        let deps = self.clone();
+        let seen = pings.clone();
+        let up = meter
+            .u64_observable_gauge("shortline.dependency.up")
+            .with_description("Whether a backing server is reachable (1) or not (0), by dependency")
+            .with_callback(move |o| {
+                let flag = |v: &AtomicU8| u64::from(v.load(Ordering::Relaxed) == 1);
+                if deps.postgres.is_some() {
+                    o.observe(
+                        flag(&seen.postgres),
+                        &[KeyValue::new("dependency", "postgres")],
+                    );
+                }
+                if deps.valkey.is_some() {
+                    o.observe(flag(&seen.valkey), &[KeyValue::new("dependency", "valkey")]);
+                }
+                if let Some(nats) = &deps.nats {
+                    o.observe(
+                        u64::from(crate::nats::is_connected(nats)),
+                        &[KeyValue::new("dependency", "nats")],
+                    );
+                }
+            })
+            .build();
+        let pool = self.postgres.clone().map(|db| {
+            let max = db.options().get_max_connections();
+            let in_pool = db.clone();
+            let connections = meter
+                .u64_observable_gauge("shortline.db.pool.connections")
+                .with_description("Database pool connections by state (idle, in_use)")
+                .with_callback(move |o| {
+                    let size = u64::from(in_pool.size());
+                    let idle = in_pool.num_idle() as u64;
+                    o.observe(idle, &[KeyValue::new("state", "idle")]);
+                    o.observe(
+                        size.saturating_sub(idle),
+                        &[KeyValue::new("state", "in_use")],
+                    );
+                })
+                .build();
+            let max_gauge = meter
+                .u64_observable_gauge("shortline.db.pool.max_connections")
+                .with_description("Largest number of connections the database pool opens")
+                .with_callback(move |o| o.observe(u64::from(max), &[]))
+                .build();
+            (connections, max_gauge)
+        });
+        tokio::spawn(ping_loop(self, pings, stop));
+        DependencyProbe {
+            _up: up,
+            _pool: pool,
+        }
+    }
+}
+
+async fn ping_loop(deps: Dependencies, pings: Arc<Pings>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let postgres = async {
+            if let Some(db) = &deps.postgres {
+                let up = tokio::time::timeout(PING_TIMEOUT, crate::db::ping(db))
+                    .await
+                    .unwrap_or(false);
+                pings.postgres.store(u8::from(up), Ordering::Relaxed);
+            }
+        };
+        let valkey = async {
+            if let Some(v) = &deps.valkey {
+                let up = tokio::time::timeout(PING_TIMEOUT, v.ping())
+                    .await
+                    .unwrap_or(false);
+                pings.valkey.store(u8::from(up), Ordering::Relaxed);
+            }
+        };
+        tokio::join!(postgres, valkey);
+    }
+}
