@@ -182,6 +182,7 @@ impl OutboxRelay {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "change stream not ready; retrying");
+                    let _ = self.record_backlog().await;
                     if sleep_or_cancel(backoff.next(), &cancel).await {
                         return;
                     }
@@ -196,6 +197,8 @@ impl OutboxRelay {
                 Ok(()) => backoff.reset(),
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay pass failed; will retry");
+                    // The backlog keeps growing while NATS is away: show it.
+                    let _ = self.record_backlog().await;
                     if sleep_or_cancel(backoff.next(), &cancel).await {
                         return;
                     }
@@ -248,13 +251,18 @@ impl OutboxRelay {
         loop {
             let published = self.publish_batch().await?;
             if published < self.batch_size as usize {
-                let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-                    .fetch_one(&self.db)
-                    .await?;
-                self.metrics.backlog.record(backlog.max(0) as u64, &[]);
-                return Ok(());
+                return self.record_backlog().await;
             }
         }
+    }
+
+    /// Counts the rows waiting and records the backlog gauge.
+    async fn record_backlog(&self) -> Result<(), RelayError> {
+        let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.db)
+            .await?;
+        self.metrics.backlog.record(backlog.max(0) as u64, &[]);
+        Ok(())
     }
 
     /// Publishes one batch of rows (locked with `SKIP LOCKED`, so several API
