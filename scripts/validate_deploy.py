@@ -10,7 +10,8 @@ stream is checked for
               (an object of any other kind fails: nothing goes unchecked silently)
   references  ConfigMaps, Secrets, ServiceAccounts, Services, ports and selectors that the
               objects name exist in the same render (or are made by an operator in it: the
-              CloudNativePG `<cluster>-app` Secret; or are declared external)
+              CloudNativePG `<cluster>-app` Secret; or are declared external); ServiceMonitors
+              set job to the service name (jobLabel app.kubernetes.io/component)
   policy      the three services: /ready readiness and /health liveness probes on the http
               port, *_LISTEN=0.0.0.0:8080, DATABASE_URL from a Secret, every environment
               variable one the README documents, uid 10001, a PodDisruptionBudget, an
@@ -251,6 +252,11 @@ def check_references(name: str, docs: list[dict], external_secrets: set[str], re
             for ep in sm["spec"]["endpoints"]:
                 rep.check(any(p.get("name") == ep["port"] for s in svcs for p in s["spec"]["ports"]),
                           where, f"endpoint port {ep['port']} is not a named Service port")
+            # The dashboards and alert rules (monitoring/) select job=api|redirect|analytics.
+            job_label = sm["spec"].get("jobLabel")
+            jobs = {s["metadata"].get("labels", {}).get(job_label or "") for s in svcs}
+            rep.check(job_label == "app.kubernetes.io/component" and len(jobs) == 1 and jobs <= set(SERVICES),
+                      where, f"jobLabel {job_label!r} does not give job = the service name (got {sorted(map(str, jobs))})")
 
 
 # ---------------------------------------------------------------------------------- policy
