@@ -4,7 +4,8 @@
 #   1. promtool check config monitoring/prometheus/prometheus.yml (a copy whose rule_files
 #      point at monitoring/prometheus/rules/ instead of the container's /etc/prometheus);
 #   2. promtool check rules and promtool test rules (monitoring/prometheus/tests/);
-#   3. the dashboards are what monitoring/grafana/dashboards.py writes;
+#   3. the dashboards are what monitoring/grafana/dashboards.py writes, and the Kubernetes
+#      copies of the rules are what scripts/sync_prometheus_rules.py writes;
 #   4. scripts/check_monitoring.py: dashboards parse and use the data source uid
 #      `prometheus`, every alert has severity, summary, description, a runbook entry and a
 #      firing test, and every metric name used is in monitoring/metrics.txt.
@@ -53,4 +54,5 @@ else
 fi
 
 "$PY" monitoring/grafana/dashboards.py --check
+"$PY" "$SCRIPTS/sync_prometheus_rules.py" --check
 "$PY" "$SCRIPTS/check_monitoring.py"
