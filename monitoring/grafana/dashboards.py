@@ -61,7 +61,9 @@ def stat(title: str, targets: list[dict], unit: str = "short", desc: str = "", w
                                          "thresholds": {"mode": "absolute", "steps": steps}},
                             "overrides": []},
             "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                        "colorMode": "background", "graphMode": "area", "justifyMode": "auto",
+                        "colorMode": "background",
+                        "graphMode": "none" if all(t["instant"] for t in targets) else "area",
+                        "justifyMode": "auto",
                         "orientation": "auto", "textMode": "value_and_name"}}
 
 
@@ -348,13 +350,16 @@ def event_pipeline() -> dict:
                                "outbox publish failures")],
                        unit="ops", w=12),
             stat("Dead letters in range",
-                 [target(f"sum(increase(shortline_analytics_dead_letters_total{{{an}}}[$__range]))", "dead letters")],
+                 [target(f"sum(increase(shortline_analytics_dead_letters_total{{{an}}}[$__range]))", "dead letters",
+                         instant=True)],
                  w=4, steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}]),
             stat("Undecodable in range",
-                 [target(f"sum(increase(shortline_analytics_undecodable_total{{{an}}}[$__range]))", "undecodable")],
+                 [target(f"sum(increase(shortline_analytics_undecodable_total{{{an}}}[$__range]))", "undecodable",
+                         instant=True)],
                  w=4, steps=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
             stat("Write failures in range",
-                 [target(f"sum(increase(shortline_analytics_write_failures_total{{{an}}}[$__range]))", "write failures")],
+                 [target(f"sum(increase(shortline_analytics_write_failures_total{{{an}}}[$__range]))",
+                         "write failures", instant=True)],
                  w=4, steps=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
         ]),
     ]
@@ -370,13 +375,14 @@ def business() -> dict:
     rows = [
         ("In the selected time range", [
             stat("Links created", [target(f"sum(increase(shortline_links_created_total{{{api}}}[$__range]))",
-                                          "links")], w=6),
+                                          "links", instant=True)], w=6),
             stat("Redirects", [target(f"sum(increase(http_server_request_duration_seconds_count{{{redirects}}}[$__range]))",
-                                      "redirects")], w=6),
+                                      "redirects", instant=True)], w=6),
             stat("Users imported", [target(f"sum(increase(shortline_users_imported_total{{{api}}}[$__range]))",
-                                           "users")], w=6),
+                                           "users", instant=True)], w=6),
             stat("Short-code collisions",
-                 [target(f"sum(increase(shortline_short_code_collisions_total{{{api}}}[$__range]))", "collisions")],
+                 [target(f"sum(increase(shortline_short_code_collisions_total{{{api}}}[$__range]))", "collisions",
+                         instant=True)],
                  w=6, desc="Generated codes that were taken and drawn again."),
         ]),
         ("Activity", [
