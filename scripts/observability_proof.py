@@ -116,7 +116,7 @@ def print_table() -> None:
     print(line.format("check", "where", "result", "detail"))
     print(line.format("-" * widths[0], "-" * widths[1], "-" * widths[2], "------"))
     for kind, where, result, detail in rows:
-        print(line.format(kind, where[:70], result, detail[:400]))
+        print(line.format(kind, where[:70], result, detail[:1000]))
 
 
 # ---------------------------------------------------------------------------------- phases
