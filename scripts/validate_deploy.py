@@ -10,7 +10,8 @@ stream is checked for
               (an object of any other kind fails: nothing goes unchecked silently)
   references  ConfigMaps, Secrets, ServiceAccounts, Services, ports and selectors that the
               objects name exist in the same render (or are made by an operator in it: the
-              CloudNativePG `<cluster>-app` Secret; or are declared external)
+              CloudNativePG `<cluster>-app` Secret; or are declared external); ServiceMonitors
+              set job to the service name (jobLabel app.kubernetes.io/component)
   policy      the three services: /ready readiness and /health liveness probes on the http
               port, *_LISTEN=0.0.0.0:8080, DATABASE_URL from a Secret, every environment
               variable one the README documents, uid 10001, a PodDisruptionBudget, an
@@ -23,6 +24,8 @@ stream is checked for
               deploy/compose-traefik.yml routes the same way
   backends    bundled CloudNativePG cluster size, NATS cluster routes match the StatefulSet,
               Valkey replicas follow a Service that selects the primary
+  alerts      every PrometheusRule holds exactly the groups of
+              monitoring/prometheus/rules/shortline.yml
 
 and pairs of renders (--parity A:B) must describe the same system: the same objects by kind
 and name, and the same spec/data once the labels and annotations that only say who rendered
@@ -53,7 +56,9 @@ CRD_SCHEMAS = {
     ("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io_v1_cluster.json",
     ("traefik.io/v1alpha1", "IngressRoute"): "traefik.io_v1alpha1_ingressroute.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
 }
+ALERT_RULES = ROOT / "monitoring" / "prometheus" / "rules" / "shortline.yml"
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 # Labels and annotations that only say who rendered an object.
 RENDERER_LABELS = {"app.kubernetes.io/managed-by", "helm.sh/chart", "app.kubernetes.io/version"}
@@ -251,6 +256,24 @@ def check_references(name: str, docs: list[dict], external_secrets: set[str], re
             for ep in sm["spec"]["endpoints"]:
                 rep.check(any(p.get("name") == ep["port"] for s in svcs for p in s["spec"]["ports"]),
                           where, f"endpoint port {ep['port']} is not a named Service port")
+            # The dashboards and alert rules (monitoring/) select job=api|redirect|analytics.
+            job_label = sm["spec"].get("jobLabel")
+            jobs = {s["metadata"].get("labels", {}).get(job_label or "") for s in svcs}
+            rep.check(job_label == "app.kubernetes.io/component" and len(jobs) == 1 and jobs <= set(SERVICES),
+                      where, f"jobLabel {job_label!r} does not give job = the service name (got {sorted(map(str, jobs))})")
+
+
+# ----------------------------------------------------------------------------- alert rules
+
+
+def check_alert_rules(name: str, docs: list[dict], rep: Report) -> None:
+    """Every PrometheusRule holds exactly the groups of monitoring/prometheus/rules/shortline.yml."""
+    want = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    for pr in by_kind(docs, "PrometheusRule"):
+        got = pr["spec"].get("groups")
+        rep.check(got == want, f"{name}: {ident(pr)}",
+                  "groups differ from monitoring/prometheus/rules/shortline.yml "
+                  "(run python3 scripts/sync_prometheus_rules.py)")
 
 
 # ---------------------------------------------------------------------------------- policy
@@ -555,6 +578,7 @@ def main() -> int:
         if by_kind(docs, "IngressRoute"):
             check_edge(name, docs, rep)
         check_backends(name, docs, args.min_postgres_instances, rep)
+        check_alert_rules(name, docs, rep)
         kinds = sorted({d["kind"] for d in docs})
         status = "ok" if len(rep.errors) == before else f"{len(rep.errors) - before} problem(s)"
         print(f"  {name}: {len(docs)} objects ({', '.join(kinds)}): {status}")
