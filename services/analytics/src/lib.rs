@@ -3,15 +3,15 @@
 //!
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their
-//! event rows and rollups; `rollup` classifies user agents and referrers for
-//! the breakdowns; `toplinks` exports the most redirected links as a gauge.
+//! event rows and rollups (user agents and referrers classified with
+//! `shortline_shared::breakdown`); `toplinks` exports the most redirected
+//! links as a gauge.
 //! Beside it the service serves `/health`, `/ready`
 //! (Postgres and NATS) and `/metrics`.
 
 pub mod config;
 pub mod consumer;
 pub mod repo;
-pub mod rollup;
 pub mod toplinks;
 
 use std::time::Duration;

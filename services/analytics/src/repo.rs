@@ -8,7 +8,7 @@ use serde_json::json;
 use shortline_shared::events::Click;
 use sqlx::PgPool;
 
-use crate::rollup::{classify, referrer_host};
+use shortline_shared::breakdown::{classify, referrer_host};
 
 /// What one write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

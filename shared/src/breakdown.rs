@@ -1,6 +1,10 @@
-//! What a click adds to the per-link breakdowns: the browser, OS and device
-//! class of its user agent (woothee), whether it is a bot (woothee's crawler
-//! list plus isbot's patterns), and the host of its referrer.
+//! What a redirect adds to the per-link breakdowns (`link_stats_referrers`,
+//! `link_stats_agents`): the browser, OS and device class of its user agent
+//! (woothee), whether it is a bot (woothee's crawler list plus isbot's
+//! patterns), and the host of its referrer. It lives in `shared` so that
+//! every path recording `redirect` events (the analytics consumer, the API)
+//! classifies them the same way and the breakdowns agree however an event
+//! arrived.
 
 use std::sync::LazyLock;
 
@@ -78,6 +82,17 @@ pub fn referrer_host(referrer: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// The breakdown keys of a `redirect` event row from its `details` (the
+/// `user_agent` and `referrer` strings the click consumer stores there;
+/// absent or not strings: unknown agent, direct).
+pub fn of_details(details: &serde_json::Value) -> (Agent, String) {
+    let text = |key: &str| details.get(key).and_then(serde_json::Value::as_str);
+    (
+        classify(text("user_agent")),
+        referrer_host(text("referrer")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +151,16 @@ mod tests {
         );
         assert_eq!(referrer_host(Some("not a url")), "");
         assert_eq!(referrer_host(None), "");
+    }
+
+    #[test]
+    fn from_event_details() {
+        let (agent, referrer) = of_details(&serde_json::json!({
+            "user_agent": "curl/8.5.0",
+            "referrer": "https://t.co/x",
+        }));
+        assert_eq!((agent.device, referrer.as_str()), ("bot", "t.co"));
+        let (agent, referrer) = of_details(&serde_json::json!({"referrer": 7}));
+        assert_eq!((agent.browser.as_str(), referrer.as_str()), ("unknown", ""));
     }
 }
