@@ -53,6 +53,22 @@ pub struct AnalyticsConfig {
     #[arg(long, env = "ANALYTICS_ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
 
+    /// How often the rollup job folds `rollup_backlog` into the hourly,
+    /// referrer and user-agent breakdowns (they trail the event rows by
+    /// about this much).
+    #[arg(long, env = "ANALYTICS_ROLLUP_INTERVAL_MS", default_value_t = 1000)]
+    pub rollup_interval_ms: u64,
+
+    /// Most backlog rows folded in one rollup transaction.
+    #[arg(long, env = "ANALYTICS_ROLLUP_MAX_EVENTS", default_value_t = 500_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub rollup_max_events: i64,
+
+    /// While the consumer is behind, the rollup job waits (leaving Postgres to
+    /// the event rows), but never longer than this since the oldest backlog row.
+    #[arg(long, env = "ANALYTICS_ROLLUP_MAX_DEFER_SECS", default_value_t = 30)]
+    pub rollup_max_defer_secs: u64,
+
     /// Links exported by the top-links gauge (0: off).
     #[arg(long, env = "ANALYTICS_TOP_LINKS", default_value_t = 10)]
     pub top_links: usize,
@@ -81,6 +97,14 @@ impl AnalyticsConfig {
 
     pub fn ack_wait(&self) -> Duration {
         Duration::from_secs(self.ack_wait_secs)
+    }
+
+    pub fn rollup_interval(&self) -> Duration {
+        Duration::from_millis(self.rollup_interval_ms.max(1))
+    }
+
+    pub fn rollup_max_defer(&self) -> Duration {
+        Duration::from_secs(self.rollup_max_defer_secs)
     }
 
     pub fn top_links_refresh(&self) -> Duration {

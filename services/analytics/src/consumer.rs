@@ -435,6 +435,19 @@ impl ClickConsumer {
         }
     }
 
+    /// Whether more than one batch of messages waits for this consumer
+    /// (undelivered or unacknowledged): while it does, the rollup job leaves
+    /// Postgres to the event rows.
+    pub async fn is_behind(&self) -> Result<bool, async_nats::Error> {
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.clicks_stream())
+            .await?;
+        let info = stream.consumer_info(&self.settings.durable).await?;
+        let waiting = info.num_pending + info.num_ack_pending as u64;
+        Ok(waiting > self.settings.batch_messages as u64)
+    }
+
     async fn record_lag(&self) -> Result<(), async_nats::Error> {
         let stream = self.js.get_stream(self.subjects.clicks_stream()).await?;
         let mut consumer: consumer::PullConsumer =

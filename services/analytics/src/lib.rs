@@ -3,12 +3,14 @@
 //!
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their
-//! event rows and rollups (user agents and referrers classified with
-//! `shortline_shared::breakdown`); `toplinks` exports the most redirected
-//! links as a gauge.
+//! event rows, `link_stats` and backlog rows (user agents and referrers
+//! classified with `shortline_shared::breakdown`); `backlog` is the rollup job
+//! that folds the backlog into the hourly, referrer and user-agent
+//! breakdowns; `toplinks` exports the most redirected links as a gauge.
 //! Beside it the service serves `/health`, `/ready`
 //! (Postgres and NATS) and `/metrics`.
 
+pub mod backlog;
 pub mod config;
 pub mod consumer;
 pub mod repo;
@@ -29,6 +31,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backlog::{RollupJob, RollupMetrics, RollupSettings};
 use crate::config::AnalyticsConfig;
 use crate::consumer::{ClickConsumer, ConsumerMetrics, ConsumerSettings};
 
@@ -75,11 +78,13 @@ async fn ready(State(state): State<AnalyticsState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// A started consumer and its lag watcher.
+/// A started consumer, its lag watcher and the rollup job.
 pub struct Service {
     pub state: AnalyticsState,
     tasks: TaskTracker,
     stop: CancellationToken,
+    rollup: tokio::task::JoinHandle<()>,
+    stop_rollup: CancellationToken,
     _probe: DependencyProbe,
 }
 
@@ -117,6 +122,21 @@ impl Service {
         };
         tasks.spawn(make().run(stop.clone()));
         tasks.spawn(make().watch_lag(LAG_EVERY, stop.clone()));
+        // Stopped only after the consumer, so its last run sees every row.
+        let stop_rollup = CancellationToken::new();
+        let rollup = tokio::spawn(
+            RollupJob::new(
+                db.clone(),
+                Some(make()),
+                RollupSettings {
+                    interval: config.rollup_interval(),
+                    max_events: config.rollup_max_events,
+                    max_defer: config.rollup_max_defer(),
+                },
+                RollupMetrics::new(),
+            )
+            .run(stop_rollup.clone()),
+        );
         if config.top_links > 0 {
             let top = toplinks::TopLinks::new(db.clone(), config.top_links);
             tasks.spawn(top.run(config.top_links_refresh(), stop.clone()));
@@ -131,15 +151,20 @@ impl Service {
             state: AnalyticsState { db, nats },
             tasks,
             stop,
+            rollup,
+            stop_rollup,
             _probe: probe,
         })
     }
 
-    /// Stops consuming after the batch in hand is written and acked.
+    /// Stops consuming after the batch in hand is written and acked, then
+    /// lets the rollup job fold what the consumer wrote.
     pub async fn shutdown(self) {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        self.stop_rollup.cancel();
+        let _ = self.rollup.await;
         // Acks are fire-and-forget publishes: make sure they left.
         let _ = self.state.nats.flush().await;
     }

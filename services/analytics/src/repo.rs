@@ -1,5 +1,6 @@
-//! The analytics consumer's SQL: click rows into `events` and every rollup,
-//! in one statement, counting only rows that were really inserted.
+//! The analytics service's SQL: click rows into `events`, `link_stats` and
+//! `rollup_backlog` in one statement (counting only rows that were really
+//! inserted), and the rollup job folding the backlog into the breakdowns.
 
 use std::collections::HashSet;
 
@@ -35,10 +36,11 @@ struct Columns {
 }
 
 /// Inserts `redirect` event rows for the clicks (`ON CONFLICT (event_id) DO
-/// NOTHING`) and adds the rows actually inserted to `link_stats`,
-/// `link_stats_hourly`, `link_stats_referrers` and `link_stats_agents`, in
-/// one statement (so one transaction). A click seen before, in the database or
-/// earlier in `clicks`, adds nothing.
+/// NOTHING`), adds the rows actually inserted to `link_stats` and appends one
+/// `rollup_backlog` row for each of them (folded into the hourly, referrer
+/// and agent rollups later by [`fold_backlog`]), in one statement (so one
+/// transaction). A click seen before, in the database or earlier in `clicks`,
+/// adds nothing.
 pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx::Error> {
     let mut seen = HashSet::with_capacity(clicks.len());
     let mut c = Columns::default();
@@ -90,29 +92,9 @@ pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx:
                      last_redirect_at = GREATEST(link_stats.last_redirect_at, EXCLUDED.last_redirect_at)
              RETURNING 1
          ),
-         hourly AS (
-             INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
-             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM fresh
-             GROUP BY 1, 2 ORDER BY 1, 2
-             ON CONFLICT (url_id, hour) DO UPDATE
-                 SET redirect_count = link_stats_hourly.redirect_count + EXCLUDED.redirect_count
-             RETURNING 1
-         ),
-         referrers AS (
-             INSERT INTO link_stats_referrers (url_id, day, referrer, redirect_count)
-             SELECT url_id, (occurred_at AT TIME ZONE 'UTC')::date, referrer, count(*) FROM fresh
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-             ON CONFLICT (url_id, day, referrer) DO UPDATE
-                 SET redirect_count = link_stats_referrers.redirect_count + EXCLUDED.redirect_count
-             RETURNING 1
-         ),
-         agents AS (
-             INSERT INTO link_stats_agents (url_id, day, browser, os, device, is_bot, redirect_count)
-             SELECT url_id, (occurred_at AT TIME ZONE 'UTC')::date, browser, os, device, is_bot, count(*)
-             FROM fresh GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
-             ON CONFLICT (url_id, day, browser, os, device, is_bot) DO UPDATE
-                 SET redirect_count = link_stats_agents.redirect_count + EXCLUDED.redirect_count
-             RETURNING 1
+         backlog AS (
+             INSERT INTO rollup_backlog (url_id, occurred_at, referrer, browser, os, device, is_bot)
+             SELECT url_id, occurred_at, referrer, browser, os, device, is_bot FROM fresh
          )
          -- Data-modifying CTEs always run to completion, read or not.
          SELECT count(*) FROM ins",
@@ -134,6 +116,81 @@ pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx:
         inserted,
         duplicates: clicks.len() as u64 - inserted,
     })
+}
+
+/// Advisory-lock key (`pg_try_advisory_xact_lock`) that lets one rollup job
+/// at a time, across every replica, fold the backlog.
+const ROLLUP_LOCK: i64 = 0x5348_4c4e_524f_4c4c;
+
+/// Takes up to `max_events` of the oldest `rollup_backlog` rows, adds them to
+/// `link_stats_hourly`, `link_stats_referrers` and `link_stats_agents`
+/// (upserts in key order) and deletes exactly those rows, in one statement
+/// under the rollup advisory lock (one transaction: a row is counted once or
+/// not at all). `None` when another job holds the lock; otherwise the number
+/// of backlog rows folded.
+pub async fn fold_backlog(db: &PgPool, max_events: i64) -> Result<Option<u64>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(ROLLUP_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    // Hundreds of thousands of rows are grouped three ways: in memory, not in
+    // temporary files, and with more time than the pool's statement timeout
+    // (sized for requests) gives, or a large backlog could never be folded.
+    sqlx::query("SET LOCAL work_mem = '64MB'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL statement_timeout = '300s'")
+        .execute(&mut *tx)
+        .await?;
+    let folded: i64 = sqlx::query_scalar(
+        "WITH taken AS (
+             DELETE FROM rollup_backlog
+             WHERE id IN (SELECT id FROM rollup_backlog ORDER BY id LIMIT $1)
+             RETURNING url_id, occurred_at, referrer, browser, os, device, is_bot
+         ),
+         hourly AS (
+             INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
+             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM taken
+             GROUP BY 1, 2 ORDER BY 1, 2
+             ON CONFLICT (url_id, hour) DO UPDATE
+                 SET redirect_count = link_stats_hourly.redirect_count + EXCLUDED.redirect_count
+         ),
+         referrers AS (
+             INSERT INTO link_stats_referrers (url_id, day, referrer, redirect_count)
+             SELECT url_id, (occurred_at AT TIME ZONE 'UTC')::date, referrer, count(*) FROM taken
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+             ON CONFLICT (url_id, day, referrer) DO UPDATE
+                 SET redirect_count = link_stats_referrers.redirect_count + EXCLUDED.redirect_count
+         ),
+         agents AS (
+             INSERT INTO link_stats_agents (url_id, day, browser, os, device, is_bot, redirect_count)
+             SELECT url_id, (occurred_at AT TIME ZONE 'UTC')::date, browser, os, device, is_bot, count(*)
+             FROM taken GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+             ON CONFLICT (url_id, day, browser, os, device, is_bot) DO UPDATE
+                 SET redirect_count = link_stats_agents.redirect_count + EXCLUDED.redirect_count
+         )
+         SELECT count(*) FROM taken",
+    )
+    .bind(max_events)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(folded.max(0) as u64))
+}
+
+/// Age in seconds of the oldest `rollup_backlog` row (`None`: empty).
+pub async fn oldest_backlog_age(db: &PgPool) -> Result<Option<f64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8
+         FROM rollup_backlog ORDER BY id LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// One of the most redirected links of the last two hourly buckets.

@@ -1,6 +1,8 @@
 //! The click consumer against real NATS JetStream and a real per-test
 //! Postgres database: exactly-once counting under duplicates, redelivery and
-//! a consumer killed mid-stream, and dead-lettering of poison messages.
+//! a consumer killed mid-stream, dead-lettering of poison messages, and the
+//! rollup job folding the backlog into the breakdowns exactly once (run
+//! twice, two at once, deferred while the consumer is behind, on shutdown).
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
 use shortline_analytics::Service;
+use shortline_analytics::backlog::{RollupJob, RollupMetrics, RollupSettings, Tick};
 use shortline_analytics::config::AnalyticsConfig;
 use shortline_analytics::consumer::{ClickConsumer, ConsumerMetrics, ConsumerSettings};
 use shortline_shared::events::{Click, ClickBatch, Subjects};
@@ -26,7 +29,44 @@ fn config(prefix: &str) -> AnalyticsConfig {
     let mut c = AnalyticsConfig::for_urls(&nats_url(), prefix);
     c.max_deliver = 3;
     c.ack_wait_secs = 1;
+    c.rollup_interval_ms = 50;
     c
+}
+
+/// A rollup job that never defers (no consumer to ask).
+fn rollup_job(db: &PgPool, max_events: i64) -> RollupJob {
+    RollupJob::new(
+        db.clone(),
+        None,
+        RollupSettings {
+            interval: Duration::from_millis(50),
+            max_events,
+            max_defer: Duration::from_secs(30),
+        },
+        RollupMetrics::new(),
+    )
+}
+
+/// The three breakdowns' totals and the backlog's row count.
+async fn breakdown_totals(db: &PgPool) -> [i64; 4] {
+    [
+        count(
+            db,
+            "SELECT coalesce(sum(redirect_count), 0)::bigint FROM link_stats_hourly",
+        )
+        .await,
+        count(
+            db,
+            "SELECT coalesce(sum(redirect_count), 0)::bigint FROM link_stats_referrers",
+        )
+        .await,
+        count(
+            db,
+            "SELECT coalesce(sum(redirect_count), 0)::bigint FROM link_stats_agents",
+        )
+        .await,
+        count(db, "SELECT count(*) FROM rollup_backlog").await,
+    ]
 }
 
 fn click(url_id: i64, ua: &str, referrer: Option<&str>) -> Click {
@@ -147,22 +187,9 @@ async fn every_click_becomes_one_row_and_counts_once(db: PgPool) {
         .await,
         100
     );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT sum(redirect_count)::bigint FROM link_stats_hourly"
-        )
-        .await,
-        300
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT sum(redirect_count)::bigint FROM link_stats_referrers"
-        )
-        .await,
-        300
-    );
+    // The breakdowns follow within the rollup interval.
+    settle(&db, "SELECT count(*) FROM rollup_backlog", 0).await;
+    assert_eq!(breakdown_totals(&db).await, [300, 300, 300, 0]);
     assert_eq!(
         count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats_referrers WHERE referrer = 'news.example.org'").await,
         150
@@ -252,18 +279,16 @@ async fn a_consumer_killed_mid_stream_loses_nothing_and_counts_nothing_twice(db:
         2000
     );
     assert_eq!(
-        count(
-            &db,
-            "SELECT sum(redirect_count)::bigint FROM link_stats_hourly"
-        )
-        .await,
-        2000
-    );
-    assert_eq!(
         count(&db, "SELECT count(DISTINCT event_id) FROM events").await,
         2000
     );
     last.abort();
+    let _ = last.await;
+    assert_eq!(
+        rollup_job(&db, 500).fold().await.expect("fold"),
+        Tick::Folded(2000)
+    );
+    assert_eq!(breakdown_totals(&db).await, [2000, 2000, 2000, 0]);
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
@@ -337,4 +362,203 @@ async fn a_poison_message_is_dead_lettered_and_the_stream_keeps_flowing(db: PgPo
     stream.publish(vec![click(1, FIREFOX, None)]).await;
     settle(&db, "SELECT count(*) FROM events", 4).await;
     service.shutdown().await;
+}
+
+/// `n` clicks over five links, a mix of agents and referrers.
+fn clicks(n: i64) -> Vec<Click> {
+    (0..n)
+        .map(|i| {
+            let ua = if i % 4 == 0 { BOT } else { FIREFOX };
+            let referrer = (i % 2 == 0).then_some("https://news.example.org/a");
+            click(1 + i % 5, ua, referrer)
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn the_rollup_job_folds_each_backlog_row_exactly_once(db: PgPool) {
+    let all = clicks(1000);
+    for chunk in all.chunks(250) {
+        shortline_analytics::repo::store_clicks(&db, chunk)
+            .await
+            .expect("stored");
+    }
+    // Totals are immediate; the breakdowns wait for the job.
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats").await,
+        1000
+    );
+    assert_eq!(breakdown_totals(&db).await, [0, 0, 0, 1000]);
+
+    // 300 rows per transaction: four of them.
+    let job = rollup_job(&db, 300);
+    assert_eq!(job.fold().await.expect("fold"), Tick::Folded(1000));
+    assert_eq!(breakdown_totals(&db).await, [1000, 1000, 1000, 0]);
+    // Again: nothing left to add.
+    assert_eq!(job.fold().await.expect("fold"), Tick::Empty);
+    assert_eq!(job.tick().await.expect("tick"), Tick::Empty);
+    // The same clicks redelivered: no event rows, no backlog rows.
+    let stored = shortline_analytics::repo::store_clicks(&db, &all[..500])
+        .await
+        .expect("stored");
+    assert_eq!(stored.inserted, 0);
+    assert_eq!(job.fold().await.expect("fold"), Tick::Empty);
+    assert_eq!(breakdown_totals(&db).await, [1000, 1000, 1000, 0]);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_agents WHERE is_bot"
+        )
+        .await,
+        250
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats_referrers WHERE referrer = 'news.example.org'").await,
+        500
+    );
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn two_rollup_jobs_at_once_count_each_row_once(db: PgPool) {
+    let all = clicks(20_000);
+    for chunk in all.chunks(2_000) {
+        shortline_analytics::repo::store_clicks(&db, chunk)
+            .await
+            .expect("stored");
+    }
+    // Two replicas' jobs, small transactions, racing until the backlog is empty.
+    let race = |job: RollupJob| async move {
+        let mut folded = 0;
+        let mut empty = 0;
+        while empty < 3 {
+            match job.fold().await.expect("fold") {
+                Tick::Folded(n) => folded += n,
+                Tick::Empty => empty += 1,
+                Tick::Locked | Tick::Deferred => tokio::task::yield_now().await,
+            }
+        }
+        folded
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(race(rollup_job(&db, 500))),
+        tokio::spawn(race(rollup_job(&db, 500)))
+    );
+    let (a, b) = (a.expect("job a"), b.expect("job b"));
+    assert_eq!(a + b, 20_000, "job a folded {a}, job b {b}");
+    assert_eq!(breakdown_totals(&db).await, [20_000, 20_000, 20_000, 0]);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn the_rollup_defers_while_the_consumer_is_behind_then_catches_up(db: PgPool) {
+    let prefix = unique_prefix();
+    let stream = Stream::new(&prefix).await;
+    let c = config(&prefix);
+    let settings = ConsumerSettings {
+        durable: c.consumer.clone(),
+        batch_messages: 2,
+        batch_clicks: 10_000,
+        batch_wait: Duration::from_millis(1),
+        max_deliver: c.max_deliver,
+        ack_wait: Duration::from_secs(5),
+        writers: 1,
+    };
+    let client = async_nats::connect(nats_url()).await.expect("nats");
+    let consumer = ClickConsumer::new(
+        db.clone(),
+        client,
+        Subjects::new(&prefix),
+        settings,
+        ConsumerMetrics::new(),
+    );
+    let job = RollupJob::new(
+        db.clone(),
+        Some(consumer.clone()),
+        RollupSettings {
+            interval: Duration::from_millis(50),
+            max_events: 500_000,
+            max_defer: Duration::from_secs(30),
+        },
+        RollupMetrics::new(),
+    );
+
+    // 100 clicks already written; 20 messages of 10 more wait in the stream
+    // for a consumer that is not running yet.
+    shortline_analytics::repo::store_clicks(&db, &clicks(100))
+        .await
+        .expect("stored");
+    for _ in 0..20 {
+        stream.publish(clicks(10)).await;
+    }
+    stream
+        .js
+        .get_stream(stream.subjects.clicks_stream())
+        .await
+        .expect("stream")
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(c.consumer.clone()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            filter_subject: stream.subjects.clicks(),
+            ..Default::default()
+        })
+        .await
+        .expect("durable consumer");
+    assert!(consumer.is_behind().await.expect("lag"));
+
+    // Behind, and the oldest backlog row is fresh: deferred.
+    assert_eq!(job.tick().await.expect("tick"), Tick::Deferred);
+    assert_eq!(breakdown_totals(&db).await, [0, 0, 0, 100]);
+    // Behind for longer than the limit allows: folded anyway.
+    sqlx::query("UPDATE rollup_backlog SET created_at = created_at - interval '31 seconds'")
+        .execute(&db)
+        .await
+        .expect("age the backlog");
+    assert_eq!(job.tick().await.expect("tick"), Tick::Folded(100));
+    assert_eq!(breakdown_totals(&db).await, [100, 100, 100, 0]);
+
+    // The consumer drains the stream; once caught up, the job folds the rest.
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(consumer.clone().run(stop.clone()));
+    settle(
+        &db,
+        "SELECT count(*) FROM events WHERE event_type = 'redirect'",
+        300,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match job.tick().await.expect("tick") {
+            Tick::Folded(200) => break,
+            Tick::Deferred => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(breakdown_totals(&db).await, [300, 300, 300, 0]);
+    stop.cancel();
+    running.await.expect("consumer stopped");
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn shutdown_folds_what_the_consumer_wrote(db: PgPool) {
+    let prefix = unique_prefix();
+    let stream = Stream::new(&prefix).await;
+    let mut c = config(&prefix);
+    // Never on schedule during this test: only the run at shutdown.
+    c.rollup_interval_ms = 3_600_000;
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    for _ in 0..5 {
+        stream.publish(clicks(20)).await;
+    }
+    settle(
+        &db,
+        "SELECT count(*) FROM events WHERE event_type = 'redirect'",
+        100,
+    )
+    .await;
+    assert_eq!(breakdown_totals(&db).await, [0, 0, 0, 100]);
+    service.shutdown().await;
+    assert_eq!(breakdown_totals(&db).await, [100, 100, 100, 0]);
 }

@@ -1,0 +1,24 @@
+-- Deferred breakdowns. Upserting link_stats_hourly, link_stats_referrers and
+-- link_stats_agents for every click batch was most of the analytics
+-- consumer's Postgres time (issue #4). Whoever inserts a `redirect` event row
+-- now appends, in the same statement or transaction, one row here with what
+-- those rollups need (the user agent already classified, the referrer already
+-- reduced to its host); the analytics service's rollup job folds these rows
+-- into the three tables and deletes them in one transaction, so each event
+-- counts exactly once. link_stats (total and last redirect) stays immediate.
+--
+-- Append-only between two runs of the job, read whole and deleted by `id`:
+-- no index beyond the primary key, so an append costs little.
+CREATE TABLE rollup_backlog (
+    id           BIGSERIAL   PRIMARY KEY,
+    url_id       BIGINT      NOT NULL,
+    occurred_at  TIMESTAMPTZ NOT NULL,
+    referrer     TEXT        NOT NULL,
+    browser      TEXT        NOT NULL,
+    os           TEXT        NOT NULL,
+    device       TEXT        NOT NULL,
+    is_bot       BOOLEAN     NOT NULL,
+    -- When the row was appended (its transaction's start): the job's
+    -- deferral limit and the backlog-age gauge read the oldest one.
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
