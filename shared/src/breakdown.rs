@@ -1,10 +1,10 @@
 //! What a redirect adds to the per-link breakdowns (`link_stats_referrers`,
 //! `link_stats_agents`): the browser, OS and device class of its user agent
 //! (woothee), whether it is a bot (woothee's crawler list plus isbot's
-//! patterns), and the host of its referrer. It lives in `shared` so that
-//! every path recording `redirect` events (the analytics consumer, the API)
-//! classifies them the same way and the breakdowns agree however an event
-//! arrived.
+//! patterns), and the host of its referrer. Every path that records a
+//! `redirect` event (the analytics consumer, the API's `POST /events`, the
+//! seed loader) classifies with these, so the breakdowns agree however the
+//! event arrived.
 
 use std::sync::LazyLock;
 

@@ -27,7 +27,10 @@
 //! (too large, broken stream, database error) leaves nothing behind, and a
 //! re-run is idempotent because duplicates are skipped. The seeder commits
 //! batch by batch (a crash leaves earlier batches loaded; re-running skips
-//! them) and, after the events, recomputes the redirect rollups of the links
+//! them). Each `redirect` event it inserts also gets a `rollup_backlog` row
+//! (agent and referrer host classified from its `details`), in the same
+//! statement, for the hourly and breakdown rollups the analytics service's
+//! rollup job folds; after the events it recomputes `link_stats` of the links
 //! it loaded `redirect` events for.
 //!
 //! Event rows get a deterministic ULID derived from their CSV id and
@@ -210,8 +213,9 @@ where
 
 /// Loads `users.csv`, then `urls.csv`, then `events.csv` from `dir` (each
 /// optional: a missing file is logged and skipped), moves the id sequences
-/// past the loaded ids and recomputes the redirect rollups of the links that
-/// have `redirect` events in the file. Safe to re-run: a second run inserts
+/// past the loaded ids and recomputes `link_stats` of the links that have
+/// `redirect` events in the file (their hourly and breakdown rollups follow
+/// from the backlog rows the inserts appended). Safe to re-run: a second run inserts
 /// nothing.
 ///
 /// `urls.csv`: `id,user_id,short_code,original_url,title,is_active,created_at,updated_at`
@@ -859,6 +863,12 @@ struct EventBatch {
     event_types: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
     details: Vec<String>,
+    // Breakdown keys (used for `redirect` rows only).
+    referrers: Vec<String>,
+    browsers: Vec<String>,
+    oses: Vec<String>,
+    devices: Vec<&'static str>,
+    is_bots: Vec<bool>,
 }
 
 impl EventBatch {
@@ -897,6 +907,17 @@ impl CsvTable for EventRows {
         let event_type = indexed(required(r, self.event_type, "event_type")?, "event_type")?;
         let at = parse_time(required(r, self.timestamp, "timestamp")?, "timestamp")?;
         let details = details_object(optional(r, self.details, "details")?.unwrap_or_default())?;
+        let (agent, referrer) = if event_type == "redirect" {
+            let parsed = serde_json::from_str(&details).unwrap_or(Value::Null);
+            shortline_shared::breakdown::of_details(&parsed)
+        } else {
+            (shortline_shared::breakdown::classify(None), String::new())
+        };
+        batch.referrers.push(referrer);
+        batch.browsers.push(agent.browser);
+        batch.oses.push(agent.os);
+        batch.devices.push(agent.device);
+        batch.is_bots.push(agent.is_bot);
         batch.ids.push(id);
         batch.event_ids.push(seed_event_id(id, at).to_string());
         batch.url_ids.push(url_id);
@@ -912,13 +933,33 @@ impl CsvTable for EventRows {
     }
 
     async fn insert(conn: &mut PgConnection, b: &EventBatch) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(
-            "INSERT INTO events (id, event_id, url_id, user_id, event_type, occurred_at, details)
-             SELECT r.id, r.event_id, r.url_id, r.user_id, r.event_type, r.occurred_at, r.details::jsonb
-             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
-                         $6::timestamptz[], $7::text[])
-                  AS r(id, event_id, url_id, user_id, event_type, occurred_at, details)
-             ON CONFLICT DO NOTHING",
+        let inserted: i64 = sqlx::query_scalar(
+            "WITH input AS (
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                                      $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
+                                      $11::text[], $12::bool[]) WITH ORDINALITY
+                      AS r(id, event_id, url_id, user_id, event_type, occurred_at, details,
+                           referrer, browser, os, device, is_bot, n)
+             ),
+             ins AS (
+                 INSERT INTO events (id, event_id, url_id, user_id, event_type, occurred_at, details)
+                 SELECT id, event_id, url_id, user_id, event_type, occurred_at, details::jsonb
+                 FROM input ORDER BY n
+                 ON CONFLICT DO NOTHING
+                 RETURNING id
+             ),
+             -- A row repeated in the batch is inserted once (the first wins),
+             -- so it gets one backlog row, from that first row.
+             first AS (
+                 SELECT DISTINCT ON (id) * FROM input ORDER BY id, n
+             ),
+             backlog AS (
+                 INSERT INTO rollup_backlog (url_id, occurred_at, referrer, browser, os, device, is_bot)
+                 SELECT f.url_id, f.occurred_at, f.referrer, f.browser, f.os, f.device, f.is_bot
+                 FROM first f JOIN ins USING (id)
+                 WHERE f.event_type = 'redirect' AND f.url_id IS NOT NULL
+             )
+             SELECT count(*) FROM ins",
         )
         .bind(&b.ids)
         .bind(&b.event_ids)
@@ -927,17 +968,22 @@ impl CsvTable for EventRows {
         .bind(&b.event_types)
         .bind(&b.occurred_at)
         .bind(&b.details)
-        .execute(conn)
+        .bind(&b.referrers)
+        .bind(&b.browsers)
+        .bind(&b.oses)
+        .bind(&b.devices)
+        .bind(&b.is_bots)
+        .fetch_one(conn)
         .await?;
-        Ok(done.rows_affected())
+        Ok(inserted.max(0) as u64)
     }
 }
 
-/// Rewrites `link_stats` and `link_stats_hourly` for `url_ids` from their
-/// `redirect` events (totals, last redirect, per-hour counts in UTC).
+/// Rewrites `link_stats` for `url_ids` from their `redirect` events (totals
+/// and last redirect). The hourly and breakdown rollups are not rewritten:
+/// the inserted events reach them through `rollup_backlog`.
 async fn recompute_rollups(db: &PgPool, url_ids: &[i64]) -> Result<(), sqlx::Error> {
     for ids in url_ids.chunks(SEED_BATCH_ROWS) {
-        let mut tx = db.begin().await?;
         sqlx::query(
             "INSERT INTO link_stats (url_id, redirect_count, last_redirect_at)
              SELECT url_id, count(*), max(occurred_at) FROM events
@@ -947,19 +993,8 @@ async fn recompute_rollups(db: &PgPool, url_ids: &[i64]) -> Result<(), sqlx::Err
              SET redirect_count = EXCLUDED.redirect_count, last_redirect_at = EXCLUDED.last_redirect_at",
         )
         .bind(ids)
-        .execute(&mut *tx)
+        .execute(db)
         .await?;
-        sqlx::query(
-            "INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
-             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM events
-             WHERE event_type = 'redirect' AND url_id = ANY($1::bigint[])
-             GROUP BY 1, 2
-             ON CONFLICT (url_id, hour) DO UPDATE SET redirect_count = EXCLUDED.redirect_count",
-        )
-        .bind(ids)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The write API and two redirect replicas against the same real Postgres,
-//! Valkey and NATS: after the API answers a change, the very next redirect
-//! on any replica reflects it.
+//! The write API, redirect replicas and analytics against the same real
+//! Postgres, Valkey and NATS: after the API answers a change, the very next
+//! redirect on any replica reflects it; every redirect logs one event; and a
+//! redirect posted to the API reaches the same breakdowns as a click.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -363,4 +364,88 @@ async fn check(
             ));
         }
     }
+}
+
+/// A `redirect` recorded through `POST /events` (not through a redirect
+/// replica) reaches the same breakdowns as a click: the API appends its
+/// backlog row and the analytics service's rollup job folds it.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
+    let prefix = unique_prefix();
+    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
+    let subjects = Subjects::new(&prefix);
+    let api = shortline_api::router(AppState {
+        db: db.clone(),
+        subjects: subjects.clone(),
+        propagator: Propagator::new(None, &subjects, Duration::from_secs(2)),
+        config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
+        metrics: ApiMetrics::new(),
+        nats: None,
+    });
+    let mut config = shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix);
+    config.rollup_interval_ms = 50;
+    let analytics = shortline_analytics::Service::start_with_pool(&config, db.clone())
+        .await
+        .expect("analytics");
+
+    let (_, user, _) = send(
+        &api,
+        Method::POST,
+        "/users",
+        Some(json!({"username": "poster", "email": "p@example.com"})),
+    )
+    .await;
+    let (_, link, _) = send(
+        &api,
+        Method::POST,
+        "/urls",
+        Some(json!({"user_id": user["id"], "original_url": "https://example.com/posted"})),
+    )
+    .await;
+    let id = link["id"].as_i64().expect("id");
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+    for details in [
+        json!({"user_agent": firefox, "referrer": "https://news.example.org/a"}),
+        json!({"user_agent": firefox}),
+        json!({"user_agent": "curl/8.5.0", "referrer": "https://news.example.org/b"}),
+    ] {
+        let (status, body, _) = send(
+            &api,
+            Method::POST,
+            "/events",
+            Some(json!({"url_id": id, "user_id": user["id"], "event_type": "redirect", "details": details})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // The total is immediate.
+    let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+    assert_eq!(stats["redirect_count"], json!(3));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let stats = loop {
+        let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+        if stats["bots"] == json!(1) {
+            break stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let series: i64 = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|p| p["count"].as_i64())
+        .sum();
+    assert_eq!(series, 3, "{stats}");
+    assert_eq!(
+        stats["top_referrers"],
+        json!([{"referrer": "news.example.org", "count": 2}, {"referrer": "(direct)", "count": 1}])
+    );
+    assert_eq!(
+        stats["devices"],
+        json!([{"name": "desktop", "count": 2}, {"name": "bot", "count": 1}])
+    );
+    assert_eq!(stats["browsers"][0], json!({"name": "Firefox", "count": 2}));
+    analytics.shutdown().await;
 }

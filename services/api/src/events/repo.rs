@@ -1,4 +1,6 @@
-//! SQL for the event log and the per-link redirect rollups.
+//! SQL for the event log and the per-link redirect rollups (`link_stats`
+//! directly; the hourly, referrer and user-agent breakdowns through
+//! `rollup_backlog`, which the analytics service's rollup job folds).
 
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -54,8 +56,10 @@ pub async fn list(
     q.build_query_as::<Event>().fetch_all(conn).await
 }
 
-/// Counts one more redirect of a link in the rollups (same transaction as
-/// the `redirect` event row it counts).
+/// Counts one more redirect of a link (same transaction as the `redirect`
+/// event row it counts): in `link_stats` at once, and as a `rollup_backlog`
+/// row (agent and referrer host classified from the event's `details`, as
+/// the click consumer does) for the breakdowns.
 pub async fn count_redirect(conn: &mut PgConnection, e: &EventRecord) -> Result<(), sqlx::Error> {
     let Some(url_id) = e.url_id else {
         return Ok(());
@@ -69,12 +73,18 @@ pub async fn count_redirect(conn: &mut PgConnection, e: &EventRecord) -> Result<
     .bind(e.occurred_at)
     .execute(&mut *conn)
     .await?;
+    let (agent, referrer) = shortline_shared::breakdown::of_details(&e.details);
     sqlx::query(
-        "INSERT INTO link_stats_hourly (url_id, hour, redirect_count) VALUES ($1, date_trunc('hour', $2), 1)
-         ON CONFLICT (url_id, hour) DO UPDATE SET redirect_count = link_stats_hourly.redirect_count + 1",
+        "INSERT INTO rollup_backlog (url_id, occurred_at, referrer, browser, os, device, is_bot)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(url_id)
     .bind(e.occurred_at)
+    .bind(referrer)
+    .bind(agent.browser)
+    .bind(agent.os)
+    .bind(agent.device)
+    .bind(agent.is_bot)
     .execute(conn)
     .await?;
     Ok(())

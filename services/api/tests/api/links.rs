@@ -312,6 +312,16 @@ async fn stats_and_events_of_a_link(db: PgPool) {
     let stats = app.get(&format!("/urls/{}/stats", link["id"])).await.json();
     assert_eq!(stats["redirect_count"], 3);
     assert!(is_wire_timestamp(&stats["last_redirect_at"]));
+    // The breakdowns get them through the backlog the analytics rollup job
+    // folds (services/e2e shows them arrive).
+    let backlog: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rollup_backlog WHERE url_id = $1 AND referrer = ''",
+    )
+    .bind(link["id"].as_i64())
+    .fetch_one(&app.db)
+    .await
+    .expect("backlog");
+    assert_eq!(backlog, 3);
     app.get("/urls/999/stats")
         .await
         .assert_error(StatusCode::NOT_FOUND);
