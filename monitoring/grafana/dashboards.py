@@ -341,6 +341,21 @@ def event_pipeline() -> dict:
             timeseries("End-to-end latency", quantiles("shortline_analytics_end_to_end_duration_seconds", an),
                        unit="s", w=8, desc="From the redirect to the committed event row."),
         ]),
+        ("Analytics rollup job", [
+            timeseries("Oldest backlog row",
+                       [target(f"max(shortline_analytics_rollup_backlog_oldest_age_seconds{{{an}}})", "age")],
+                       unit="s", w=8,
+                       desc="How far the hourly, referrer and user-agent breakdowns trail the event rows: "
+                            "about ANALYTICS_ROLLUP_INTERVAL_MS, up to ANALYTICS_ROLLUP_MAX_DEFER_SECS while the "
+                            "consumer drains a backlog. Alert above 5 minutes."),
+            timeseries("Rows folded / runs",
+                       [target(f"sum(rate(shortline_analytics_rollup_rows_total{{{an}}}[{RATE}]))", "rows"),
+                        target(f"sum(rate(shortline_analytics_rollup_runs_total{{{an}}}[{RATE}]))", "runs"),
+                        target(f"sum(rate(shortline_analytics_rollup_failures_total{{{an}}}[{RATE}]))", "failures")],
+                       unit="ops", w=8, desc="Backlog rows added to the breakdowns, rollup transactions and failed attempts, per second."),
+            timeseries("Rollup duration", quantiles("shortline_analytics_rollup_duration_seconds", an),
+                       unit="s", w=8, desc="One rollup transaction (up to ANALYTICS_ROLLUP_MAX_EVENTS rows)."),
+        ]),
         ("Failures", [
             timeseries("Failures/s",
                        [target(f"sum(rate(shortline_analytics_dead_letters_total{{{an}}}[{RATE}]))", "dead letters"),
