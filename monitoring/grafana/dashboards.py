@@ -345,7 +345,7 @@ def event_pipeline() -> dict:
             timeseries("Oldest backlog row",
                        [target(f"max(shortline_analytics_rollup_backlog_oldest_age_seconds{{{an}}})", "age")],
                        unit="s", w=8,
-                       desc="How far the hourly, referrer and user-agent breakdowns trail the event rows: "
+                       desc="How far the referrer and user-agent breakdowns trail the event rows: "
                             "about ANALYTICS_ROLLUP_INTERVAL_MS, up to ANALYTICS_ROLLUP_MAX_DEFER_SECS while the "
                             "consumer drains a backlog. Alert above 5 minutes."),
             timeseries("Rows folded / runs",

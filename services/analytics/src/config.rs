@@ -53,9 +53,8 @@ pub struct AnalyticsConfig {
     #[arg(long, env = "ANALYTICS_ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
 
-    /// How often the rollup job folds `rollup_backlog` into the hourly,
-    /// referrer and user-agent breakdowns (they trail the event rows by
-    /// about this much).
+    /// How often the rollup job folds `rollup_backlog` into the referrer and
+    /// user-agent breakdowns (they trail the event rows by about this much).
     #[arg(long, env = "ANALYTICS_ROLLUP_INTERVAL_MS", default_value_t = 1000)]
     pub rollup_interval_ms: u64,
 

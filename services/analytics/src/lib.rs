@@ -3,10 +3,10 @@
 //!
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their
-//! event rows, `link_stats` and backlog rows (user agents and referrers
-//! classified with `shortline_shared::breakdown`); `backlog` is the rollup job
-//! that folds the backlog into the hourly, referrer and user-agent
-//! breakdowns; `toplinks` exports the most redirected links as a gauge.
+//! event rows, the per-link rollups (`link_stats`, `link_stats_hourly`) and
+//! backlog rows (user agents and referrers classified with
+//! `shortline_shared::breakdown`); `backlog` is the rollup job that folds the
+//! backlog into the daily referrer and user-agent breakdowns; `toplinks` exports the most redirected links as a gauge.
 //! Beside it the service serves `/health`, `/ready`
 //! (Postgres and NATS) and `/metrics`.
 

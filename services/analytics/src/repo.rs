@@ -36,9 +36,10 @@ struct Columns {
 }
 
 /// Inserts `redirect` event rows for the clicks (`ON CONFLICT (event_id) DO
-/// NOTHING`), adds the rows actually inserted to `link_stats` and appends one
-/// `rollup_backlog` row for each of them (folded into the hourly, referrer
-/// and agent rollups later by [`fold_backlog`]), in one statement (so one
+/// NOTHING`), adds the rows actually inserted to the per-link rollups
+/// `link_stats` (total, last redirect) and `link_stats_hourly`, and appends
+/// one `rollup_backlog` row for each of them (folded into the referrer and
+/// user-agent breakdowns later by [`fold_backlog`]), in one statement (so one
 /// transaction). A click seen before, in the database or earlier in `clicks`,
 /// adds nothing.
 pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx::Error> {
@@ -92,6 +93,14 @@ pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx:
                      last_redirect_at = GREATEST(link_stats.last_redirect_at, EXCLUDED.last_redirect_at)
              RETURNING 1
          ),
+         hourly AS (
+             INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
+             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM fresh
+             GROUP BY 1, 2 ORDER BY 1, 2
+             ON CONFLICT (url_id, hour) DO UPDATE
+                 SET redirect_count = link_stats_hourly.redirect_count + EXCLUDED.redirect_count
+             RETURNING 1
+         ),
          backlog AS (
              INSERT INTO rollup_backlog (url_id, occurred_at, referrer, browser, os, device, is_bot)
              SELECT url_id, occurred_at, referrer, browser, os, device, is_bot FROM fresh
@@ -123,7 +132,7 @@ pub async fn store_clicks(db: &PgPool, clicks: &[Click]) -> Result<Stored, sqlx:
 const ROLLUP_LOCK: i64 = 0x5348_4c4e_524f_4c4c;
 
 /// Takes up to `max_events` of the oldest `rollup_backlog` rows, adds them to
-/// `link_stats_hourly`, `link_stats_referrers` and `link_stats_agents`
+/// the daily breakdowns `link_stats_referrers` and `link_stats_agents`
 /// (upserts in key order) and deletes exactly those rows, in one statement
 /// under the rollup advisory lock (one transaction: a row is counted once or
 /// not at all). `None` when another job holds the lock; otherwise the number
@@ -138,7 +147,7 @@ pub async fn fold_backlog(db: &PgPool, max_events: i64) -> Result<Option<u64>, s
         tx.rollback().await?;
         return Ok(None);
     }
-    // Hundreds of thousands of rows are grouped three ways: in memory, not in
+    // Hundreds of thousands of rows are grouped two ways: in memory, not in
     // temporary files, and with more time than the pool's statement timeout
     // (sized for requests) gives, or a large backlog could never be folded.
     sqlx::query("SET LOCAL work_mem = '64MB'")
@@ -152,13 +161,6 @@ pub async fn fold_backlog(db: &PgPool, max_events: i64) -> Result<Option<u64>, s
              DELETE FROM rollup_backlog
              WHERE id IN (SELECT id FROM rollup_backlog ORDER BY id LIMIT $1)
              RETURNING url_id, occurred_at, referrer, browser, os, device, is_bot
-         ),
-         hourly AS (
-             INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
-             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM taken
-             GROUP BY 1, 2 ORDER BY 1, 2
-             ON CONFLICT (url_id, hour) DO UPDATE
-                 SET redirect_count = link_stats_hourly.redirect_count + EXCLUDED.redirect_count
          ),
          referrers AS (
              INSERT INTO link_stats_referrers (url_id, day, referrer, redirect_count)

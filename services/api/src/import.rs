@@ -29,9 +29,9 @@
 //! batch by batch (a crash leaves earlier batches loaded; re-running skips
 //! them). Each `redirect` event it inserts also gets a `rollup_backlog` row
 //! (agent and referrer host classified from its `details`), in the same
-//! statement, for the hourly and breakdown rollups the analytics service's
-//! rollup job folds; after the events it recomputes `link_stats` of the links
-//! it loaded `redirect` events for.
+//! statement, for the breakdowns the analytics service's rollup job folds;
+//! after the events it recomputes the per-link rollups (`link_stats`,
+//! `link_stats_hourly`) of the links it loaded `redirect` events for.
 //!
 //! Event rows get a deterministic ULID derived from their CSV id and
 //! timestamp ([`seed_event_id`]), so a re-run deduplicates them too. An event
@@ -213,9 +213,9 @@ where
 
 /// Loads `users.csv`, then `urls.csv`, then `events.csv` from `dir` (each
 /// optional: a missing file is logged and skipped), moves the id sequences
-/// past the loaded ids and recomputes `link_stats` of the links that have
-/// `redirect` events in the file (their hourly and breakdown rollups follow
-/// from the backlog rows the inserts appended). Safe to re-run: a second run inserts
+/// past the loaded ids and recomputes the per-link rollups (`link_stats`,
+/// `link_stats_hourly`) of the links that have `redirect` events in the file
+/// (their breakdowns follow from the backlog rows the inserts appended). Safe to re-run: a second run inserts
 /// nothing.
 ///
 /// `urls.csv`: `id,user_id,short_code,original_url,title,is_active,created_at,updated_at`
@@ -979,11 +979,13 @@ impl CsvTable for EventRows {
     }
 }
 
-/// Rewrites `link_stats` for `url_ids` from their `redirect` events (totals
-/// and last redirect). The hourly and breakdown rollups are not rewritten:
-/// the inserted events reach them through `rollup_backlog`.
+/// Rewrites `link_stats` and `link_stats_hourly` for `url_ids` from their
+/// `redirect` events (totals, last redirect, per-hour counts in UTC). The
+/// referrer and user-agent breakdowns are not rewritten: the inserted events
+/// reach them through `rollup_backlog`.
 async fn recompute_rollups(db: &PgPool, url_ids: &[i64]) -> Result<(), sqlx::Error> {
     for ids in url_ids.chunks(SEED_BATCH_ROWS) {
+        let mut tx = db.begin().await?;
         sqlx::query(
             "INSERT INTO link_stats (url_id, redirect_count, last_redirect_at)
              SELECT url_id, count(*), max(occurred_at) FROM events
@@ -993,8 +995,19 @@ async fn recompute_rollups(db: &PgPool, url_ids: &[i64]) -> Result<(), sqlx::Err
              SET redirect_count = EXCLUDED.redirect_count, last_redirect_at = EXCLUDED.last_redirect_at",
         )
         .bind(ids)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
+             SELECT url_id, date_trunc('hour', occurred_at, 'UTC'), count(*) FROM events
+             WHERE event_type = 'redirect' AND url_id = ANY($1::bigint[])
+             GROUP BY 1, 2
+             ON CONFLICT (url_id, hour) DO UPDATE SET redirect_count = EXCLUDED.redirect_count",
+        )
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
     }
     Ok(())
 }

@@ -418,9 +418,18 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    // The total is immediate.
+    // The total and the hourly series are immediate.
+    let series_sum = |stats: &Value| -> i64 {
+        stats["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .filter_map(|p| p["count"].as_i64())
+            .sum()
+    };
     let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
     assert_eq!(stats["redirect_count"], json!(3));
+    assert_eq!(series_sum(&stats), 3, "{stats}");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let stats = loop {
@@ -431,13 +440,7 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
         assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let series: i64 = stats["series"]
-        .as_array()
-        .expect("series")
-        .iter()
-        .filter_map(|p| p["count"].as_i64())
-        .sum();
-    assert_eq!(series, 3, "{stats}");
+    assert_eq!(series_sum(&stats), 3, "{stats}");
     assert_eq!(
         stats["top_referrers"],
         json!([{"referrer": "news.example.org", "count": 2}, {"referrer": "(direct)", "count": 1}])

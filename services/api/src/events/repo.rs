@@ -57,9 +57,10 @@ pub async fn list(
 }
 
 /// Counts one more redirect of a link (same transaction as the `redirect`
-/// event row it counts): in `link_stats` at once, and as a `rollup_backlog`
-/// row (agent and referrer host classified from the event's `details`, as
-/// the click consumer does) for the breakdowns.
+/// event row it counts): in the per-link rollups `link_stats` and
+/// `link_stats_hourly` at once, and as a `rollup_backlog` row (agent and
+/// referrer host classified from the event's `details`, as the click consumer
+/// does) for the breakdowns.
 pub async fn count_redirect(conn: &mut PgConnection, e: &EventRecord) -> Result<(), sqlx::Error> {
     let Some(url_id) = e.url_id else {
         return Ok(());
@@ -68,6 +69,15 @@ pub async fn count_redirect(conn: &mut PgConnection, e: &EventRecord) -> Result<
         "INSERT INTO link_stats (url_id, redirect_count, last_redirect_at) VALUES ($1, 1, $2)
          ON CONFLICT (url_id) DO UPDATE SET redirect_count = link_stats.redirect_count + 1,
              last_redirect_at = GREATEST(link_stats.last_redirect_at, EXCLUDED.last_redirect_at)",
+    )
+    .bind(url_id)
+    .bind(e.occurred_at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
+         VALUES ($1, date_trunc('hour', $2, 'UTC'), 1)
+         ON CONFLICT (url_id, hour) DO UPDATE SET redirect_count = link_stats_hourly.redirect_count + 1",
     )
     .bind(url_id)
     .bind(e.occurred_at)

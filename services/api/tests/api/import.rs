@@ -200,7 +200,8 @@ async fn seed_loader_keeps_links_of_a_skipped_duplicate_user(db: PgPool) {
     assert_eq!(report.events.inserted, 3422);
 }
 
-/// Seeded `redirect` events count in `link_stats` at once and reach the
+/// Seeded `redirect` events count in `link_stats` and `link_stats_hourly` at
+/// once and reach the
 /// breakdowns through one backlog row each (for the analytics rollup job),
 /// classified like a click; a re-run or a repeated row adds nothing.
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
@@ -253,5 +254,13 @@ async fn seeded_redirects_feed_the_rollup_backlog_once(db: PgPool) {
         .await,
         2
     );
+    let hours: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT to_char(hour AT TIME ZONE 'UTC', 'HH24'), redirect_count FROM link_stats_hourly
+         WHERE url_id = 7 ORDER BY hour",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("hourly");
+    assert_eq!(hours, vec![("10".to_owned(), 1), ("11".to_owned(), 1)]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -312,6 +312,14 @@ async fn stats_and_events_of_a_link(db: PgPool) {
     let stats = app.get(&format!("/urls/{}/stats", link["id"])).await.json();
     assert_eq!(stats["redirect_count"], 3);
     assert!(is_wire_timestamp(&stats["last_redirect_at"]));
+    // So do the per-hour counts of the series, in the same transaction.
+    let series: i64 = stats["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|p| p["count"].as_i64())
+        .sum();
+    assert_eq!(series, 3, "{stats}");
     // The breakdowns get them through the backlog the analytics rollup job
     // folds (services/e2e shows them arrive).
     let backlog: i64 = sqlx::query_scalar(
