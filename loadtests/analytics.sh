@@ -11,10 +11,12 @@
 #       100,000 url ids, a mix of user agents and referrers); then `shortline-analytics` starts
 #       and /metrics (`shortline_analytics_rows_written_total`) is polled every 0.5 s until every
 #       click is a row. clicks/s = BENCH_CLICKS / (consumer start -> the poll that saw the last
-#       row). SQL checks: `redirect` rows in events and sum(link_stats.redirect_count) must both
-#       equal BENCH_CLICKS (the script fails otherwise). Then, outside the timing, it waits for
-#       the rollup job to empty rollup_backlog and reports how long after the last row the
-#       breakdowns were complete (sum(link_stats_hourly.redirect_count) must equal BENCH_CLICKS).
+#       row). SQL checks: `redirect` rows in events, sum(link_stats.redirect_count) and
+#       sum(link_stats_hourly.redirect_count) (written with the event rows) must all equal
+#       BENCH_CLICKS (the script fails otherwise). Then, outside the timing, it waits for the
+#       rollup job to empty rollup_backlog and reports how long after the last row the referrer
+#       and user-agent breakdowns were complete (the sums of link_stats_referrers and
+#       link_stats_agents must equal BENCH_CLICKS).
 #   (2) idle end-to-end latency: one link (`lat0001`) in the database, `shortline-redirect` on
 #       the same prefix, the analytics service of (1) running and idle; `clickload latency`
 #       sends BENCH_LATENCY_SAMPLES redirects at BENCH_LATENCY_RATE per second and times each
@@ -252,7 +254,7 @@ throughput() {
 	secs="$(elapsed "$t0" "$t_end")"
 	rate="$(awk -v n="$CLICKS" -v a="$t0" -v b="$t_end" 'BEGIN {printf "%.0f", n / (b - a)}')"
 	steady="$(awk -v n="$CLICKS" -v r="$rows_first" -v a="$t_first" -v b="$t_end" 'BEGIN {if (b > a) printf "%.0f", (n - r) / (b - a); else print "-"}')"
-	local writes batch_mean write_mean machine events stats dups
+	local writes batch_mean write_mean machine events stats hourly dups
 	writes="$(metric "$m" shortline_analytics_batch_size_count)"
 	batch_mean="$(awk -v s="$(metric "$m" shortline_analytics_batch_size_sum)" -v c="${writes:-0}" 'BEGIN {if (c > 0) printf "%.0f", s / c; else print "-"}')"
 	write_mean="$(awk -v s="$(metric "$m" shortline_analytics_write_duration_seconds_sum)" -v c="$(metric "$m" shortline_analytics_write_duration_seconds_count)" 'BEGIN {if (c > 0) printf "%.0f ms", 1000 * s / c; else print "-"}')"
@@ -260,28 +262,30 @@ throughput() {
 	machine="$(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v n="$(nproc)" 'BEGIN {if (t > 0) printf "%.0f%% of %d cores", 100 * b / t, n}')"
 	events="$(psql_bench "SELECT count(*) FROM events WHERE event_type = 'redirect'")"
 	stats="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats")"
+	hourly="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_hourly")"
 	log "$label: $(fmt_int "$CLICKS") rows in $secs s = $rate clicks/s (steady: $steady clicks/s after the first row); $(fmt_int "${writes:-0}") consumer batches (written in statements of at most ANALYTICS_BATCH_CLICKS), mean $batch_mean clicks / $write_mean each; CPU: analytics $cpu_an s, its PostgreSQL backends $cpu_pg s, machine $machine"
-	log "$label: SQL: redirect rows in events = $events, sum(link_stats.redirect_count) = $stats (expected $CLICKS each)"
+	log "$label: SQL: redirect rows in events = $events, sum(link_stats.redirect_count) = $stats, sum(link_stats_hourly.redirect_count) = $hourly (expected $CLICKS each)"
 	local check="ok"
-	if [[ $events != "$CLICKS" || $stats != "$CLICKS" ]]; then
+	if [[ $events != "$CLICKS" || $stats != "$CLICKS" || $hourly != "$CLICKS" ]]; then
 		check="MISMATCH"
 		FAILED=1
 	fi
-	THROUGHPUT_ROWS+=("| $label | $(fmt_int "$CLICKS") | $secs s | $(fmt_int "$rate") | $(fmt_int "$steady") | $(fmt_int "${writes:-0}") / $batch_mean / $write_mean | $cpu_an s / $cpu_pg s / $machine | $(fmt_int "$events") / $(fmt_int "$stats") $check | ${dups:-0} |")
-	[[ $check == ok ]] || die "$label: SQL counts do not match $CLICKS (events $events, link_stats $stats)"
-	# The hourly / referrer / agent breakdowns trail: the rollup job folds rollup_backlog once
-	# the consumer is no longer behind. Not part of the rate above; reported beside it.
-	local backlog waited=0 hourly
+	THROUGHPUT_ROWS+=("| $label | $(fmt_int "$CLICKS") | $secs s | $(fmt_int "$rate") | $(fmt_int "$steady") | $(fmt_int "${writes:-0}") / $batch_mean / $write_mean | $cpu_an s / $cpu_pg s / $machine | $(fmt_int "$events") / $(fmt_int "$stats") / $(fmt_int "$hourly") $check | ${dups:-0} |")
+	[[ $check == ok ]] || die "$label: SQL counts do not match $CLICKS (events $events, link_stats $stats, link_stats_hourly $hourly)"
+	# The referrer / agent breakdowns trail: the rollup job folds rollup_backlog once the
+	# consumer is no longer behind. Not part of the rate above; reported beside it.
+	local backlog waited=0 referrers agents
 	for ((i = 0; i < 240; i++)); do
 		backlog="$(psql_bench "SELECT count(*) FROM rollup_backlog")"
 		[[ $backlog == 0 ]] && break
 		sleep 0.5
 	done
 	waited="$(elapsed "$t_end" "$(now)")"
-	hourly="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_hourly")"
-	log "$label: breakdowns complete $waited s after the last row (backlog rows left: $backlog); sum(link_stats_hourly.redirect_count) = $hourly (expected $CLICKS)"
-	ROLLUP_ROWS+=("| $label | $waited s | $(fmt_int "$hourly") $([[ $hourly == "$CLICKS" ]] && echo ok || echo MISMATCH) |")
-	if [[ $hourly != "$CLICKS" ]]; then
+	referrers="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_referrers")"
+	agents="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_agents")"
+	log "$label: breakdowns complete $waited s after the last row (backlog rows left: $backlog); sum of link_stats_referrers = $referrers, of link_stats_agents = $agents (expected $CLICKS each)"
+	ROLLUP_ROWS+=("| $label | $waited s | $(fmt_int "$referrers") / $(fmt_int "$agents") $([[ $referrers == "$CLICKS" && $agents == "$CLICKS" ]] && echo ok || echo MISMATCH) |")
+	if [[ $referrers != "$CLICKS" || $agents != "$CLICKS" ]]; then
 		FAILED=1
 	fi
 }
@@ -441,8 +445,8 @@ else
 fi
 log "(3) new event rows for url_id $url_id: $got, 302s counted by wrk: $expected ($SUSTAIN_CHECK), settled in $SETTLE s"
 load_after_sustain="$(cut -d' ' -f1-3 /proc/loadavg)"
-terminate_pid "$REDIRECT_PID"
-terminate_pid "$ANALYTICS_PID"
+terminate_pid "$REDIRECT_PID" shortline-redirect
+terminate_pid "$ANALYTICS_PID" shortline-analytics
 
 # ---------------------------------------------------------------------------------------
 # (4) Throughput with bigger batches
@@ -450,7 +454,7 @@ terminate_pid "$ANALYTICS_PID"
 if [[ $TUNED == 1 ]]; then
 	psql_bench "TRUNCATE events, link_stats, link_stats_hourly, link_stats_referrers, link_stats_agents, rollup_backlog" >/dev/null
 	throughput analytics-tuned "(4) ${TUNED_ENV[*]}" "$TUNED_PREFIX" "${TUNED_ENV[@]}"
-	terminate_pid "$ANALYTICS_PID"
+	terminate_pid "$ANALYTICS_PID" shortline-analytics
 fi
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -464,12 +468,12 @@ report() {
 	printf '%s\n\n' "$HEADER"
 	printf 'Throughput: %s clicks pre-filled in JetStream (%s per message), then shortline-analytics started; time from its start to the /metrics poll (every 0.5 s) that showed every row written.\n\n' \
 		"$(fmt_int "$CLICKS")" "$FILL_BATCH"
-	printf '| configuration | clicks | time | clicks/s | clicks/s after the first row | consumer batches / mean clicks / mean write time | CPU: analytics / its PG backends / machine | SQL: events / link_stats | duplicates |\n'
+	printf '| configuration | clicks | time | clicks/s | clicks/s after the first row | consumer batches / mean clicks / mean write time | CPU: analytics / its PG backends / machine | SQL: events / link_stats / hourly | duplicates |\n'
 	printf '| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |\n'
 	printf '%s\n' "${THROUGHPUT_ROWS[@]}"
 	printf '\nTarget >= 50,000 clicks/s (default config): %s.\n\n' "$(verdict "$rate" 50000 min)"
-	printf 'Breakdowns (hourly, referrers, agents: folded from rollup_backlog by the rollup job, which defers while the consumer is behind), complete after the last event row:\n\n'
-	printf '| configuration | complete after | SQL: sum(link_stats_hourly) |\n'
+	printf 'Breakdowns (referrers, agents: folded from rollup_backlog by the rollup job, which defers while the consumer is behind), complete after the last event row:\n\n'
+	printf '| configuration | complete after | SQL: sum(link_stats_referrers) / sum(link_stats_agents) |\n'
 	printf '| --- | ---: | --- |\n'
 	printf '%s\n' "${ROLLUP_ROWS[@]}"
 	printf '\n'

@@ -33,6 +33,12 @@ use crate::repo;
 /// even when the backlog grows as fast as it is folded.
 const MAX_FOLDS_PER_TICK: usize = 16;
 
+/// Longest the last fold at shutdown may take. A large backlog (a drain cut
+/// short) takes seconds per `max_events` rows; past this the transaction in
+/// hand is abandoned (rolled back, nothing lost: its rows stay for the next
+/// replica) so the service stops well inside its termination grace period.
+const SHUTDOWN_FOLD_BUDGET: Duration = Duration::from_secs(5);
+
 /// Rollup job settings (from the service config).
 #[derive(Debug, Clone)]
 pub struct RollupSettings {
@@ -137,7 +143,8 @@ impl RollupJob {
     }
 
     /// Ticks every interval until `cancel` fires, then folds once more
-    /// without deferring (cancel it after the consumer has stopped).
+    /// without deferring, for at most `SHUTDOWN_FOLD_BUDGET` (cancel it after
+    /// the consumer has stopped).
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             tokio::select! {
@@ -148,11 +155,15 @@ impl RollupJob {
                 tracing::warn!(error = %e, "rollup failed; the backlog waits for the next run");
             }
         }
-        match self.fold().await {
-            Ok(tick) => tracing::info!(?tick, "rollup job stopped after a last run"),
-            Err(e) => {
+        match tokio::time::timeout(SHUTDOWN_FOLD_BUDGET, self.fold()).await {
+            Ok(Ok(tick)) => tracing::info!(?tick, "rollup job stopped after a last run"),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "last rollup failed; the backlog waits for the next start")
             }
+            Err(_) => tracing::warn!(
+                budget_s = SHUTDOWN_FOLD_BUDGET.as_secs(),
+                "last rollup cut short; the rest of the backlog waits for the next start"
+            ),
         }
     }
 
