@@ -30,8 +30,6 @@ use sqlx::PgPool;
 use crate::error::RedirectError;
 use crate::state::RedirectMetrics;
 
-/// Longest short code looked up; longer paths are 404 without a lookup.
-pub const MAX_CODE_LEN: usize = 64;
 /// The L2 value meaning "changed just now: ask Postgres".
 const TOMBSTONE: &str = "!";
 /// How long a tombstone lives (far longer than any lookup takes).
@@ -239,6 +237,17 @@ impl LinkCache {
             }),
             Err(e) => last.ok_or(e),
         }
+    }
+
+    /// The target of `code` when L1 holds a current, positive entry for it;
+    /// `None` otherwise (not cached, unknown, inactive, or loaded before the
+    /// code's latest invalidation). Never loads: what the fast path serves.
+    pub async fn cached(&self, code: &str) -> Option<Arc<Target>> {
+        let entry = self.0.l1.as_ref()?.get(code).await?;
+        if !self.is_current(code, &entry) {
+            return None;
+        }
+        entry.target.clone()
     }
 
     /// Drops a code from L1 and tombstones it in L2.

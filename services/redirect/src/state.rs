@@ -5,6 +5,7 @@ use std::sync::Arc;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use shortline_shared::cache::Valkey;
+use shortline_shared::http::RequestTelemetry;
 use sqlx::PgPool;
 
 use crate::clicks::{ClickSink, TrustedProxies};
@@ -36,6 +37,9 @@ pub struct Shared {
     pub clicks: ClickSink,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub metrics: RedirectMetrics,
+    /// Request span, duration histogram and access log, shared by the
+    /// router's layer and the fast path.
+    pub http: RequestTelemetry,
 }
 
 /// Every instrument the redirect service records (names follow
