@@ -9,6 +9,7 @@
 //! in batches, off the request path; `error` maps failures to JSON.
 //! Liveness, readiness and metrics are served beside the redirect route.
 
+pub mod click_record;
 pub mod clicks;
 pub mod code;
 pub mod config;

@@ -7,8 +7,8 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shortline_shared::events::Click;
 
+use crate::click_record::ClickRecord;
 use crate::clicks::{TrustedProxies, anonymize, header_text};
 use crate::code;
 use crate::error::RedirectError;
@@ -40,16 +40,15 @@ impl RequestFacts {
     }
 
     /// The click of a redirect to `target` by this request.
-    pub fn click(&self, target: &Target, code: &str) -> Click {
-        Click {
-            event_id: ulid::Ulid::generate(),
+    pub fn click(&self, target: &Target, code: &str) -> ClickRecord {
+        ClickRecord {
             url_id: target.url_id,
             user_id: target.user_id,
-            short_code: code.to_owned(),
+            short_code: code.into(),
             occurred_at: chrono::Utc::now(),
             user_agent: header_text(self.user_agent.as_ref()),
             referrer: header_text(self.referrer.as_ref()),
-            ip: self.client_ip.map(|ip| anonymize(ip).to_string()),
+            ip: self.client_ip.map(anonymize),
         }
     }
 }
