@@ -114,6 +114,7 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
         service_name: "shortline-e2e",
         log_format: LogFormat::Json,
         otlp_endpoint: Some(endpoint),
+        log_flush: None,
     })
     .expect("telemetry");
     assert!(telemetry::tracing_enabled());

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use shortline_redirect::config::RedirectConfig;
+use shortline_shared::telemetry::TelemetrySettings;
 
 /// mimalloc, not glibc's malloc: with 100k links cached and requests on
 /// every worker thread, glibc's per-thread arenas fragmented and kept about
@@ -12,6 +13,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = RedirectConfig::parse();
-    let _telemetry = config.common.init_telemetry("shortline-redirect")?;
+    // Buffered log lines: one write per many requests on the hot path.
+    let _telemetry = shortline_shared::telemetry::init(&TelemetrySettings {
+        log_flush: config.log_flush(),
+        ..config.common.telemetry_settings("shortline-redirect")
+    })?;
     shortline_redirect::run(config).await
 }

@@ -877,3 +877,140 @@ async fn a_change_event_drops_the_entry_the_fast_path_serves(db: PgPool) {
     served.stop().await;
     service.shutdown().await;
 }
+
+/// The service binary, started with `env`; its stdout lines arrive on the
+/// channel. Killed when dropped (if still running).
+struct Binary {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    base: String,
+}
+
+impl Binary {
+    fn start(db: &PgPool, env: &[(&str, &str)]) -> Self {
+        let o = db.connect_options();
+        let database_url = format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("postgres")
+        );
+        let listen = format!("127.0.0.1:{}", testing::free_port());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shortline-redirect"))
+            .env("DATABASE_URL", database_url)
+            .env("VALKEY_URL", shared_valkey())
+            .env("NATS_URL", shared_nats())
+            .env("NATS_PREFIX", unique_prefix())
+            .env("REDIRECT_LISTEN", &listen)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("shortline-redirect starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            base: format!("http://{listen}"),
+        }
+    }
+
+    /// Waits until the server answers `/health`.
+    async fn wait_ready(&self, http: &reqwest::Client) {
+        eventually("the binary answers /health", || async {
+            http.get(format!("{}/health", self.base))
+                .send()
+                .await
+                .is_ok()
+        })
+        .await;
+    }
+
+    /// SIGTERM (by pid), then every line it wrote until it exited.
+    fn terminate(mut self) -> Vec<String> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = self.child.wait().expect("exits");
+        assert!(exit.success(), "{exit}");
+        self.lines.try_iter().collect()
+    }
+
+    /// Lines written so far (without waiting).
+    fn lines_so_far(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn served_line(lines: &[String], request_id: &str) -> Option<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["span"]["request_id"] == request_id && v["message"] == "request served")
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn buffered_log_lines_are_written_at_shutdown(db: PgPool) {
+    // A flush interval no test outlasts: only the shutdown writes them.
+    let binary = Binary::start(&db, &[("LOG_FLUSH_MS", "3600000")]);
+    let http = no_redirects();
+    binary.wait_ready(&http).await;
+    let res = http
+        .get(format!("{}/health", binary.base))
+        .header("x-request-id", "buffered-at-exit")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let lines = binary.terminate();
+    let line = served_line(&lines, "buffered-at-exit")
+        .unwrap_or_else(|| panic!("no request line in {lines:#?}"));
+    assert_eq!(
+        (line["span"]["route"].as_str(), line["status"].as_u64()),
+        (Some("/health"), Some(200))
+    );
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn buffered_log_lines_are_written_every_interval(db: PgPool) {
+    let binary = Binary::start(&db, &[("LOG_FLUSH_MS", "20")]);
+    let http = no_redirects();
+    binary.wait_ready(&http).await;
+    http.get(format!("{}/health", binary.base))
+        .header("x-request-id", "buffered-on-tick")
+        .send()
+        .await
+        .expect("health");
+    let mut seen = Vec::new();
+    eventually("the line is written while the server runs", || {
+        seen.extend(binary.lines_so_far());
+        let found = served_line(&seen, "buffered-on-tick").is_some();
+        async move { found }
+    })
+    .await;
+    binary.terminate();
+}
