@@ -105,7 +105,7 @@ impl FastPath {
             Some(&request_id),
             headers,
         );
-        self.state.metrics.lookup(Layer::L1.as_str(), true);
+        self.state.metrics.lookup(Layer::L1, true);
         if method == Method::GET {
             let _in_span = observed.span.enter();
             let facts = RequestFacts::new(&self.state.trusted_proxies, Some(peer.ip()), headers);

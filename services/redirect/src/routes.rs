@@ -100,9 +100,7 @@ pub async fn redirect(
         return Err(RedirectError::NotFound);
     }
     let lookup = state.links.lookup(&code).await?;
-    state
-        .metrics
-        .lookup(lookup.layer.as_str(), lookup.target.is_some());
+    state.metrics.lookup(lookup.layer, lookup.target.is_some());
     let target = lookup.target.ok_or(RedirectError::NotFound)?;
     let location = HeaderValue::from_str(&target.original_url)
         .map_err(|_| RedirectError::BadTarget(target.url_id))?;
