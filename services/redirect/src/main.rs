@@ -4,9 +4,10 @@ use clap::Parser;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::telemetry::TelemetrySettings;
 
-/// mimalloc, not glibc's malloc: with 100k links cached and requests on
-/// every worker thread, glibc's per-thread arenas fragmented and kept about
-/// twice the memory mimalloc needs (docs/benchmarks.md, "Redirect").
+/// mimalloc, not glibc's malloc: an earlier run with 100k links cached held
+/// 193 MiB, put down to glibc's per-thread arenas fragmenting. Later runs did
+/// not reproduce that (77-90 MiB with either allocator; docs/benchmarks.md,
+/// "Redirect"), so this is a choice to re-measure, not a proven saving.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
