@@ -31,6 +31,9 @@
 #   BENCH_REDIRECT_BIN=PATH     benchmark this shortline-redirect binary instead of the one in
 #                               ${CARGO_TARGET_DIR:-target}/release (e.g. an older build, to compare)
 #   BENCH_API_BIN=PATH          shortline-api used for migrate + seed (default: the same place)
+#   BENCH_RUST_LOG=warn         RUST_LOG of the service (info: one access-log line per request,
+#                               as in production; the lines go to a file in the scratch folder;
+#                               LOG_FLUSH_MS from the environment passes through)
 #   BENCH_LABEL=TEXT            a note for the header of the report
 #   BENCH_OUT=FILE              also write the table (with its header lines) to FILE
 #   BENCH_KEEP=0                1: keep the scratch database and the bench JetStream streams
@@ -382,7 +385,7 @@ measure "(a) bare302 (hyper, fixed 302)" bare302 "$addr" "${CONNS[@]}"
 finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
 terminate_pid "$SERVER_PID"
 
-REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG=warn LOG_FORMAT=json)
+REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG="${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json)
 
 # redirect_config CONFIG LABEL CONNECTIONS-ARRAY-NAME FILL-SECONDS ENV...
 redirect_config() {
@@ -438,8 +441,8 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------------------------------
 report() {
 	printf '%s\n' "$HEADER"
-	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s\n\n' \
-		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE"
+	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s; service RUST_LOG=%s\n\n' \
+		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE" "${BENCH_RUST_LOG:-warn}"
 	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | server CPU / request | X-Cache | RSS after (VmRSS / VmHWM) |\n'
 	printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
 	printf '%s\n' "${ROWS[@]}"
