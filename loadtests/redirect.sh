@@ -14,8 +14,9 @@
 #   (d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL= (every request asks PostgreSQL)
 #                                                       at each of BENCH_MISS_CONNECTIONS
 # and prints a markdown table: req/s, p50, p99, req/s relative to bare302 at the same
-# concurrency, the X-Cache header seen after the warm-up, and each server's VmRSS / VmHWM
-# (from /proc/PID/status) after its runs. Click events stay on (NATS, prefix `bench`).
+# concurrency, the server's CPU time per request (utime + stime from /proc/PID/stat over the
+# measured run, divided by the requests wrk completed in it), the X-Cache header seen after
+# the warm-up, and each server's VmRSS / VmHWM (from /proc/PID/status) after its runs. Click events stay on (NATS, prefix `bench`).
 #
 # Settings (environment):
 #   BENCH_DURATION=15           seconds per measurement
@@ -30,6 +31,9 @@
 #   BENCH_REDIRECT_BIN=PATH     benchmark this shortline-redirect binary instead of the one in
 #                               ${CARGO_TARGET_DIR:-target}/release (e.g. an older build, to compare)
 #   BENCH_API_BIN=PATH          shortline-api used for migrate + seed (default: the same place)
+#   BENCH_RUST_LOG=warn         RUST_LOG of the service (info: one access-log line per request,
+#                               as in production; the lines go to a file in the scratch folder;
+#                               LOG_FLUSH_MS from the environment passes through)
 #   BENCH_LABEL=TEXT            a note for the header of the report
 #   BENCH_OUT=FILE              also write the table (with its header lines) to FILE
 #   BENCH_KEEP=0                1: keep the scratch database and the bench JetStream streams
@@ -218,6 +222,7 @@ run_wrk() {
 		die "no RESULT line from wrk ($label)"
 	}
 	RPS="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$result")"
+	REQUESTS="$(sed -E 's/.*RESULT requests=([0-9]+).*/\1/' <<<"$result")"
 	P50="$(sed -E 's/.* p50_us=([0-9]+).*/\1/' <<<"$result")"
 	P99="$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$result")"
 	local status_errors socket_errors
@@ -235,6 +240,18 @@ run_wrk() {
 ms() { awk -v us="$1" 'BEGIN {printf "%.2f ms", us / 1000}'; }
 fmt_rps() { awk -v r="$1" 'BEGIN {printf "%.0f", r}'; }
 
+# proc_cpu_ticks PID: CPU time (user + system) the process has used, in clock ticks.
+CLK_TCK="$(getconf CLK_TCK)"
+proc_cpu_ticks() {
+	# Fields after the parenthesised command name: utime is the 12th, stime the 13th.
+	sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# cpu_per_request TICKS REQUESTS: "12.3 µs".
+cpu_per_request() {
+	awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {if (n > 0) printf "%.1f µs", t / hz * 1e6 / n; else print "–"}'
+}
+
 # proc_mem PID: "VmRSS / VmHWM" in MiB.
 proc_mem() {
 	awk '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2} END {printf "%.1f / %.1f MiB", r / 1024, h / 1024}' \
@@ -245,16 +262,19 @@ declare -A BARE_RPS=()
 ROWS=()
 ERRORS_SEEN=0
 
-# measure CONFIG LABEL ADDR PID XCACHE CONNECTIONS...: warm-up + measurement at each
-# concurrency, one table row each (memory is filled in by finish_rows).
+# measure CONFIG LABEL ADDR CONNECTIONS...: warm-up + measurement at each concurrency, one
+# table row each (memory is filled in by finish_rows); CPU is that of $SERVER_PID.
 measure() {
-	local config="$1" label="$2" addr="$3" c ratio
+	local config="$1" label="$2" addr="$3" c ratio ticks cpu
 	shift 3
 	for c in "$@"; do
 		if ((WARMUP > 0)); then
 			run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
 		fi
+		ticks="$(proc_cpu_ticks "$SERVER_PID")"
 		run_wrk "$label-c$c" "$addr" "$c" "$DURATION" random
+		ticks=$(($(proc_cpu_ticks "$SERVER_PID") - ticks))
+		cpu="$(cpu_per_request "$ticks" "$REQUESTS")"
 		if [[ $label == bare302 ]]; then
 			BARE_RPS[$c]="$RPS"
 			ratio="1.00"
@@ -263,7 +283,7 @@ measure() {
 		else
 			ratio="–"
 		fi
-		ROWS+=("| $config | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | $ratio | @XCACHE@ | @MEM@ |")
+		ROWS+=("| $config | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | $ratio | $cpu | @XCACHE@ | @MEM@ |")
 	done
 }
 
@@ -365,7 +385,7 @@ measure "(a) bare302 (hyper, fixed 302)" bare302 "$addr" "${CONNS[@]}"
 finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
 terminate_pid "$SERVER_PID"
 
-REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG=warn LOG_FORMAT=json)
+REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG="${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json)
 
 # redirect_config CONFIG LABEL CONNECTIONS-ARRAY-NAME FILL-SECONDS ENV...
 redirect_config() {
@@ -421,10 +441,10 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------------------------------
 report() {
 	printf '%s\n' "$HEADER"
-	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s\n\n' \
-		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE"
-	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | X-Cache | RSS after (VmRSS / VmHWM) |\n'
-	printf '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
+	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s; service RUST_LOG=%s\n\n' \
+		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE" "${BENCH_RUST_LOG:-warn}"
+	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | server CPU / request | X-Cache | RSS after (VmRSS / VmHWM) |\n'
+	printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
 	printf '%s\n' "${ROWS[@]}"
 	printf '\n'
 	printf 'Messages in the JetStream streams under prefix "%s" afterwards (click events; a message may carry a batch): %s. ' "$PREFIX" "$clicks"

@@ -67,11 +67,21 @@ impl CommonConfig {
         &self,
         service_name: &'static str,
     ) -> anyhow::Result<crate::telemetry::TelemetryGuard> {
-        crate::telemetry::init(&crate::telemetry::TelemetrySettings {
+        crate::telemetry::init(&self.telemetry_settings(service_name))
+    }
+
+    /// What [`CommonConfig::init_telemetry`] installs (log lines written as
+    /// they come), for a service that adds settings of its own.
+    pub fn telemetry_settings(
+        &self,
+        service_name: &'static str,
+    ) -> crate::telemetry::TelemetrySettings {
+        crate::telemetry::TelemetrySettings {
             service_name,
             log_format: self.log_format,
             otlp_endpoint: self.otlp_endpoint.clone(),
-        })
+            log_flush: None,
+        }
     }
 
     /// The subject and stream layout these settings describe.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::{Json, Router};
@@ -43,7 +43,17 @@ impl Default for CommonLayers {
 
 /// Wraps a finished router (routes and fallback in place) in the common layers.
 pub fn with_common_layers(router: Router, settings: &CommonLayers) -> Router {
-    let http_metrics = HttpMetrics::new();
+    with_common_layers_using(router, settings, RequestTelemetry::new())
+}
+
+/// [`with_common_layers`] recording through a given [`RequestTelemetry`]
+/// (a service with a hand-written fast path in front of its router shares
+/// one with it).
+pub fn with_common_layers_using(
+    router: Router,
+    settings: &CommonLayers,
+    telemetry: RequestTelemetry,
+) -> Router {
     router
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -51,36 +61,63 @@ pub fn with_common_layers(router: Router, settings: &CommonLayers) -> Router {
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
-            let m = http_metrics.clone();
-            async move { m.observe(req, next).await }
+            let t = telemetry.clone();
+            async move { t.observe(req, next).await }
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(UlidRequestId))
 }
 
-/// Makes a ULID request id when the client sent none (or an unusable one).
+/// A new request id (a ULID), for a request that came without one.
+pub fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; ulid::ULID_LEN];
+    let text = ulid::Ulid::generate().array_to_str(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The request id of a request: the client's `X-Request-ID` when it sent
+/// one, else a new one (what the common layers echo in the response).
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .cloned()
+        .unwrap_or_else(new_request_id)
+}
+
+/// Makes a ULID request id when the client sent none.
 #[derive(Clone, Copy, Debug)]
 struct UlidRequestId;
 
 impl MakeRequestId for UlidRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&ulid::Ulid::generate().to_string())
-            .ok()
-            .map(RequestId::new)
+        Some(RequestId::new(new_request_id()))
     }
 }
 
-/// Request duration histogram plus the access log line, both per route.
+/// Per-request telemetry: the request span (continuing the caller's trace),
+/// the `http.server.request.duration` histogram by route, method and status,
+/// and the one access-log line per request. The router's layer uses it, and
+/// so can a hand-written fast path, so that both record the same way.
 #[derive(Clone)]
-struct HttpMetrics {
+pub struct RequestTelemetry {
     duration: Histogram<f64>,
     /// Route templates as shared strings, so that labelling a request does
     /// not allocate (there are only as many as the router has routes).
     routes: Arc<RwLock<HashMap<String, Arc<str>>>>,
 }
 
-impl HttpMetrics {
-    fn new() -> Self {
+/// One request being observed: made by [`RequestTelemetry::begin`], closed
+/// by [`RequestTelemetry::finish`].
+pub struct ObservedRequest {
+    start: Instant,
+    method: &'static str,
+    route: Arc<str>,
+    /// The request's span; run the request's work inside it.
+    pub span: tracing::Span,
+}
+
+impl RequestTelemetry {
+    pub fn new() -> Self {
         let duration = telemetry::meter()
             .f64_histogram("http.server.request.duration")
             .with_unit("s")
@@ -93,19 +130,76 @@ impl HttpMetrics {
         }
     }
 
-    fn route(&self, req: &Request) -> Arc<str> {
-        let Some(path) = req.extensions().get::<MatchedPath>() else {
-            return Arc::from("unmatched");
-        };
-        let path = path.as_str();
+    /// The shared label string of a route template (`/{short_code}`).
+    pub fn route(&self, path: &str) -> Arc<str> {
         if let Some(known) = self.routes.read().ok().and_then(|m| m.get(path).cloned()) {
             return known;
         }
         let interned: Arc<str> = Arc::from(path);
         if let Ok(mut m) = self.routes.write() {
-            m.entry(path.to_owned()).or_insert_with(|| interned.clone());
+            return m
+                .entry(path.to_owned())
+                .or_insert_with(|| interned.clone())
+                .clone();
         }
         interned
+    }
+
+    fn route_of(&self, req: &Request) -> Arc<str> {
+        match req.extensions().get::<MatchedPath>() {
+            Some(path) => self.route(path.as_str()),
+            None => self.route("unmatched"),
+        }
+    }
+
+    /// Starts observing a request that arrived at `start`: its span (child
+    /// of the caller's trace context found in `headers` when tracing is on).
+    pub fn begin(
+        &self,
+        start: Instant,
+        method: &Method,
+        route: Arc<str>,
+        request_id: Option<&HeaderValue>,
+        headers: &HeaderMap,
+    ) -> ObservedRequest {
+        let method = method_label(method);
+        let span = tracing::info_span!(
+            "request",
+            method,
+            route = %route,
+            request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+        // Continue the caller's trace (W3C `traceparent`) when tracing is on.
+        telemetry::set_parent_from(&span, &telemetry::HttpHeaders(headers));
+        ObservedRequest {
+            start,
+            method,
+            route,
+            span,
+        }
+    }
+
+    /// Records the duration histogram and writes the request's log line.
+    pub fn finish(&self, request: ObservedRequest, status: StatusCode) {
+        let elapsed = request.start.elapsed();
+        self.duration.record(
+            elapsed.as_secs_f64(),
+            &[
+                KeyValue::new("http.request.method", request.method),
+                KeyValue::new(
+                    "http.route",
+                    opentelemetry::StringValue::from(request.route),
+                ),
+                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            ],
+        );
+        let _guard = request.span.enter();
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), duration_ms, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), duration_ms, "request served");
+        }
     }
 
     /// Runs the request inside its span, turns a non-JSON error response
@@ -113,37 +207,25 @@ impl HttpMetrics {
     /// the request's log line.
     async fn observe(&self, req: Request, next: Next) -> Response<Body> {
         let start = Instant::now();
-        let method = method_label(req.method());
-        let route = self.route(&req);
-        let request_id = req.headers().get(REQUEST_ID_HEADER).cloned();
-        let span = tracing::info_span!(
-            "request",
-            method,
-            route = %route,
-            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+        let route = self.route_of(&req);
+        let headers = req.headers();
+        let observed = self.begin(
+            start,
+            req.method(),
+            route,
+            headers.get(REQUEST_ID_HEADER),
+            headers,
         );
-        // Continue the caller's trace (W3C `traceparent`) when tracing is on.
-        telemetry::set_parent_from(&span, &telemetry::HttpHeaders(req.headers()));
-        let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+        let response = tracing::Instrument::instrument(next.run(req), observed.span.clone()).await;
         let response = json_errors(response);
-        let elapsed = start.elapsed();
-        let status = response.status();
-        self.duration.record(
-            elapsed.as_secs_f64(),
-            &[
-                KeyValue::new("http.request.method", method),
-                KeyValue::new("http.route", opentelemetry::StringValue::from(route)),
-                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-            ],
-        );
-        let _guard = span.enter();
-        let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), duration_ms, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), duration_ms, "request served");
-        }
+        self.finish(observed, response.status());
         response
+    }
+}
+
+impl Default for RequestTelemetry {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

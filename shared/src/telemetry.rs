@@ -5,8 +5,10 @@
 //! context carried in HTTP and NATS headers; off otherwise).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +22,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus::{Encoder, TextEncoder};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriter};
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// How log lines are written (`LOG_FORMAT=json|pretty`).
@@ -54,6 +57,11 @@ pub struct TelemetrySettings {
     /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); spans go
     /// to `<base>/v1/traces`. `None` or empty: no tracing.
     pub otlp_endpoint: Option<String>,
+    /// `Some(interval)`: log lines gather in memory and are written to
+    /// stdout together every `interval` (sooner when 64 KiB have gathered,
+    /// and when the guard drops), one write for many lines. `None`: each
+    /// line is written as it is logged.
+    pub log_flush: Option<Duration>,
 }
 
 /// Flushes and stops the span exporter when dropped (keep it alive in
@@ -61,6 +69,7 @@ pub struct TelemetrySettings {
 #[must_use = "dropping the guard stops trace export"]
 pub struct TelemetryGuard {
     tracer: Option<SdkTracerProvider>,
+    log_flusher: Option<LogFlusher>,
 }
 
 impl TelemetryGuard {
@@ -79,6 +88,95 @@ impl Drop for TelemetryGuard {
         {
             tracing::warn!(error = %e, "trace exporter did not shut down cleanly");
         }
+        // Last: whatever was logged until now reaches stdout.
+        if let Some(f) = self.log_flusher.take() {
+            f.stop();
+        }
+    }
+}
+
+/// Buffered log lines waiting for their write to stdout.
+#[derive(Default)]
+struct LogBuffer {
+    lines: Mutex<Vec<u8>>,
+}
+
+/// Gathered bytes that make a write happen at once rather than at the tick.
+const LOG_BUFFER_LIMIT: usize = 64 * 1024;
+
+impl LogBuffer {
+    /// Writes what has gathered. Holding stdout's lock while taking the
+    /// lines keeps two flushes from writing out of order.
+    fn write_out(&self) {
+        let mut out = std::io::stdout().lock();
+        let pending = match self.lines.lock() {
+            Ok(mut lines) if !lines.is_empty() => std::mem::take(&mut *lines),
+            _ => return,
+        };
+        // Nowhere to report a failed log write; the lines are dropped.
+        let _ = out.write_all(&pending);
+        let _ = out.flush();
+    }
+}
+
+/// The fmt layer's writer when lines are buffered: each event's line (the
+/// formatter hands over a whole line in one write) is appended to the buffer.
+#[derive(Clone)]
+struct BufferedStdout(Arc<LogBuffer>);
+
+impl Write for &LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let full = match self.lines.lock() {
+            Ok(mut lines) => {
+                lines.extend_from_slice(buf);
+                lines.len() >= LOG_BUFFER_LIMIT
+            }
+            Err(_) => false,
+        };
+        if full {
+            self.write_out();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStdout {
+    type Writer = &'a LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        &self.0
+    }
+}
+
+/// The thread that writes the buffered lines every interval; stopping it
+/// writes what is left.
+struct LogFlusher {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl LogFlusher {
+    fn start(buffer: Arc<LogBuffer>, every: Duration) -> std::io::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    buffer.write_out();
+                }
+                buffer.write_out();
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
 
@@ -131,14 +229,23 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let buffer = settings
+        .log_flush
+        .filter(|every| !every.is_zero())
+        .map(|every| (Arc::new(LogBuffer::default()), every));
+    let writer = match &buffer {
+        Some((b, _)) => BoxMakeWriter::new(BufferedStdout(b.clone())),
+        None => BoxMakeWriter::new(std::io::stdout),
+    };
     let fmt_layer = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
     };
     let installed = tracing_subscriber::registry()
         .with(otel_layer)
@@ -146,8 +253,15 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
         .try_init()
         .is_ok();
     if !installed {
-        return Ok(TelemetryGuard { tracer: None });
+        return Ok(TelemetryGuard {
+            tracer: None,
+            log_flusher: None,
+        });
     }
+    let log_flusher = match buffer {
+        Some((b, every)) => Some(LogFlusher::start(b, every)?),
+        None => None,
+    };
     if let Some(t) = &tracer {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(t.clone());
@@ -157,7 +271,10 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
             "exporting traces over OTLP/HTTP"
         );
     }
-    Ok(TelemetryGuard { tracer })
+    Ok(TelemetryGuard {
+        tracer,
+        log_flusher,
+    })
 }
 
 /// Logs only (no traces): for tools and tests.

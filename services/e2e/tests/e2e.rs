@@ -1,7 +1,9 @@
 //! The write API, redirect replicas and analytics against the same real
 //! Postgres, Valkey and NATS: after the API answers a change, the very next
-//! redirect on any replica reflects it; every redirect logs one event; and a
-//! redirect posted to the API reaches the same breakdowns as a click.
+//! redirect on any replica reflects it (asked the way the service's server
+//! asks: the fast path for links held in memory, the router for the rest);
+//! every redirect logs one event; and a redirect posted to the API reaches
+//! the same breakdowns as a click.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use shortline_api::outbox::{OutboxRelay, Propagator};
 use shortline_api::state::{ApiMetrics, AppState};
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
+use shortline_redirect::fast::FastPath;
 use shortline_shared::events::Subjects;
 use shortline_shared::testing::{self, unique_prefix};
 use sqlx::PgPool;
@@ -46,6 +49,23 @@ async fn send(
     (status, json, location)
 }
 
+/// `GET /{code}` as the redirect service's server handles it: status and
+/// `Location`.
+async fn redirect_get(fast: &FastPath, code: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .uri(format!("/{code}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = fast.handle(request, ([127, 0, 0, 1], 40_000).into()).await;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (response.status(), location)
+}
+
 /// What a redirect for a code must answer right now.
 #[derive(Debug, Clone, PartialEq)]
 enum Expect {
@@ -71,9 +91,10 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
             .await
             .expect("replica b"),
     ];
-    let redirect: Vec<Router> = replicas
+    // As the service serves: the fast path in front of the router.
+    let redirect: Vec<FastPath> = replicas
         .iter()
-        .map(|s| shortline_redirect::router(s.state.clone()))
+        .map(|s| FastPath::new(s.state.clone()))
         .collect();
 
     // The API, with its relay running too (the fast path and the relay race
@@ -149,7 +170,7 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
             None => {
                 let code = format!("e2e-{round}");
                 for r in &redirect {
-                    let (s, _, _) = send(r, Method::GET, &format!("/{code}"), None).await;
+                    let (s, _) = redirect_get(r, &code).await;
                     assert_eq!(s, StatusCode::NOT_FOUND);
                 }
                 current = format!("https://example.com/{round}/start");
@@ -345,14 +366,14 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
 
 /// Asks both replicas; records every answer that differs from `expect`.
 async fn check(
-    redirect: &[Router],
+    redirect: &[FastPath],
     code: &str,
     expect: &Expect,
     stale: &mut Vec<String>,
     pair: usize,
 ) {
     for (i, r) in redirect.iter().enumerate() {
-        let (status, _, location) = send(r, Method::GET, &format!("/{code}"), None).await;
+        let (status, location) = redirect_get(r, code).await;
         let got = match status {
             StatusCode::FOUND => Expect::Found(location),
             StatusCode::NOT_FOUND => Expect::NotFound,

@@ -114,6 +114,7 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
         service_name: "shortline-e2e",
         log_format: LogFormat::Json,
         otlp_endpoint: Some(endpoint),
+        log_flush: None,
     })
     .expect("telemetry");
     assert!(telemetry::tracing_enabled());
@@ -222,6 +223,58 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
     )
     .await;
     assert_eq!(status, StatusCode::FOUND);
+
+    // The link is in the replica's memory now: over a real connection the
+    // fast path answers, and its request span continues the caller's trace
+    // as the router's does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(shortline_redirect::fast::serve(
+        listener,
+        redirect.state.clone(),
+        stop.clone(),
+    ));
+    let fast_trace = "0af7651916cd43dd8448eb211c80319c";
+    let fast_caller = "b7ad6b7169203331";
+    let fast = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .head(format!("http://{addr}/{code}"))
+        .header("traceparent", format!("00-{fast_trace}-{fast_caller}-01"))
+        .send()
+        .await
+        .expect("fast path");
+    assert_eq!(
+        (
+            fast.status().as_u16(),
+            fast.headers()["x-cache"].to_str().ok()
+        ),
+        (302, Some("HIT"))
+    );
+    stop.cancel();
+    server.await.expect("joins").expect("serves");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let fast_request = loop {
+        guard.flush();
+        let seen = spans.lock().expect("lock").clone();
+        if let Some(found) = seen
+            .iter()
+            .find(|s| s.trace_id == fast_trace && s.name == "request")
+        {
+            break found.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no request span in the fast path's trace; got {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fast_request.parent_span_id, fast_caller);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (request, apply, publish, store) = loop {

@@ -1,12 +1,13 @@
 //! Click events: one per successful redirect, never waited on by the request.
 //!
-//! The handler hands a [`Click`] to the [`ClickSink`], which only tries to
-//! put it in a bounded buffer: when the buffer is full (NATS has been away
+//! The request hands a compact [`ClickRecord`] to the [`ClickSink`], which
+//! only tries to put it in a bounded buffer: when the buffer is full (NATS has been away
 //! for a while) the click is dropped and counted in
 //! `shortline_clicks_dropped_total{reason="overflow"}`. The
 //! [`ClickPublisher`] task takes clicks out in batches (up to
-//! `CLICK_BATCH_MAX`, or what arrived within `CLICK_LINGER_MS`), publishes
-//! each batch as one JetStream message with `Nats-Msg-Id` = the batch ULID,
+//! `CLICK_BATCH_MAX`, or what arrived within `CLICK_LINGER_MS`), turns the
+//! records into [`Click`] events, publishes each batch as one JetStream
+//! message with `Nats-Msg-Id` = the batch ULID,
 //! and retries a batch until it is acknowledged; the stream's duplicate
 //! window drops a batch sent twice. On shutdown it publishes what is left,
 //! for at most `CLICK_FLUSH_TIMEOUT_SECS`.
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::click_record::ClickRecord;
 use crate::state::RedirectMetrics;
 
 /// Longest `User-Agent` / `Referer` kept in a click.
@@ -38,13 +40,13 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The request side: non-blocking, never fails the request.
 #[derive(Clone)]
 pub struct ClickSink {
-    tx: mpsc::Sender<Click>,
+    tx: mpsc::Sender<ClickRecord>,
     metrics: RedirectMetrics,
 }
 
 impl ClickSink {
     /// Buffers a click, or drops and counts it when the buffer is full.
-    pub fn record(&self, click: Click) {
+    pub fn record(&self, click: ClickRecord) {
         match self.tx.try_send(click) {
             Ok(()) => self.metrics.clicks_buffered.add(1, &[]),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -77,7 +79,7 @@ pub struct PublisherSettings {
 
 /// The publishing side: a task that owns the buffer's receiver.
 pub struct ClickPublisher {
-    rx: mpsc::Receiver<Click>,
+    rx: mpsc::Receiver<ClickRecord>,
     js: jetstream::Context,
     subjects: Subjects,
     settings: PublisherSettings,
@@ -116,7 +118,7 @@ impl ClickPublisher {
     /// sleeps for the linger time, then takes whatever has arrived.
     pub async fn run(mut self, cancel: CancellationToken) {
         let max = self.settings.batch_max.max(1);
-        let mut batch: Vec<Click> = Vec::with_capacity(max);
+        let mut batch: Vec<ClickRecord> = Vec::with_capacity(max);
         loop {
             if self.rx.is_empty() {
                 // Idle: wait for the next click.
@@ -136,20 +138,21 @@ impl ClickPublisher {
                 self.take_available(&mut batch, max);
             }
             self.record_depth();
-            let clicks = std::mem::replace(&mut batch, Vec::with_capacity(max));
+            let clicks = batch.drain(..).map(ClickRecord::into_click).collect();
             if let Err(unsent) = self.publish_until_acked(clicks, &cancel, None).await {
-                batch = unsent;
-                break;
+                self.flush(unsent).await;
+                return;
             }
             if cancel.is_cancelled() {
                 break;
             }
         }
-        self.flush(batch).await;
+        let pending = batch.into_iter().map(ClickRecord::into_click).collect();
+        self.flush(pending).await;
     }
 
     /// Moves buffered clicks into `batch` (up to `max`) without waiting.
-    fn take_available(&mut self, batch: &mut Vec<Click>, max: usize) {
+    fn take_available(&mut self, batch: &mut Vec<ClickRecord>, max: usize) {
         while batch.len() < max {
             match self.rx.try_recv() {
                 Ok(click) => batch.push(click),
@@ -163,7 +166,7 @@ impl ClickPublisher {
     async fn flush(mut self, mut pending: Vec<Click>) {
         self.rx.close();
         while let Ok(click) = self.rx.try_recv() {
-            pending.push(click);
+            pending.push(click.into_click());
         }
         let total = pending.len();
         if total == 0 {
@@ -352,12 +355,16 @@ pub fn anonymize(ip: IpAddr) -> IpAddr {
 }
 
 /// A header's value for a click: valid UTF-8, cut to a bounded length.
-pub fn header_text(value: Option<&axum::http::HeaderValue>) -> Option<String> {
+pub fn header_text(value: Option<&axum::http::HeaderValue>) -> Option<Box<str>> {
     let value = value?;
     let text = String::from_utf8_lossy(value.as_bytes());
     let text = text.trim();
     if text.is_empty() {
         return None;
+    }
+    // No longer in bytes than allowed in characters: kept whole, one copy.
+    if text.len() <= MAX_HEADER_CHARS {
+        return Some(text.into());
     }
     Some(text.chars().take(MAX_HEADER_CHARS).collect())
 }
@@ -430,5 +437,12 @@ mod tests {
             Some(512)
         );
         assert_eq!(header_text(h.get(axum::http::header::REFERER)), None);
+        // The bound is in characters: 300 two-byte characters stay whole.
+        let accents = axum::http::HeaderValue::from_bytes("é".repeat(300).as_bytes())
+            .expect("obs-text is a valid header value");
+        assert_eq!(
+            header_text(Some(&accents)).map(|s| s.chars().count()),
+            Some(300)
+        );
     }
 }

@@ -69,6 +69,12 @@ pub struct RedirectConfig {
     #[arg(long, env = "CLICK_FLUSH_TIMEOUT_SECS", default_value_t = 10)]
     pub click_flush_timeout_secs: u64,
 
+    /// Log lines (one per request) gather in memory and are written to
+    /// stdout together this often, at shutdown, and whenever 64 KiB have
+    /// gathered; 0 writes each line as it is logged.
+    #[arg(long, env = "LOG_FLUSH_MS", default_value_t = 100)]
+    pub log_flush_ms: u64,
+
     /// Proxies whose `X-Forwarded-For` is believed (comma-separated CIDRs).
     #[arg(
         long,
@@ -114,6 +120,11 @@ impl RedirectConfig {
 
     pub fn click_linger(&self) -> Duration {
         Duration::from_millis(self.click_linger_ms)
+    }
+
+    /// `None` when log lines are written as they come.
+    pub fn log_flush(&self) -> Option<Duration> {
+        (self.log_flush_ms > 0).then(|| Duration::from_millis(self.log_flush_ms))
     }
 
     pub fn click_flush_timeout(&self) -> Duration {

@@ -1,21 +1,25 @@
 //! Shortline's redirect service (`shortline-redirect`): the hot read path.
 //!
-//! `routes` answers `GET|HEAD /{short_code}`; `resolve` finds the target
+//! `fast` serves HTTP and answers redirects of links held in memory
+//! itself, in front of the router; `routes` answers `GET|HEAD /{short_code}`
+//! for the rest (`code` says which codes can exist at all); `resolve` finds the target
 //! through the tiered cache (moka, Valkey, Postgres); `invalidate` drops
 //! changed links from the caches as the write side's change events arrive;
 //! `clicks` turns every redirect into a click event published to JetStream
 //! in batches, off the request path; `error` maps failures to JSON.
 //! Liveness, readiness and metrics are served beside the redirect route.
 
+pub mod click_record;
 pub mod clicks;
+pub mod code;
 pub mod config;
 pub mod error;
+pub mod fast;
 pub mod invalidate;
 pub mod resolve;
 pub mod routes;
 pub mod state;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -26,7 +30,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use shortline_shared::cache::{Valkey, ValkeySettings};
 use shortline_shared::db;
-use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
+use shortline_shared::http::{
+    CommonLayers, RequestTelemetry, error_body, health, with_common_layers_using,
+};
 use shortline_shared::probe::{Dependencies, DependencyProbe};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -49,8 +55,8 @@ pub fn router(state: RedirectState) -> Router {
         )
         .route("/{short_code}", get(routes::redirect))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "Not found") })
-        .with_state(state);
-    with_common_layers(app, &CommonLayers::default())
+        .with_state(state.clone());
+    with_common_layers_using(app, &CommonLayers::default(), state.http.clone())
 }
 
 /// Ready while links can be served from somewhere: Postgres, or Valkey when
@@ -164,6 +170,7 @@ impl Service {
             clicks,
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             metrics,
+            http: RequestTelemetry::new(),
         });
         Ok(Self {
             state,
@@ -194,12 +201,7 @@ pub async fn run(config: RedirectConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(listen = %config.listen, "shortline-redirect listening");
-    axum::serve(
-        listener,
-        router(service.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await?;
+    fast::serve(listener, service.state.clone(), shutdown).await?;
     service.shutdown().await;
     tracing::info!("shortline-redirect stopped");
     Ok(())

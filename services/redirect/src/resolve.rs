@@ -27,11 +27,10 @@ use moka::Expiry;
 use shortline_shared::cache::{CacheError, Valkey};
 use sqlx::PgPool;
 
+use crate::code::CodeKey;
 use crate::error::RedirectError;
 use crate::state::RedirectMetrics;
 
-/// Longest short code looked up; longer paths are 404 without a lookup.
-pub const MAX_CODE_LEN: usize = 64;
 /// The L2 value meaning "changed just now: ask Postgres".
 const TOMBSTONE: &str = "!";
 /// How long a tombstone lives (far longer than any lookup takes).
@@ -115,10 +114,10 @@ struct EntryExpiry {
     negative: Duration,
 }
 
-impl Expiry<Arc<str>, Arc<Entry>> for EntryExpiry {
+impl Expiry<CodeKey, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &Arc<str>,
+        _key: &CodeKey,
         value: &Arc<Entry>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -148,7 +147,7 @@ pub struct LinkCache(Arc<Inner>);
 
 struct Inner {
     db: PgPool,
-    l1: Option<moka::future::Cache<Arc<str>, Arc<Entry>, Hasher>>,
+    l1: Option<moka::future::Cache<CodeKey, Arc<Entry>, Hasher>>,
     l2: Option<Valkey>,
     l2_ttl: Duration,
     key_prefix: String,
@@ -201,21 +200,21 @@ impl LinkCache {
                 layer: entry.layer,
             });
         };
-        if let Some(entry) = l1.get(code).await {
+        let key = CodeKey::new(code);
+        if let Some(entry) = l1.get(&key).await {
             if self.is_current(code, &entry) {
                 return Ok(Lookup {
                     target: entry.target.clone(),
                     layer: Layer::L1,
                 });
             }
-            l1.invalidate(code).await;
+            l1.invalidate(&key).await;
         }
         // Two tries: a load that raced an invalidation is dropped and redone.
         let mut last = None;
         for _ in 0..2 {
-            let key: Arc<str> = Arc::from(code);
             let entry = l1
-                .entry(key)
+                .entry(key.clone())
                 .or_try_insert_with(self.load(code))
                 .await
                 .map_err(|e| RedirectError::Unavailable(e.to_string()))?;
@@ -228,7 +227,7 @@ impl LinkCache {
             if self.is_current(code, &entry) {
                 return Ok(lookup);
             }
-            l1.invalidate(code).await;
+            l1.invalidate(&key).await;
             last = Some(lookup);
         }
         // Invalidated twice while loading: answer from Postgres directly.
@@ -241,14 +240,24 @@ impl LinkCache {
         }
     }
 
+    /// The target of `code` when L1 holds a current, positive entry for it;
+    /// `None` otherwise (not cached, unknown, inactive, or loaded before the
+    /// code's latest invalidation). Never loads: what the fast path serves.
+    pub async fn cached(&self, code: &str) -> Option<Arc<Target>> {
+        let entry = self.0.l1.as_ref()?.get(&CodeKey::new(code)).await?;
+        if !self.is_current(code, &entry) {
+            return None;
+        }
+        entry.target.clone()
+    }
+
     /// Drops a code from L1 and tombstones it in L2.
     pub async fn invalidate(&self, code: &str) {
         let inner = &self.0;
         let epoch = inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        let key: Arc<str> = Arc::from(code);
-        inner.invalidated.insert(key.clone(), epoch);
+        inner.invalidated.insert(Arc::from(code), epoch);
         if let Some(l1) = &inner.l1 {
-            l1.invalidate(&key).await;
+            l1.invalidate(&CodeKey::new(code)).await;
         }
         if let Some(l2) = &inner.l2
             && let Err(e) = l2.set(&self.l2_key(code), TOMBSTONE, TOMBSTONE_TTL).await

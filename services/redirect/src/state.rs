@@ -1,14 +1,16 @@
 //! Shared state of the redirect handlers, and the service's metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, ObservableCounter};
 use shortline_shared::cache::Valkey;
+use shortline_shared::http::RequestTelemetry;
 use sqlx::PgPool;
 
 use crate::clicks::{ClickSink, TrustedProxies};
-use crate::resolve::LinkCache;
+use crate::resolve::{Layer, LinkCache};
 
 /// Cloned for every request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
@@ -36,6 +38,9 @@ pub struct Shared {
     pub clicks: ClickSink,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub metrics: RedirectMetrics,
+    /// Request span, duration histogram and access log, shared by the
+    /// router's layer and the fast path.
+    pub http: RequestTelemetry,
 }
 
 /// Every instrument the redirect service records (names follow
@@ -46,8 +51,12 @@ pub struct RedirectMetrics(Arc<Instruments>);
 
 pub struct Instruments {
     /// Lookups by the layer that answered (`l1`, `l2`, `db`) and result
-    /// (`found`, `not_found`).
-    pub lookups: Counter<u64>,
+    /// (`found`, `not_found`): counted in plain atomics on the request path
+    /// (a counter's `add` with attributes looks its series up every time),
+    /// reported as the `shortline.redirect.lookups` counter when metrics are
+    /// read.
+    lookups: Arc<LookupCounts>,
+    _lookups_reported: ObservableCounter<u64>,
     /// Cache entries dropped because a link changed.
     pub invalidations: Counter<u64>,
     /// Valkey commands that failed or timed out (the request carried on).
@@ -72,11 +81,15 @@ pub struct Instruments {
 impl RedirectMetrics {
     pub fn new() -> Self {
         let meter = shortline_shared::telemetry::meter();
+        let lookups = Arc::new(LookupCounts::default());
+        let counts = lookups.clone();
         let instruments = Instruments {
-            lookups: meter
-                .u64_counter("shortline.redirect.lookups")
+            _lookups_reported: meter
+                .u64_observable_counter("shortline.redirect.lookups")
                 .with_description("Short-code lookups by answering layer (l1, l2, db) and result")
+                .with_callback(move |observer| counts.report(observer))
                 .build(),
+            lookups,
             invalidations: meter
                 .u64_counter("shortline.redirect.invalidations")
                 .with_description("Cache entries dropped on a link-change event")
@@ -120,18 +133,8 @@ impl RedirectMetrics {
                 .build(),
         };
         // Every series the dashboards and alerts read exists from the first
-        // scrape (a counter that has never moved is 0, not absent).
-        for layer in ["l1", "l2", "db"] {
-            for result in ["found", "not_found"] {
-                instruments.lookups.add(
-                    0,
-                    &[
-                        KeyValue::new("layer", layer),
-                        KeyValue::new("result", result),
-                    ],
-                );
-            }
-        }
+        // scrape (a counter that has never moved is 0, not absent; the
+        // lookups report all of theirs every time).
         for reason in ["overflow", "shutdown"] {
             instruments
                 .clicks_dropped
@@ -151,14 +154,39 @@ impl RedirectMetrics {
     }
 
     /// Records one lookup.
-    pub fn lookup(&self, layer: &'static str, found: bool) {
-        self.0.lookups.add(
-            1,
-            &[
-                KeyValue::new("layer", layer),
-                KeyValue::new("result", if found { "found" } else { "not_found" }),
-            ],
-        );
+    pub fn lookup(&self, layer: Layer, found: bool) {
+        self.0.lookups.0[LookupCounts::slot(layer, found)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Lookup counts, one per (layer, result).
+#[derive(Default)]
+struct LookupCounts([AtomicU64; 6]);
+
+impl LookupCounts {
+    const LAYERS: [Layer; 3] = [Layer::L1, Layer::L2, Layer::Db];
+
+    fn slot(layer: Layer, found: bool) -> usize {
+        let layer = match layer {
+            Layer::L1 => 0,
+            Layer::L2 => 1,
+            Layer::Db => 2,
+        };
+        layer * 2 + usize::from(found)
+    }
+
+    fn report(&self, observer: &dyn opentelemetry::metrics::AsyncInstrument<u64>) {
+        for layer in Self::LAYERS {
+            for found in [false, true] {
+                observer.observe(
+                    self.0[Self::slot(layer, found)].load(Ordering::Relaxed),
+                    &[
+                        KeyValue::new("layer", layer.as_str()),
+                        KeyValue::new("result", if found { "found" } else { "not_found" }),
+                    ],
+                );
+            }
+        }
     }
 }
 

@@ -132,6 +132,24 @@ fn snapshot(id: i64, code: &str, url: &str, active: bool) -> LinkSnapshot {
     }
 }
 
+/// Deactivates a link in Postgres and announces it as the API would.
+async fn deactivate(db: &PgPool, subjects: &Subjects, id: i64, code: &str, url: &str) {
+    sqlx::query("UPDATE urls SET is_active = false WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await
+        .expect("deactivate");
+    publish_change(
+        &shared_nats(),
+        subjects,
+        Change::LinkUpdated {
+            link: snapshot(id, code, url, false),
+            changed: vec!["is_active".into()],
+        },
+    )
+    .await;
+}
+
 /// Polls until `f` holds (change events are asynchronous here: no API waits
 /// for them in these tests).
 async fn eventually<F, Fut>(what: &str, mut f: F)
@@ -245,20 +263,7 @@ async fn unknown_and_inactive_codes_are_json_404_and_cached_negatively(db: PgPoo
     .await;
 
     // Deactivated: the change event makes it a 404 again.
-    sqlx::query("UPDATE urls SET is_active = false WHERE id = $1")
-        .bind(id)
-        .execute(&db)
-        .await
-        .expect("deactivate");
-    publish_change(
-        &shared_nats(),
-        &subjects,
-        Change::LinkUpdated {
-            link: snapshot(id, "nope42", "https://example.com/new", false),
-            changed: vec!["is_active".into()],
-        },
-    )
-    .await;
+    deactivate(&db, &subjects, id, "nope42", "https://example.com/new").await;
     eventually("link.updated drops the entry", || async {
         get(&service, "/nope42").await.status == StatusCode::NOT_FOUND
     })
@@ -560,4 +565,452 @@ async fn a_stopped_replica_removes_its_change_consumer(db: PgPool) {
     }
     service.shutdown().await;
     assert_eq!(change_consumers(&subjects).await, Vec::<String>::new());
+}
+
+/// The service's own HTTP server (fast path in front of the router) on a
+/// free loopback port; stops when the token is cancelled.
+struct Served {
+    base: String,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start(service: &Service) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(shortline_redirect::fast::serve(
+            listener,
+            service.state.clone(),
+            stop.clone(),
+        ));
+        Self {
+            base: format!("http://{addr}"),
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("joins").expect("serves");
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Status and headers of an answer, without `date` (which moves).
+fn shape(status: u16, headers: &axum::http::HeaderMap) -> (u16, Vec<(String, String)>) {
+    let mut h: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| *k != "date")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    h.sort();
+    (status, h)
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn the_fast_path_answers_cached_codes_as_the_router_does(db: PgPool) {
+    let url = "https://example.com/fast?q=1&r=%2F";
+    insert_link(&db, "fast01", url, true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    let first = http
+        .get(format!("{}/fast01", served.base))
+        .send()
+        .await
+        .expect("first");
+    assert_eq!(
+        (
+            first.status().as_u16(),
+            first.headers()["x-cache"].to_str().ok()
+        ),
+        (302, Some("MISS"))
+    );
+
+    for method in [Method::GET, Method::HEAD] {
+        // Cached now: the fast path answers.
+        let fast = http
+            .request(method.clone(), format!("{}/fast01", served.base))
+            .header("x-request-id", "req-fast-1")
+            .send()
+            .await
+            .expect("fast");
+        let fast_shape = shape(fast.status().as_u16(), fast.headers());
+        assert_eq!(fast.bytes().await.expect("body").len(), 0);
+        // The router, over a real connection too (hyper adds content-length
+        // the same way), via a plain axum server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = shortline_redirect::router(service.state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let plain = tokio::spawn(async move { axum::serve(listener, app).await });
+        let routed = http
+            .request(method.clone(), format!("http://{addr}/fast01"))
+            .header("x-request-id", "req-fast-1")
+            .send()
+            .await
+            .expect("routed");
+        plain.abort();
+        assert_eq!(
+            fast_shape,
+            shape(routed.status().as_u16(), routed.headers()),
+            "{method}"
+        );
+        assert_eq!(
+            fast_shape.1,
+            vec![
+                ("cache-control".into(), "private, no-store".into()),
+                ("content-length".into(), "0".into()),
+                ("location".into(), url.into()),
+                ("x-cache".into(), "HIT".into()),
+                ("x-request-id".into(), "req-fast-1".into()),
+            ]
+        );
+    }
+
+    // Without a request id, one is made (a ULID), as the router does.
+    let made = http
+        .get(format!("{}/fast01", served.base))
+        .send()
+        .await
+        .expect("made");
+    let id = made.headers()["x-request-id"].to_str().expect("id");
+    assert_eq!(id.len(), 26);
+    assert!(id.parse::<ulid::Ulid>().is_ok(), "{id}");
+
+    // Everything else goes to the router: 404 JSON, other routes, methods.
+    let missing = http
+        .get(format!("{}/absent", served.base))
+        .header("x-request-id", "req-404")
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["x-request-id"], "req-404");
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert_eq!(body["error"], "Short code not found");
+    let post = http
+        .post(format!("{}/fast01", served.base))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(post.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    let health = http
+        .get(format!("{}/health", served.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+
+    // The fast path's answers are counted like the router's.
+    let metrics = http
+        .get(format!("{}/metrics", served.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |prefix: &str, parts: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} {parts:?} in\n{metrics}"))
+    };
+    assert!(
+        value(
+            "shortline_redirect_lookups_total",
+            &["layer=\"l1\"", "result=\"found\""]
+        ) >= 3.0
+    );
+    for method in ["GET", "HEAD"] {
+        assert!(
+            value(
+                "http_server_request_duration_seconds_count",
+                &[
+                    "http_route=\"/{short_code}\"",
+                    &format!("http_request_method=\"{method}\""),
+                    "http_response_status_code=\"302\"",
+                ]
+            ) >= 1.0
+        );
+    }
+    served.stop().await;
+    service.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn the_fast_path_records_one_click_per_get_and_none_per_head(db: PgPool) {
+    let id = insert_link(&db, "fastck", "https://example.com/fc", true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let subjects = Subjects::new(&c.common.nats_prefix);
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    // A HEAD through the router fills L1 and records no click.
+    assert_eq!(
+        call(&service, Method::HEAD, "/fastck").await.status,
+        StatusCode::FOUND
+    );
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    for _ in 0..3 {
+        let head = http
+            .head(format!("{}/fastck", served.base))
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.headers()["x-cache"], "HIT");
+    }
+    let get = http
+        .get(format!("{}/fastck", served.base))
+        .header("user-agent", "Mozilla/5.0 Fast/1.0")
+        .header("referer", "https://ref.example.org/x")
+        .header("x-forwarded-for", "10.1.1.1, 203.0.113.99")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.headers()["x-cache"], "HIT");
+
+    clicks(&shared_nats(), &subjects, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = clicks(&shared_nats(), &subjects, 1).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "one click for the GET, none for HEAD: {got:?}"
+    );
+    let click = &got[0];
+    assert_eq!(
+        (click.url_id, click.user_id, click.short_code.as_str()),
+        (id, 7, "fastck")
+    );
+    assert_eq!(click.ip.as_deref(), Some("203.0.113.0"));
+    assert_eq!(click.user_agent.as_deref(), Some("Mozilla/5.0 Fast/1.0"));
+    assert_eq!(click.referrer.as_deref(), Some("https://ref.example.org/x"));
+    assert_eq!(click.event_id.to_string().len(), 26);
+    served.stop().await;
+    service.shutdown().await;
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_change_event_drops_the_entry_the_fast_path_serves(db: PgPool) {
+    let id = insert_link(&db, "fastiv", "https://example.com/old", true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let subjects = Subjects::new(&c.common.nats_prefix);
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    let location = |base: String| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .get(format!("{base}/fastiv"))
+                .send()
+                .await
+                .expect("get");
+            (
+                res.status().as_u16(),
+                res.headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+                res.headers()
+                    .get("x-cache")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        }
+    };
+    location(served.base.clone()).await;
+    assert_eq!(
+        location(served.base.clone()).await,
+        (302, "https://example.com/old".into(), "HIT".into())
+    );
+
+    sqlx::query("UPDATE urls SET original_url = 'https://example.com/new' WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .expect("update");
+    publish_change(
+        &shared_nats(),
+        &subjects,
+        Change::LinkUpdated {
+            link: snapshot(id, "fastiv", "https://example.com/new", true),
+            changed: vec!["original_url".into()],
+        },
+    )
+    .await;
+    eventually("the change reaches the fast path", || async {
+        location(served.base.clone()).await.1 == "https://example.com/new"
+    })
+    .await;
+    // And deactivation: a 404 from the router, never the stale entry.
+    deactivate(&db, &subjects, id, "fastiv", "https://example.com/new").await;
+    eventually("the deactivation reaches the fast path", || async {
+        location(served.base.clone()).await.0 == 404
+    })
+    .await;
+    served.stop().await;
+    service.shutdown().await;
+}
+
+/// The service binary, started with `env`; its stdout lines arrive on the
+/// channel. Killed when dropped (if still running).
+struct Binary {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    base: String,
+}
+
+impl Binary {
+    fn start(db: &PgPool, env: &[(&str, &str)]) -> Self {
+        let o = db.connect_options();
+        let database_url = format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("postgres")
+        );
+        let listen = format!("127.0.0.1:{}", testing::free_port());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shortline-redirect"))
+            .env("DATABASE_URL", database_url)
+            .env("VALKEY_URL", shared_valkey())
+            .env("NATS_URL", shared_nats())
+            .env("NATS_PREFIX", unique_prefix())
+            .env("REDIRECT_LISTEN", &listen)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("shortline-redirect starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            base: format!("http://{listen}"),
+        }
+    }
+
+    /// Waits until the server answers `/health`.
+    async fn wait_ready(&self, http: &reqwest::Client) {
+        eventually("the binary answers /health", || async {
+            http.get(format!("{}/health", self.base))
+                .send()
+                .await
+                .is_ok()
+        })
+        .await;
+    }
+
+    /// SIGTERM (by pid), then every line it wrote until it exited.
+    fn terminate(mut self) -> Vec<String> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = self.child.wait().expect("exits");
+        assert!(exit.success(), "{exit}");
+        self.lines.try_iter().collect()
+    }
+
+    /// Lines written so far (without waiting).
+    fn lines_so_far(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn served_line(lines: &[String], request_id: &str) -> Option<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["span"]["request_id"] == request_id && v["message"] == "request served")
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn buffered_log_lines_are_written_at_shutdown(db: PgPool) {
+    // A flush interval no test outlasts: only the shutdown writes them.
+    let binary = Binary::start(&db, &[("LOG_FLUSH_MS", "3600000")]);
+    let http = no_redirects();
+    binary.wait_ready(&http).await;
+    let res = http
+        .get(format!("{}/health", binary.base))
+        .header("x-request-id", "buffered-at-exit")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let lines = binary.terminate();
+    let line = served_line(&lines, "buffered-at-exit")
+        .unwrap_or_else(|| panic!("no request line in {lines:#?}"));
+    assert_eq!(
+        (line["span"]["route"].as_str(), line["status"].as_u64()),
+        (Some("/health"), Some(200))
+    );
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn buffered_log_lines_are_written_every_interval(db: PgPool) {
+    let binary = Binary::start(&db, &[("LOG_FLUSH_MS", "20")]);
+    let http = no_redirects();
+    binary.wait_ready(&http).await;
+    http.get(format!("{}/health", binary.base))
+        .header("x-request-id", "buffered-on-tick")
+        .send()
+        .await
+        .expect("health");
+    let mut seen = Vec::new();
+    eventually("the line is written while the server runs", || {
+        seen.extend(binary.lines_so_far());
+        let found = served_line(&seen, "buffered-on-tick").is_some();
+        async move { found }
+    })
+    .await;
+    binary.terminate();
 }

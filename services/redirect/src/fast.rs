@@ -1,0 +1,166 @@
+//! The HTTP server of the service, with a fast path in front of the router.
+//!
+//! Most requests are `GET /{code}` for a link the in-process cache (L1)
+//! holds. For those the router's work (routing, extractors, five tower
+//! layers, a boxed future each) cost more than the answer itself, so
+//! [`FastPath`] answers them directly: `GET|HEAD /{code}` with a valid code
+//! whose current, positive L1 entry exists gets the same answer the router's
+//! handler gives (302, `Location`, `X-Cache: HIT`, `Cache-Control`,
+//! `X-Request-ID` echoed or made), recorded the same way: the same request
+//! span continuing the caller's trace, duration histogram and access-log line
+//! ([`RequestTelemetry`], shared with the router's layer), the same lookup
+//! counter and, for a GET, the same click. Everything else (L1 misses,
+//! unknown codes, `/health`, `/ready`, `/metrics`, other methods) goes to the
+//! router unchanged.
+//!
+//! [`serve`] is `axum::serve` for this service: HTTP/1.1 with keep-alive,
+//! the peer address handed to the router as `ConnectInfo`, and a graceful
+//! shutdown that lets in-flight requests finish.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use shortline_shared::http::{REQUEST_ID_HEADER, RequestTelemetry, request_id};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::code;
+use crate::resolve::Layer;
+use crate::routes::{REDIRECT_ROUTE, RequestFacts, found};
+use crate::state::RedirectState;
+
+/// The service's request handler: the fast path, else the router.
+pub struct FastPath {
+    state: RedirectState,
+    router: Router,
+    telemetry: RequestTelemetry,
+    route: Arc<str>,
+}
+
+impl FastPath {
+    pub fn new(state: RedirectState) -> Self {
+        let router = crate::router(state.clone());
+        let telemetry = state.http.clone();
+        let route = telemetry.route(REDIRECT_ROUTE);
+        Self {
+            state,
+            router,
+            telemetry,
+            route,
+        }
+    }
+
+    /// Answers one request from a client at `peer`.
+    pub async fn handle<B>(&self, mut req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        if let Some(response) = self.answer_from_l1(&req, peer).await {
+            return response;
+        }
+        req.extensions_mut().insert(ConnectInfo(peer));
+        match self.router.clone().oneshot(req.map(Body::new)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The redirect for a request L1 can answer; `None` for the router.
+    async fn answer_from_l1<B>(
+        &self,
+        req: &Request<B>,
+        peer: SocketAddr,
+    ) -> Option<Response<Body>> {
+        let start = Instant::now();
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let code = req.uri().path().strip_prefix('/')?;
+        if !code::is_valid(code) {
+            return None;
+        }
+        let target = self.state.links.cached(code).await?;
+        // An unusable stored URL is the router's 502 to give.
+        let location = HeaderValue::from_str(&target.original_url).ok()?;
+        let headers = req.headers();
+        let request_id = request_id(headers);
+        let observed = self.telemetry.begin(
+            start,
+            method,
+            self.route.clone(),
+            Some(&request_id),
+            headers,
+        );
+        self.state.metrics.lookup(Layer::L1, true);
+        if method == Method::GET {
+            let _in_span = observed.span.enter();
+            let facts = RequestFacts::new(&self.state.trusted_proxies, Some(peer.ip()), headers);
+            self.state.clicks.record(facts.click(&target, code));
+        }
+        let mut response = found(location, Layer::L1);
+        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        self.telemetry.finish(observed, response.status());
+        Some(response)
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` fires, then stops
+/// accepting and waits for the open connections' requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: RedirectState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let fast = Arc::new(FastPath::new(state));
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the
+                    // connections we have, try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (fast, shutdown) = (fast.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let fast = fast.clone();
+                async move { Ok::<_, Infallible>(fast.handle(req, peer).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            // Connection errors (client reset, etc.) only end that connection.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
