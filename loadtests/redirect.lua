@@ -1,9 +1,13 @@
 -- wrk script for loadtests/redirect.sh: GET /{code} with codes from a file, one per line.
 --
 --   wrk -t2 -c64 -d15s --latency -s loadtests/redirect.lua URL -- CODES_FILE [random]
+--   wrk -t2 -c256 -d15s --latency -s loadtests/redirect.lua URL -- CODES_FILE random 2 0 DELAY_MS
 --   wrk -t2 -c64 -d5s -s loadtests/redirect.lua URL -- CODES_FILE seq THREADS [START]
 --
--- random (default): every request picks a code uniformly at random (per-thread seed).
+-- random (default): every request picks a code uniformly at random (per-thread seed). With
+--      DELAY_MS > 0 each connection waits that long after a response before its next request
+--      (wrk's delay() hook), so C connections offer about C * 1000 / DELAY_MS requests per
+--      second instead of as many as the server answers: latency at a fixed load.
 -- seq: the threads walk the file in order from line START (0-based, a multiple of THREADS),
 --      interleaved (thread i takes lines START+i, START+i+THREADS, ...), wrapping around; used
 --      to touch every code once (cache fill), possibly over several runs.
@@ -57,6 +61,13 @@ function init(args)
 	-- tid was set on this thread's state by setup().
 	step = tonumber(args[3]) or 1
 	start = tonumber(args[4]) or 0
+	local pause = tonumber(args[5]) or 0
+	if mode == "random" and pause > 0 then
+		-- wrk looks for this global after init() and then paces every connection.
+		delay = function()
+			return pause
+		end
+	end
 	pos = start + (tid or 0)
 	probe = (tid == 0)
 	math.randomseed(os.time() * 1000 + (tid or 0) * 7919)

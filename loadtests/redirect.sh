@@ -13,6 +13,10 @@
 #                                                       at each of BENCH_MISS_CONNECTIONS
 #   (d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL= (every request asks PostgreSQL)
 #                                                       at each of BENCH_MISS_CONNECTIONS
+# plus, for (a) and (b), one paced row at the last of BENCH_CONNECTIONS: every connection
+# waits after each response so that wrk offers about BENCH_PACED_RATE req/s, and p99 is the
+# latency at that load instead of queueing at saturation (closed loop, so still a lower
+# bound under overload);
 # and prints a markdown table: req/s, p50, p99, req/s relative to bare302 at the same
 # concurrency, the server's CPU time per request (utime + stime from /proc/PID/stat over the
 # measured run, divided by the requests wrk completed in it), the X-Cache header seen after
@@ -25,6 +29,7 @@
 #                               run 5 s at a time until every code has been requested once
 #   BENCH_THREADS=2             wrk -t
 #   BENCH_CONNECTIONS="64 256"  wrk -c for (a) and (b)
+#   BENCH_PACED_RATE=20000      offered req/s of the paced rows (0: no paced rows)
 #   BENCH_MISS_CONNECTIONS=64   wrk -c for (c) and (d)
 #   BENCH_LINKS=100000          links seeded (1,000 users)
 #   BENCH_BUILD=1               cargo build --release first (0: use the binaries as they are)
@@ -57,6 +62,7 @@ WARMUP="${BENCH_WARMUP:-3}"
 FILL="${BENCH_FILL:-60}"
 THREADS="${BENCH_THREADS:-2}"
 read -r -a CONNS <<<"${BENCH_CONNECTIONS:-64 256}"
+PACED_RATE="${BENCH_PACED_RATE:-20000}"
 read -r -a MISS_CONNS <<<"${BENCH_MISS_CONNECTIONS:-64}"
 LINKS="${BENCH_LINKS:-100000}"
 USERS=1000
@@ -67,7 +73,7 @@ BENCH_DB=shortline_bench_redirect
 PREFIX=bench
 LUA="$ROOT/loadtests/redirect.lua"
 
-for v in DURATION WARMUP FILL THREADS LINKS; do
+for v in DURATION WARMUP FILL THREADS LINKS PACED_RATE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
 ((DURATION > 0 && THREADS > 0 && LINKS > 0)) || die "BENCH_DURATION, BENCH_THREADS and BENCH_LINKS must be > 0"
@@ -208,12 +214,13 @@ check_redirect() {
 	printf '%s\n' "${xcache:--}"
 }
 
-# run_wrk LABEL ADDR CONNECTIONS SECONDS MODE [START]: one wrk run; sets RPS P50 P99 (µs)
-# (and SEQ_NEXT in seq mode) and warns about errors. Full wrk output in $WORK/wrk-LABEL.txt.
+# run_wrk LABEL ADDR CONNECTIONS SECONDS MODE [START [DELAY_MS]]: one wrk run; sets RPS P50
+# P99 (µs) (and SEQ_NEXT in seq mode) and warns about errors. DELAY_MS > 0 paces each
+# connection (see redirect.lua). Full wrk output in $WORK/wrk-LABEL.txt.
 run_wrk() {
-	local label="$1" addr="$2" conns="$3" secs="$4" mode="$5" start="${6:-0}" out="$WORK/wrk-$1.txt" result
+	local label="$1" addr="$2" conns="$3" secs="$4" mode="$5" start="${6:-0}" delay="${7:-0}" out="$WORK/wrk-$1.txt" result
 	wrk -t"$THREADS" -c"$conns" -d"${secs}s" --timeout 5s --latency -s "$LUA" "http://$addr" \
-		-- "$CODES" "$mode" "$THREADS" "$start" >"$out" 2>&1 || {
+		-- "$CODES" "$mode" "$THREADS" "$start" "$delay" >"$out" 2>&1 || {
 		cat "$out" >&2
 		die "wrk failed ($label)"
 	}
@@ -285,6 +292,20 @@ measure() {
 		fi
 		ROWS+=("| $config | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | $ratio | $cpu | @XCACHE@ | @MEM@ |")
 	done
+}
+
+# measure_paced CONFIG LABEL ADDR CONNECTIONS: one row at a fixed offered load of about
+# PACED_RATE req/s over CONNECTIONS connections (each waits DELAY_MS after a response), so
+# that p99 is the server's latency at that load rather than queueing at saturation.
+measure_paced() {
+	local config="$1" label="$2" addr="$3" c="$4" delay ticks cpu
+	((PACED_RATE > 0)) || return 0
+	delay=$(((1000 * c + PACED_RATE - 1) / PACED_RATE))
+	ticks="$(proc_cpu_ticks "$SERVER_PID")"
+	run_wrk "$label-c$c-paced" "$addr" "$c" "$DURATION" random 0 "$delay"
+	ticks=$(($(proc_cpu_ticks "$SERVER_PID") - ticks))
+	cpu="$(cpu_per_request "$ticks" "$REQUESTS")"
+	ROWS+=("| $config, paced (${delay} ms between requests per connection) | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | – | $cpu | @XCACHE@ | @MEM@ |")
 }
 
 # finish_rows XCACHE MEM: fill the placeholders of the rows added since the last call.
@@ -382,6 +403,7 @@ start_server bare302 -- "$BARE_BIN" "$addr"
 wait_health "$addr" "$SERVER_PID" bare302
 xcache="$(check_redirect "$addr")"
 measure "(a) bare302 (hyper, fixed 302)" bare302 "$addr" "${CONNS[@]}"
+measure_paced "(a) bare302" bare302 "$addr" "${CONNS[-1]}"
 finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
 terminate_pid "$SERVER_PID"
 
@@ -418,6 +440,9 @@ redirect_config() {
 		fi
 	fi
 	measure "$config" "$label" "$addr" "${conns_ref[@]}"
+	if [[ $label == redirect ]]; then
+		measure_paced "(b) shortline-redirect" "$label" "$addr" "${conns_ref[-1]}"
+	fi
 	xcache="$(check_redirect "$addr" "$CHECK_URL")"
 	# Whatever the service counts about clicks (published, dropped, ...), for the log.
 	curl -fsS --max-time 5 "http://$addr/metrics" 2>/dev/null | grep -i click | grep -v -e '^#' -e '_bucket' |
