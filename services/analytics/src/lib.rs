@@ -6,9 +6,9 @@
 //! event rows, the per-link rollups (`link_stats`, `link_stats_hourly`) and
 //! backlog rows (user agents and referrers classified with
 //! `shortline_shared::breakdown`); `backlog` is the rollup job that folds the
-//! backlog into the daily referrer and user-agent breakdowns; `toplinks` exports the most redirected links as a gauge.
-//! Beside it the service serves `/health`, `/ready`
-//! (Postgres and NATS) and `/metrics`.
+//! backlog into the daily referrer and user-agent breakdowns; `toplinks`
+//! exports the most redirected links as a gauge. Beside it the service serves
+//! `/health`, `/ready` (Postgres and NATS) and `/metrics`.
 
 pub mod backlog;
 pub mod config;

@@ -49,6 +49,28 @@ async fn send(
     (status, json, location)
 }
 
+/// A new user (`username`) and a link of theirs to `url`, through the API;
+/// both must be created.
+async fn user_with_link(api: &Router, username: &str, url: &str) -> (Value, Value) {
+    let (s, user, _) = send(
+        api,
+        Method::POST,
+        "/users",
+        Some(json!({"username": username, "email": format!("{username}@example.com")})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let (s, link, _) = send(
+        api,
+        Method::POST,
+        "/urls",
+        Some(json!({"user_id": user["id"], "original_url": url})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    (user, link)
+}
+
 /// `GET /{code}` as the redirect service's server handles it: status and
 /// `Location`.
 async fn redirect_get(fast: &FastPath, code: &str) -> (StatusCode, String) {
@@ -289,21 +311,7 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
     .await
     .expect("analytics");
 
-    let (_, user, _) = send(
-        &api,
-        Method::POST,
-        "/users",
-        Some(json!({"username": "clicker", "email": "c@example.com"})),
-    )
-    .await;
-    let (s, link, _) = send(
-        &api,
-        Method::POST,
-        "/urls",
-        Some(json!({"user_id": user["id"], "original_url": "https://example.com/landing"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let (_, link) = user_with_link(&api, "clicker", "https://example.com/landing").await;
     let code = link["short_code"].as_str().expect("code").to_owned();
     let id = link["id"].as_i64().expect("id");
 
@@ -409,20 +417,7 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
         .await
         .expect("analytics");
 
-    let (_, user, _) = send(
-        &api,
-        Method::POST,
-        "/users",
-        Some(json!({"username": "poster", "email": "p@example.com"})),
-    )
-    .await;
-    let (_, link, _) = send(
-        &api,
-        Method::POST,
-        "/urls",
-        Some(json!({"user_id": user["id"], "original_url": "https://example.com/posted"})),
-    )
-    .await;
+    let (user, link) = user_with_link(&api, "poster", "https://example.com/posted").await;
     let id = link["id"].as_i64().expect("id");
     let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
     for details in [
