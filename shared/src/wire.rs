@@ -9,6 +9,23 @@ use serde::{Deserialize, Deserializer, Serializer};
 /// The contract's timestamp format.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
+/// Longest short code a link can have.
+pub const MAX_SHORT_CODE_LEN: usize = 64;
+
+/// Whether a byte may appear in a short code: ASCII letters, digits, `-`
+/// and `_` (generated codes are base62; custom and imported ones are held to
+/// the same rule, so no code ever needs percent-decoding).
+pub fn is_short_code_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Whether `code` has the shape of a short code: 1 to
+/// [`MAX_SHORT_CODE_LEN`] bytes, each [`is_short_code_byte`]. The write side
+/// accepts nothing else and the redirect side looks nothing else up.
+pub fn is_short_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= MAX_SHORT_CODE_LEN && code.bytes().all(is_short_code_byte)
+}
+
 /// Formats a timestamp the way the contract shows it.
 pub fn format_timestamp(t: &DateTime<Utc>) -> String {
     t.format(TIMESTAMP_FORMAT).to_string()

@@ -12,15 +12,12 @@
 use std::sync::Arc;
 
 /// Longest short code looked up; longer paths are 404 without a lookup.
-pub const MAX_CODE_LEN: usize = 64;
+pub const MAX_CODE_LEN: usize = shortline_shared::wire::MAX_SHORT_CODE_LEN;
 
-/// Whether `code` could name a stored link.
+/// Whether `code` could name a stored link (the write side's rule,
+/// [`shortline_shared::wire::is_short_code`]).
 pub fn is_valid(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= MAX_CODE_LEN
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    shortline_shared::wire::is_short_code(code)
 }
 
 /// Codes up to this many bytes are held inside the key itself.

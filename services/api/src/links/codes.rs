@@ -12,7 +12,7 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Longest custom code accepted.
-pub const MAX_CUSTOM_LEN: usize = 64;
+pub const MAX_CUSTOM_LEN: usize = shortline_shared::wire::MAX_SHORT_CODE_LEN;
 
 /// A random code of `len` base62 characters.
 pub fn generate(len: usize) -> String {
@@ -27,10 +27,7 @@ pub fn check_custom(code: &str) -> Result<(), String> {
     if code.is_empty() || code.len() > MAX_CUSTOM_LEN {
         return Err(format!("must be 1 to {MAX_CUSTOM_LEN} characters"));
     }
-    if !code
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !code.bytes().all(shortline_shared::wire::is_short_code_byte) {
         return Err("may only contain letters, digits, '-' and '_'".into());
     }
     if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(code)) {
