@@ -240,8 +240,14 @@ pub struct NamedCount {
 }
 
 /// A link's statistics over a range; 404 when the link does not exist.
+///
+/// All reads share one snapshot, so the answer never mixes a rollup fold's
+/// before and after (e.g. `bots` counted but `top_referrers` not yet).
 pub async fn stats(state: &AppState, id: i64, range: StatsRange) -> Result<LinkStats, ApiError> {
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state
+        .db
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
     let url = repo::get(&mut conn, id)
         .await?
         .ok_or(ApiError::NotFound("URL not found"))?;
@@ -268,6 +274,7 @@ pub async fn stats(state: &AppState, id: i64, range: StatsRange) -> Result<LinkS
         })
         .collect();
     let agents = repo::agent_counts(&mut conn, id, first_day, last_day).await?;
+    conn.commit().await?;
     Ok(LinkStats {
         url,
         redirect_count,
