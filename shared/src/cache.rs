@@ -15,6 +15,7 @@ use fred::prelude::{
     SetOptions,
 };
 use fred::types::Builder;
+use fred::types::config::Options;
 
 /// Errors from Valkey (callers log them and carry on without the cache).
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +131,23 @@ impl Valkey {
         Ok(written.is_some())
     }
 
-    /// `SET key value EX ttl` (unconditional).
-    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+    /// `SET key value EX ttl` (unconditional), waiting up to `timeout` for
+    /// the reply instead of the pool's command timeout (for writes that
+    /// matter more than they must be fast, such as invalidation markers).
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<(), CacheError> {
+        let options = Options {
+            timeout: Some(timeout),
+            ..Options::default()
+        };
         let _: Option<String> = self
             .client()?
+            .with_options(&options)
             .set(key, value, Some(Expiration::EX(ttl_secs(ttl))), None, false)
             .await?;
         Ok(())

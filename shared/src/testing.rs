@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -148,6 +149,29 @@ impl OwnServer {
         }
     }
 
+    /// Sends one command to this Valkey server and returns the first line of
+    /// its reply (`+OK`, `-ERR ...`): enough for `CONFIG SET` and the like.
+    pub async fn valkey_command(&self, args: &[&str]) -> String {
+        assert_eq!(self.kind, ServerKind::Valkey, "not a Valkey server");
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to valkey");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send to valkey");
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .await
+            .expect("valkey reply");
+        line.trim_end().to_owned()
+    }
+
     /// Kills the process (like a crash: no goodbye to clients).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -191,9 +215,16 @@ impl OwnServer {
             .unwrap_or_else(|e| panic!("{:?} server starts: {e}", self.kind));
         self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        for _ in 0..200 {
+        // Generous: a loaded CI machine can take seconds to start JetStream.
+        for _ in 0..800 {
             if TcpStream::connect(addr).await.is_ok() {
                 return;
+            }
+            if let Some(Ok(Some(exit))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "{:?} server exited at start ({exit}); port {} taken?",
+                    self.kind, self.port
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

@@ -128,7 +128,7 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
     let state = AppState {
         db: db.clone(),
         subjects: subjects.clone(),
-        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(5)),
+        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
         config: Arc::new(api_config),
         metrics: ApiMetrics::new(),
         nats: Some(client.clone()),
@@ -289,7 +289,7 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
     let api = shortline_api::router(AppState {
         db: db.clone(),
         subjects: subjects.clone(),
-        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(2)),
+        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
         config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
         metrics: ApiMetrics::new(),
         nats: Some(client.clone()),

@@ -8,11 +8,17 @@
 //! tombstoned the L2 key; the write side waits for that ack before it
 //! answers, which is what makes the next redirect see the change.
 //!
+//! When the tombstone cannot be written (Valkey slow or away), the L1 entry
+//! is still dropped but the message is not acked: it is naked with a delay
+//! and applied again when redelivered, so the write side never hears "done"
+//! while Valkey may still serve the old target.
+//!
 //! If the consumer is lost (NATS restarted, network gap), a new one starts
-//! right after the last sequence this replica handled, so no change is
-//! missed while the stream still holds it; when that is not known, the whole
-//! L1 is dropped instead.
+//! right after the last sequence this replica handled (or at the first one
+//! still waiting for its tombstone), so no change is missed while the stream
+//! still holds it; when that is not known, the whole L1 is dropped instead.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
@@ -30,6 +36,8 @@ use crate::resolve::LinkCache;
 /// died without deleting its consumer holds link writes up to
 /// `INVALIDATION_WAIT_MS` each for this long).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
+/// When a change whose tombstone failed is delivered again.
+const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// The change-stream reader of one replica.
 pub struct Invalidator {
@@ -38,6 +46,8 @@ pub struct Invalidator {
     links: LinkCache,
     /// Stream sequence of the last change handled.
     last_sequence: Option<u64>,
+    /// Changes handled but not applied (tombstone failed), to be redelivered.
+    unapplied: BTreeSet<u64>,
     /// The current consumer's name (deleted on a clean stop).
     consumer: Option<String>,
 }
@@ -49,6 +59,7 @@ impl Invalidator {
             subjects,
             links,
             last_sequence: None,
+            unapplied: BTreeSet::new(),
             consumer: None,
         }
     }
@@ -94,10 +105,13 @@ impl Invalidator {
     async fn consume(&mut self, first: &mut bool) -> Result<(), async_nats::Error> {
         ensure_stream(&self.js, changes_stream_config(&self.subjects)).await?;
         let stream = self.js.get_stream(self.subjects.changes_stream()).await?;
-        let deliver_policy = match self.last_sequence {
-            Some(seq) => consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            },
+        let resume_at = self
+            .unapplied
+            .first()
+            .copied()
+            .or(self.last_sequence.map(|s| s + 1));
+        let deliver_policy = match resume_at {
+            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
             None => {
                 if !*first {
                     // A gap of unknown size: nothing local can be trusted.
@@ -107,6 +121,9 @@ impl Invalidator {
             }
         };
         let name = format!("{INVALIDATION_CONSUMER_PREFIX}{}", ulid::Ulid::generate());
+        // Named before it exists: a stop while it is being created still
+        // deletes it (deleting one that never came is harmless).
+        self.consumer = Some(name.clone());
         let consumer = stream
             .create_consumer(consumer::pull::Config {
                 name: Some(name.clone()),
@@ -120,7 +137,6 @@ impl Invalidator {
             })
             .await?;
         *first = false;
-        self.consumer = Some(name.clone());
         tracing::info!(consumer = %name, "reading link changes");
         let mut messages = consumer
             .stream()
@@ -146,18 +162,30 @@ impl Invalidator {
         Ok(())
     }
 
-    /// Drops the changed link from the caches, then acks.
+    /// Drops the changed link from the caches, then acks; naks (for a
+    /// later retry) when the L2 tombstone could not be written.
     async fn apply(&mut self, message: &jetstream::Message) -> Result<(), async_nats::Error> {
+        let mut applied = true;
         match serde_json::from_slice::<ChangeEnvelope>(&message.payload) {
             Ok(envelope) => {
                 if let Some(link) = envelope.change.link() {
-                    self.links.invalidate(&link.short_code).await;
-                    tracing::debug!(
-                        short_code = %link.short_code,
-                        url_id = link.id,
-                        change = envelope.change.kind(),
-                        "cache entry dropped"
-                    );
+                    match self.links.invalidate(&link.short_code).await {
+                        Ok(()) => tracing::debug!(
+                            short_code = %link.short_code,
+                            url_id = link.id,
+                            change = envelope.change.kind(),
+                            "cache entry dropped"
+                        ),
+                        Err(e) => {
+                            applied = false;
+                            tracing::warn!(
+                                error = %e,
+                                short_code = %link.short_code,
+                                url_id = link.id,
+                                "change not applied to Valkey; retrying it"
+                            );
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -166,9 +194,18 @@ impl Invalidator {
             }
         }
         let sequence = message.info().map(|i| i.stream_sequence).ok();
-        message.ack_with(AckKind::Ack).await?;
+        if applied {
+            message.ack_with(AckKind::Ack).await?;
+        } else {
+            message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await?;
+        }
         if let Some(seq) = sequence {
-            self.last_sequence = Some(seq);
+            if applied {
+                self.unapplied.remove(&seq);
+            } else {
+                self.unapplied.insert(seq);
+            }
+            self.last_sequence = Some(self.last_sequence.map_or(seq, |last| last.max(seq)));
         }
         Ok(())
     }

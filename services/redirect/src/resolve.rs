@@ -15,12 +15,17 @@
 //!   the same race is closed with epochs: every load notes the invalidation
 //!   epoch it started in, and an entry loaded before the latest invalidation
 //!   of its code is not trusted.
+//! * When the tombstone cannot be written (Valkey slow, full or away), L2
+//!   may still hold the old target: this replica's loads of that code skip
+//!   L2 until a retried invalidation writes the tombstone, and the change is
+//!   not acknowledged meanwhile ([`crate::invalidate`]).
 //!
 //! Valkey errors are cache misses. A Postgres error is an error only when no
 //! cache could answer.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -35,6 +40,9 @@ use crate::state::RedirectMetrics;
 const TOMBSTONE: &str = "!";
 /// How long a tombstone lives (far longer than any lookup takes).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(10);
+/// Longest wait for a tombstone write's reply (longer than lookups may
+/// wait: a lost tombstone leaves the old target in L2 for its TTL).
+const TOMBSTONE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an invalidation is remembered for the epoch check.
 const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
 
@@ -155,7 +163,39 @@ struct Inner {
     epoch: AtomicU64,
     /// Code → epoch of its latest invalidation (recent ones only).
     invalidated: moka::sync::Cache<Arc<str>, u64, Hasher>,
+    /// Codes changed while their L2 tombstone could not be written: L2 may
+    /// still hold the old target, so their loads skip L2 until it is.
+    untrusted_in_l2: Untrusted,
     metrics: RedirectMetrics,
+}
+
+/// A set of codes, free to ask while empty (the normal state).
+#[derive(Default)]
+struct Untrusted {
+    len: AtomicUsize,
+    codes: Mutex<HashSet<Box<str>>>,
+}
+
+impl Untrusted {
+    fn contains(&self, code: &str) -> bool {
+        self.len.load(Ordering::Acquire) > 0
+            && self.codes.lock().is_ok_and(|codes| codes.contains(code))
+    }
+
+    fn set(&self, code: &str, untrusted: bool) {
+        if !untrusted && self.len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let Ok(mut codes) = self.codes.lock() else {
+            return;
+        };
+        if untrusted {
+            codes.insert(code.into());
+        } else {
+            codes.remove(code);
+        }
+        self.len.store(codes.len(), Ordering::Release);
+    }
 }
 
 impl LinkCache {
@@ -186,6 +226,7 @@ impl LinkCache {
                 .max_capacity(100_000)
                 .time_to_live(INVALIDATION_MEMORY)
                 .build_with_hasher(Hasher::default()),
+            untrusted_in_l2: Untrusted::default(),
             metrics,
         }))
     }
@@ -251,20 +292,35 @@ impl LinkCache {
         entry.target.clone()
     }
 
-    /// Drops a code from L1 and tombstones it in L2.
-    pub async fn invalidate(&self, code: &str) {
+    /// Drops a code from L1 and tombstones it in L2. An error means the
+    /// tombstone may not be there, so L2 may still hold the old target: until
+    /// a later call writes it, this replica's loads of the code skip L2, and
+    /// the caller must not treat the change as applied (it should call
+    /// again).
+    pub async fn invalidate(&self, code: &str) -> Result<(), CacheError> {
         let inner = &self.0;
         let epoch = inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         inner.invalidated.insert(Arc::from(code), epoch);
         if let Some(l1) = &inner.l1 {
             l1.invalidate(&CodeKey::new(code)).await;
         }
-        if let Some(l2) = &inner.l2
-            && let Err(e) = l2.set(&self.l2_key(code), TOMBSTONE, TOMBSTONE_TTL).await
-        {
-            self.l2_failed("invalidate", &e);
-        }
         inner.metrics.invalidations.add(1, &[]);
+        if let Some(l2) = &inner.l2
+            && let Err(e) = l2
+                .set(
+                    &self.l2_key(code),
+                    TOMBSTONE,
+                    TOMBSTONE_TTL,
+                    TOMBSTONE_TIMEOUT,
+                )
+                .await
+        {
+            inner.untrusted_in_l2.set(code, true);
+            self.l2_failed("invalidate", &e);
+            return Err(e);
+        }
+        inner.untrusted_in_l2.set(code, false);
+        Ok(())
     }
 
     /// Drops every L1 entry (after a gap in the change stream).
@@ -294,8 +350,9 @@ impl LinkCache {
     async fn load(&self, code: &str) -> Result<Arc<Entry>, RedirectError> {
         let inner = &self.0;
         let epoch = inner.epoch.load(Ordering::Acquire);
-        let mut tombstoned = false;
-        if let Some(l2) = &inner.l2 {
+        // An unwritten tombstone counts as one: Postgres answers.
+        let mut tombstoned = inner.untrusted_in_l2.contains(code);
+        if let (Some(l2), false) = (&inner.l2, tombstoned) {
             match l2.get(&self.l2_key(code)).await {
                 Ok(Some(value)) if value == TOMBSTONE => tombstoned = true,
                 Ok(Some(value)) => {
