@@ -6,8 +6,8 @@
 //! Postgres and Valkey are pinged by a background task (a scrape must never
 //! wait on a server); NATS and the pool are read when Prometheus scrapes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -40,9 +40,30 @@ struct Pings {
 const UNKNOWN: u8 = 2;
 
 /// Keeps the gauges registered; the ping task stops with the token.
+///
+/// The SDK keeps a gauge's callback for as long as the meter provider
+/// lives, whatever happens to the gauge, so the callbacks reach the pool and
+/// the NATS client only through [`Watched`], which dropping the probe
+/// empties: a stopped service's pool and connections are not kept alive
+/// (and stop being reported).
 pub struct DependencyProbe {
+    watched: Arc<Mutex<Option<Watched>>>,
     _up: ObservableGauge<u64>,
     _pool: Option<(ObservableGauge<u64>, ObservableGauge<u64>)>,
+}
+
+/// What the scrape-time callbacks read.
+struct Watched {
+    pool: Option<PgPool>,
+    nats: Option<async_nats::Client>,
+}
+
+impl Drop for DependencyProbe {
+    fn drop(&mut self) {
+        if let Ok(mut watched) = self.watched.lock() {
+            watched.take();
+        }
+    }
 }
 
 impl Dependencies {
@@ -54,23 +75,29 @@ impl Dependencies {
             valkey: AtomicU8::new(UNKNOWN),
         });
         let meter = crate::telemetry::meter();
-        let deps = self.clone();
-        let seen = pings.clone();
+        let watched = Arc::new(Mutex::new(Some(Watched {
+            pool: self.postgres.clone(),
+            nats: self.nats.clone(),
+        })));
+        let (has_postgres, has_valkey) = (self.postgres.is_some(), self.valkey.is_some());
+        let (seen, live) = (pings.clone(), watched.clone());
         let up = meter
             .u64_observable_gauge("shortline.dependency.up")
             .with_description("Whether a backing server is reachable (1) or not (0), by dependency")
             .with_callback(move |o| {
+                let Ok(live) = live.lock() else { return };
+                let Some(live) = live.as_ref() else { return };
                 let flag = |v: &AtomicU8| u64::from(v.load(Ordering::Relaxed) == 1);
-                if deps.postgres.is_some() {
+                if has_postgres {
                     o.observe(
                         flag(&seen.postgres),
                         &[KeyValue::new("dependency", "postgres")],
                     );
                 }
-                if deps.valkey.is_some() {
+                if has_valkey {
                     o.observe(flag(&seen.valkey), &[KeyValue::new("dependency", "valkey")]);
                 }
-                if let Some(nats) = &deps.nats {
+                if let Some(nats) = &live.nats {
                     o.observe(
                         u64::from(crate::nats::is_connected(nats)),
                         &[KeyValue::new("dependency", "nats")],
@@ -78,15 +105,19 @@ impl Dependencies {
                 }
             })
             .build();
-        let pool = self.postgres.clone().map(|db| {
+        let pool = self.postgres.as_ref().map(|db| {
             let max = db.options().get_max_connections();
-            let in_pool = db.clone();
+            let live = watched.clone();
             let connections = meter
                 .u64_observable_gauge("shortline.db.pool.connections")
                 .with_description("Database pool connections by state (idle, in_use)")
                 .with_callback(move |o| {
-                    let size = u64::from(in_pool.size());
-                    let idle = in_pool.num_idle() as u64;
+                    let Ok(live) = live.lock() else { return };
+                    let Some(pool) = live.as_ref().and_then(|w| w.pool.as_ref()) else {
+                        return;
+                    };
+                    let size = u64::from(pool.size());
+                    let idle = pool.num_idle() as u64;
                     o.observe(idle, &[KeyValue::new("state", "idle")]);
                     o.observe(
                         size.saturating_sub(idle),
@@ -94,15 +125,21 @@ impl Dependencies {
                     );
                 })
                 .build();
+            let live = watched.clone();
             let max_gauge = meter
                 .u64_observable_gauge("shortline.db.pool.max_connections")
                 .with_description("Largest number of connections the database pool opens")
-                .with_callback(move |o| o.observe(u64::from(max), &[]))
+                .with_callback(move |o| {
+                    if live.lock().is_ok_and(|w| w.is_some()) {
+                        o.observe(u64::from(max), &[]);
+                    }
+                })
                 .build();
             (connections, max_gauge)
         });
         tokio::spawn(ping_loop(self, pings, stop));
         DependencyProbe {
+            watched,
             _up: up,
             _pool: pool,
         }
