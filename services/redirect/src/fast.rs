@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, Method, Request, Response};
+use axum::http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -95,7 +95,7 @@ impl FastPath {
         }
         let target = self.state.links.cached(code).await?;
         // An unusable stored URL is the router's 502 to give.
-        let location = HeaderValue::from_str(&target.original_url).ok()?;
+        let location = target.location()?.clone();
         let headers = req.headers();
         let request_id = request_id(headers);
         let observed = self.telemetry.begin(

@@ -16,7 +16,9 @@
 //! If the consumer is lost (NATS restarted, network gap), a new one starts
 //! right after the last sequence this replica handled (or at the first one
 //! still waiting for its tombstone), so no change is missed while the stream
-//! still holds it; when that is not known, the whole L1 is dropped instead.
+//! still holds it. When that is not known (the first consumer of a replica,
+//! or a gap of unknown size) it reads changes from now on and drops all of
+//! L1 once it is in place, since L1 may hold links changed before.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -50,11 +52,14 @@ pub struct Invalidator {
     unapplied: BTreeSet<u64>,
     /// The current consumer's name (deleted on a clean stop).
     consumer: Option<String>,
+    /// Set once the first consumer is in place.
+    reading: tokio::sync::watch::Sender<bool>,
 }
 
 impl Invalidator {
     pub fn new(client: async_nats::Client, subjects: Subjects, links: LinkCache) -> Self {
         Self {
+            reading: tokio::sync::watch::Sender::new(false),
             js: jetstream::new(client),
             subjects,
             links,
@@ -64,15 +69,19 @@ impl Invalidator {
         }
     }
 
+    /// Becomes true once this replica reads the change stream.
+    pub fn reading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.reading.subscribe()
+    }
+
     /// Reads changes until `cancel` fires, re-creating the consumer after any
     /// failure (with backoff).
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
-        let mut first = true;
         loop {
             let result = tokio::select! {
                 () = cancel.cancelled() => break,
-                r = self.consume(&mut first) => r,
+                r = self.consume() => r,
             };
             match result {
                 Ok(()) => backoff = Duration::from_millis(100),
@@ -102,7 +111,7 @@ impl Invalidator {
         tracing::info!("link-change consumer stopped");
     }
 
-    async fn consume(&mut self, first: &mut bool) -> Result<(), async_nats::Error> {
+    async fn consume(&mut self) -> Result<(), async_nats::Error> {
         ensure_stream(&self.js, changes_stream_config(&self.subjects)).await?;
         let stream = self.js.get_stream(self.subjects.changes_stream()).await?;
         let resume_at = self
@@ -112,13 +121,7 @@ impl Invalidator {
             .or(self.last_sequence.map(|s| s + 1));
         let deliver_policy = match resume_at {
             Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
-            None => {
-                if !*first {
-                    // A gap of unknown size: nothing local can be trusted.
-                    self.links.invalidate_all_local();
-                }
-                consumer::DeliverPolicy::New
-            }
+            None => consumer::DeliverPolicy::New,
         };
         let name = format!("{INVALIDATION_CONSUMER_PREFIX}{}", ulid::Ulid::generate());
         // Named before it exists: a stop while it is being created still
@@ -136,7 +139,13 @@ impl Invalidator {
                 ..Default::default()
             })
             .await?;
-        *first = false;
+        if resume_at.is_none() {
+            // Reading only changes from now on: whatever L1 took in before
+            // (requests served while this replica started, or during a gap
+            // of unknown size) may have missed one, so none of it is trusted.
+            self.links.invalidate_all_local();
+        }
+        self.reading.send_replace(true);
         tracing::info!(consumer = %name, "reading link changes");
         let mut messages = consumer
             .stream()

@@ -21,6 +21,7 @@ pub mod routes;
 pub mod state;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -92,6 +93,9 @@ async fn ready(State(state): State<RedirectState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// How long start-up waits for the replica's change consumer.
+const CHANGE_STREAM_WAIT: Duration = Duration::from_secs(2);
+
 /// A started service: its state (for the router) and its background tasks
 /// (change consumer, click publisher).
 pub struct Service {
@@ -154,8 +158,18 @@ impl Service {
         );
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        tasks.spawn(Invalidator::new(nats.clone(), subjects, links.clone()).run(stop.clone()));
+        let invalidator = Invalidator::new(nats.clone(), subjects, links.clone());
+        let mut reading = invalidator.reading();
+        tasks.spawn(invalidator.run(stop.clone()));
         tasks.spawn(publisher.run(stop.clone()));
+        // Serve only once changes reach this replica, unless NATS is away:
+        // then serve anyway (L1 is dropped when the stream is read).
+        let waited = tokio::time::timeout(CHANGE_STREAM_WAIT, reading.wait_for(|r| *r)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            tracing::warn!(
+                "serving before the link-change stream is read; cached links are dropped once it is"
+            );
+        }
         let probe = Dependencies {
             postgres: Some(db.clone()),
             valkey: valkey.clone(),

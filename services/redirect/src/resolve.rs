@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderValue;
 use moka::Expiry;
 use shortline_shared::cache::{CacheError, Valkey};
 use sqlx::PgPool;
@@ -46,26 +47,87 @@ const TOMBSTONE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an invalidation is remembered for the epoch check.
 const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
 
-/// What a redirect needs to know about an active link.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// What a redirect needs to know about an active link. The stored URL is
+/// kept as the `Location` header value it becomes, made once per load, so a
+/// cached redirect neither validates nor copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub url_id: i64,
     pub user_id: i64,
-    pub original_url: String,
+    url: StoredUrl,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoredUrl {
+    /// Usable as a `Location` value (every URL the API accepts is).
+    Location(HeaderValue),
+    /// Not a valid header value: the redirect answers 502.
+    Unusable(String),
+}
+
+/// A `urls` row as the lookup reads it.
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    url_id: i64,
+    user_id: i64,
+    original_url: String,
 }
 
 impl Target {
+    pub fn new(url_id: i64, user_id: i64, original_url: String) -> Self {
+        // The rule `HeaderValue` checks, so that a valid URL moves into the
+        // header value instead of being copied.
+        let usable = original_url
+            .bytes()
+            .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+        let url = if usable {
+            HeaderValue::try_from(original_url)
+                .map_or_else(|_| StoredUrl::Unusable(String::new()), StoredUrl::Location)
+        } else {
+            StoredUrl::Unusable(original_url)
+        };
+        Self {
+            url_id,
+            user_id,
+            url,
+        }
+    }
+
+    /// The `Location` of the redirect; `None` when the stored URL cannot be
+    /// one.
+    pub fn location(&self) -> Option<&HeaderValue> {
+        match &self.url {
+            StoredUrl::Location(value) => Some(value),
+            StoredUrl::Unusable(_) => None,
+        }
+    }
+
+    /// The stored URL, exactly.
+    pub fn original_url(&self) -> &str {
+        match &self.url {
+            // Made from a `String`, so always UTF-8.
+            StoredUrl::Location(value) => std::str::from_utf8(value.as_bytes()).unwrap_or_default(),
+            StoredUrl::Unusable(url) => url,
+        }
+    }
+
     fn to_l2(&self) -> String {
-        format!("{}\t{}\t{}", self.url_id, self.user_id, self.original_url)
+        format!("{}\t{}\t{}", self.url_id, self.user_id, self.original_url())
     }
 
     fn from_l2(value: &str) -> Option<Self> {
         let mut parts = value.splitn(3, '\t');
-        Some(Self {
-            url_id: parts.next()?.parse().ok()?,
-            user_id: parts.next()?.parse().ok()?,
-            original_url: parts.next()?.to_owned(),
-        })
+        Some(Self::new(
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+            parts.next()?.to_owned(),
+        ))
+    }
+}
+
+impl From<TargetRow> for Target {
+    fn from(row: TargetRow) -> Self {
+        Self::new(row.url_id, row.user_id, row.original_url)
     }
 }
 
@@ -102,8 +164,8 @@ pub struct Lookup {
     pub layer: Layer,
 }
 
-/// An L1 entry.
-#[derive(Debug)]
+/// An L1 entry (cloned out of the cache on every hit: keep it small).
+#[derive(Debug, Clone)]
 struct Entry {
     target: Option<Arc<Target>>,
     /// The invalidation epoch when its load started.
@@ -122,11 +184,11 @@ struct EntryExpiry {
     negative: Duration,
 }
 
-impl Expiry<CodeKey, Arc<Entry>> for EntryExpiry {
+impl Expiry<CodeKey, Entry> for EntryExpiry {
     fn expire_after_create(
         &self,
         _key: &CodeKey,
-        value: &Arc<Entry>,
+        value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(if value.target.is_some() {
@@ -155,12 +217,15 @@ pub struct LinkCache(Arc<Inner>);
 
 struct Inner {
     db: PgPool,
-    l1: Option<moka::future::Cache<CodeKey, Arc<Entry>, Hasher>>,
+    l1: Option<moka::future::Cache<CodeKey, Entry, Hasher>>,
     l2: Option<Valkey>,
     l2_ttl: Duration,
     key_prefix: String,
     /// Bumped by every invalidation.
     epoch: AtomicU64,
+    /// Entries loaded before this epoch are not trusted (set when all of L1
+    /// is dropped, so that loads in flight then do not count either).
+    floor: AtomicU64,
     /// Code → epoch of its latest invalidation (recent ones only).
     invalidated: moka::sync::Cache<Arc<str>, u64, Hasher>,
     /// Codes changed while their L2 tombstone could not be written: L2 may
@@ -222,6 +287,7 @@ impl LinkCache {
             l2_ttl: settings.l2_ttl,
             key_prefix: settings.key_prefix.clone(),
             epoch: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
             invalidated: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(INVALIDATION_MEMORY)
@@ -323,9 +389,14 @@ impl LinkCache {
         Ok(())
     }
 
-    /// Drops every L1 entry (after a gap in the change stream).
+    /// Drops every L1 entry, and the answers of loads still in flight (for
+    /// when changes may have been missed: before the change stream was
+    /// read, or after a gap in it).
     pub fn invalidate_all_local(&self) {
-        if let Some(l1) = &self.0.l1 {
+        let inner = &self.0;
+        let epoch = inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        inner.floor.store(epoch, Ordering::Release);
+        if let Some(l1) = &inner.l1 {
             l1.invalidate_all();
         }
     }
@@ -334,12 +405,13 @@ impl LinkCache {
     /// Free when nothing at all was invalidated since (the common case); a
     /// map lookup otherwise.
     fn is_current(&self, code: &str, entry: &Entry) -> bool {
-        entry.epoch >= self.0.epoch.load(Ordering::Acquire)
-            || self
-                .0
-                .invalidated
-                .get(code)
-                .is_none_or(|invalidated_at| entry.epoch >= invalidated_at)
+        let inner = &self.0;
+        entry.epoch >= inner.epoch.load(Ordering::Acquire)
+            || (entry.epoch >= inner.floor.load(Ordering::Acquire)
+                && inner
+                    .invalidated
+                    .get(code)
+                    .is_none_or(|invalidated_at| entry.epoch >= invalidated_at))
     }
 
     fn l2_key(&self, code: &str) -> String {
@@ -347,7 +419,7 @@ impl LinkCache {
     }
 
     /// L2, then Postgres (writing what Postgres found back to L2).
-    async fn load(&self, code: &str) -> Result<Arc<Entry>, RedirectError> {
+    async fn load(&self, code: &str) -> Result<Entry, RedirectError> {
         let inner = &self.0;
         let epoch = inner.epoch.load(Ordering::Acquire);
         // An unwritten tombstone counts as one: Postgres answers.
@@ -357,11 +429,11 @@ impl LinkCache {
                 Ok(Some(value)) if value == TOMBSTONE => tombstoned = true,
                 Ok(Some(value)) => {
                     if let Some(target) = Target::from_l2(&value) {
-                        return Ok(Arc::new(Entry {
+                        return Ok(Entry {
                             target: Some(Arc::new(target)),
                             epoch,
                             layer: Layer::L2,
-                        }));
+                        });
                     }
                     tracing::warn!(short_code = code, "unreadable Valkey value; ignoring it");
                 }
@@ -385,20 +457,21 @@ impl LinkCache {
                 }
             });
         }
-        Ok(Arc::new(Entry {
+        Ok(Entry {
             target: target.map(Arc::new),
             epoch,
             layer: Layer::Db,
-        }))
+        })
     }
 
     async fn load_db(&self, code: &str) -> Result<Option<Target>, RedirectError> {
-        sqlx::query_as::<_, Target>(
+        sqlx::query_as::<_, TargetRow>(
             "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
         )
         .bind(code)
         .fetch_optional(&self.0.db)
         .await
+        .map(|row| row.map(Target::from))
         .map_err(|e| RedirectError::Unavailable(e.to_string()))
     }
 
@@ -414,13 +487,22 @@ mod tests {
 
     #[test]
     fn l2_values_round_trip_urls_with_tabs_in_the_tail() {
-        let t = Target {
-            url_id: 7,
-            user_id: 3,
-            original_url: "https://example.com/a\tb?q=1".into(),
-        };
+        let t = Target::new(7, 3, "https://example.com/a\tb?q=1".into());
+        assert_eq!(t.original_url(), "https://example.com/a\tb?q=1");
+        assert_eq!(
+            t.location().map(HeaderValue::as_bytes),
+            Some(&b"https://example.com/a\tb?q=1"[..])
+        );
         assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
         assert_eq!(Target::from_l2("x\t1\thttps://a"), None);
         assert_eq!(Target::from_l2(TOMBSTONE), None);
+    }
+
+    #[test]
+    fn a_url_that_cannot_be_a_header_has_no_location_but_keeps_its_text() {
+        let t = Target::new(1, 2, "https://example.com/\nx".into());
+        assert_eq!(t.location(), None);
+        assert_eq!(t.original_url(), "https://example.com/\nx");
+        assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
     }
 }

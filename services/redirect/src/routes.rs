@@ -102,8 +102,10 @@ pub async fn redirect(
     let lookup = state.links.lookup(&code).await?;
     state.metrics.lookup(lookup.layer, lookup.target.is_some());
     let target = lookup.target.ok_or(RedirectError::NotFound)?;
-    let location = HeaderValue::from_str(&target.original_url)
-        .map_err(|_| RedirectError::BadTarget(target.url_id))?;
+    let location = target
+        .location()
+        .ok_or(RedirectError::BadTarget(target.url_id))?
+        .clone();
     if method == Method::GET {
         state.clicks.record(facts.click(&target, &code));
     }

@@ -442,10 +442,6 @@ async fn a_change_is_acked_only_once_its_tombstone_is_written(db: PgPool) {
                 .is_some_and(|v| v.is_connected())
     })
     .await;
-    eventually("change consumer ready", || async {
-        change_consumers(&subjects).await.len() == 1
-    })
-    .await;
     assert_eq!(get(&service, "/tomb01").await.header("x-cache"), "MISS");
     eventually("the link written to L2", || async {
         l2.get(&key).await.ok().flatten().is_some()
@@ -566,6 +562,39 @@ async fn postgres_unreachable_cached_links_still_redirect(db: PgPool) {
     );
     service.shutdown().await;
     l2_only.shutdown().await;
+}
+
+/// A replica that served (and cached) links before it could read the change
+/// stream (NATS not there yet) drops them once it reads it: a change made
+/// meanwhile never reached it.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn links_cached_before_the_change_stream_is_read_are_dropped(db: PgPool) {
+    let id = insert_link(&db, "early1", "https://example.com/old", true).await;
+    let mut nats = OwnServer::not_started(ServerKind::Nats);
+    // No Valkey: only L1 and Postgres, so what is served shows what L1 holds.
+    let c = config("", &nats.url());
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts without NATS");
+    get(&service, "/early1").await;
+    assert_eq!(get(&service, "/early1").await.header("x-cache"), "HIT");
+    sqlx::query("UPDATE urls SET original_url = 'https://example.com/new' WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .expect("update");
+    // The change's event cannot reach this replica: L1 still answers.
+    assert_eq!(
+        get(&service, "/early1").await.header("location"),
+        "https://example.com/old"
+    );
+
+    nats.resume().await;
+    eventually("L1 dropped once the change stream is read", || async {
+        get(&service, "/early1").await.header("location") == "https://example.com/new"
+    })
+    .await;
+    service.shutdown().await;
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
@@ -735,6 +764,35 @@ fn shape(status: u16, headers: &axum::http::HeaderMap) -> (u16, Vec<(String, Str
         .collect();
     h.sort();
     (status, h)
+}
+
+/// A stored URL that cannot be a `Location` value (a control character,
+/// written around the API) gets a 502 JSON error, cached or not, and no
+/// click.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn an_unusable_stored_url_is_a_json_502_cached_or_not(db: PgPool) {
+    insert_link(&db, "bad001", "https://example.com/\r\nx-evil: 1", true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let subjects = Subjects::new(&c.common.nats_prefix);
+    let service = Service::start_with_pool(&c, db.clone())
+        .await
+        .expect("starts");
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    for _ in 0..2 {
+        let reply = http
+            .get(format!("{}/bad001", served.base))
+            .send()
+            .await
+            .expect("reply");
+        assert_eq!(reply.status().as_u16(), 502);
+        assert!(reply.headers().get("x-evil").is_none());
+        let body: serde_json::Value = reply.json().await.expect("json");
+        assert_eq!(body["error"], "Link target is unusable");
+    }
+    served.stop().await;
+    service.shutdown().await;
+    assert_eq!(clicks(&shared_nats(), &subjects, 0).await.len(), 0);
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
