@@ -12,12 +12,14 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use shortline_shared::events::Click;
 
+use crate::code::CodeKey;
+
 /// One redirect, as buffered for publishing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickRecord {
     pub url_id: i64,
     pub user_id: i64,
-    pub short_code: Box<str>,
+    pub short_code: CodeKey,
     pub occurred_at: DateTime<Utc>,
     pub user_agent: Option<Box<str>>,
     pub referrer: Option<Box<str>>,
@@ -32,7 +34,7 @@ impl ClickRecord {
             event_id: ulid::Ulid::from_datetime(self.occurred_at.into()),
             url_id: self.url_id,
             user_id: self.user_id,
-            short_code: self.short_code.into(),
+            short_code: self.short_code.as_str().to_owned(),
             occurred_at: self.occurred_at,
             user_agent: self.user_agent.map(Into::into),
             referrer: self.referrer.map(Into::into),
@@ -51,7 +53,7 @@ mod tests {
         let click = ClickRecord {
             url_id: 3,
             user_id: 4,
-            short_code: "abc".into(),
+            short_code: CodeKey::new("abc"),
             occurred_at: at,
             user_agent: Some("curl/8".into()),
             referrer: None,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::click_record::ClickRecord;
 use crate::clicks::{TrustedProxies, anonymize, header_text};
-use crate::code;
+use crate::code::{self, CodeKey};
 use crate::error::RedirectError;
 use crate::resolve::{Layer, Target};
 use crate::state::RedirectState;
@@ -44,7 +44,7 @@ impl RequestFacts {
         ClickRecord {
             url_id: target.url_id,
             user_id: target.user_id,
-            short_code: code.into(),
+            short_code: CodeKey::new(code),
             occurred_at: chrono::Utc::now(),
             user_agent: header_text(self.user_agent.as_ref()),
             referrer: header_text(self.referrer.as_ref()),
