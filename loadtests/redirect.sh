@@ -98,13 +98,15 @@ TARGET="$(cargo_target)"
 API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 REDIRECT_BIN="${BENCH_REDIRECT_BIN:-$TARGET/release/shortline-redirect}"
 BARE_BIN="$TARGET/release/examples/bare302"
+CLICKLOAD_BIN="$TARGET/release/examples/clickload"
 if [[ $BUILD == 1 ]]; then
 	log "building release binaries (BENCH_BUILD=0 skips this)"
 	cargo build -q --release -p shortline-api -p shortline-redirect || die "cargo build failed"
 	cargo build -q --release -p shortline-redirect --example bare302 || die "cargo build of the bare302 example failed"
+	cargo build -q --release -p shortline-analytics --example clickload || die "cargo build of the clickload example failed"
 fi
-for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN"; do
-	[[ -x $b ]] || die "$b not found: cargo build --release -p shortline-api -p shortline-redirect && cargo build --release -p shortline-redirect --example bare302"
+for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN" "$CLICKLOAD_BIN"; do
+	[[ -x $b ]] || die "$b not found: cargo build --release -p shortline-api -p shortline-redirect && cargo build --release -p shortline-redirect --example bare302 && cargo build --release -p shortline-analytics --example clickload"
 done
 
 # ---------------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	for pid in "${PIDS[@]}"; do terminate_pid "$pid"; done
 	if [[ $KEEP != 1 ]]; then
-		nats_streams delete >/dev/null 2>&1 || true
+		nats_streams drop >/dev/null 2>&1 || true
 		if [[ $DB_CREATED == 1 ]]; then
 			psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
 		fi
@@ -142,62 +144,10 @@ trap 'exit 143' TERM
 
 psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
 
-# nats_streams count|delete: JetStream streams whose subjects all start with "$PREFIX.";
-# count prints their total message count, delete removes them (prints their names).
-nats_streams() {
-	python3 - "$NATS_URL" "$PREFIX" "$1" <<'PY'
-import json, socket, sys, urllib.parse
-
-url, prefix, action = sys.argv[1:4]
-u = urllib.parse.urlsplit(url if "://" in url else "nats://" + url)
-sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 4222), timeout=5)
-rd = sock.makefile("rb")
-
-def line():
-    raw = rd.readline()
-    if not raw:
-        sys.exit("nats: connection closed")
-    return raw.rstrip(b"\r\n").decode()
-
-if not line().startswith("INFO"):
-    sys.exit("nats: unexpected greeting")
-connect = {"verbose": False, "pedantic": False, "lang": "shortline-bench", "version": "1"}
-if u.username and u.password is not None:
-    connect.update(user=urllib.parse.unquote(u.username), **{"pass": urllib.parse.unquote(u.password)})
-elif u.username:
-    connect["auth_token"] = urllib.parse.unquote(u.username)
-inbox = "_INBOX.shortline_bench"
-sock.sendall(f"CONNECT {json.dumps(connect)}\r\nSUB {inbox} 1\r\n".encode())
-
-def request(subject, body=None):
-    data = json.dumps(body).encode() if body is not None else b""
-    sock.sendall(f"PUB {subject} {inbox} {len(data)}\r\n".encode() + data + b"\r\n")
-    while True:
-        msg = line()
-        if msg == "PING":
-            sock.sendall(b"PONG\r\n")
-        elif msg.startswith("-ERR"):
-            sys.exit("nats: " + msg)
-        elif msg.startswith("MSG "):
-            size = int(msg.split()[-1])
-            return json.loads(rd.read(size + 2)[:size])
-
-names = request("$JS.API.STREAM.NAMES", {"subject": prefix + ".>"}).get("streams") or []
-total = 0
-for name in names:
-    info = request(f"$JS.API.STREAM.INFO.{name}")
-    subjects = info.get("config", {}).get("subjects") or []
-    if not subjects or not all(s.startswith(prefix + ".") for s in subjects):
-        continue  # not only ours
-    if action == "delete":
-        if request(f"$JS.API.STREAM.DELETE.{name}").get("success"):
-            print(name)
-    else:
-        total += info.get("state", {}).get("messages", 0)
-if action == "count":
-    print(total)
-PY
-}
+# nats_streams count|drop: the JetStream streams of $PREFIX (clickload, see
+# services/analytics/examples/clickload.rs): count prints their total message count, drop
+# deletes them (prints their names).
+nats_streams() { "$CLICKLOAD_BIN" "$1" "$NATS_URL" "$PREFIX"; }
 
 # check_redirect ADDR [EXPECTED_LOCATION]: GET /CHECK_CODE must answer 302 (with that Location
 # when given); prints the X-Cache header.
@@ -378,7 +328,7 @@ db_links="$(PGOPTIONS='-c statement_timeout=30000' "$PSQL" -X -q -A -t "$BENCH_U
 log "codes: $n_codes active links"
 
 # Streams left by an earlier, interrupted run would inflate the click count.
-nats_streams delete >/dev/null 2>&1 || log "warning: could not list JetStream streams on $(redact_url "$NATS_URL")"
+nats_streams drop >/dev/null 2>&1 || log "warning: could not list JetStream streams on $(redact_url "$NATS_URL")"
 
 # ---------------------------------------------------------------------------------------
 # Runs

@@ -12,6 +12,9 @@
 //! clickload drop <nats_url> <prefix>
 //!     Deletes the click, dead-letter and change streams of <prefix> (those
 //!     that exist) and prints the names of the streams it deleted.
+//! clickload count <nats_url> <prefix>
+//!     Prints how many messages those streams hold in all (a click message
+//!     carries a batch of clicks).
 //! ```
 
 use std::future::IntoFuture;
@@ -58,21 +61,50 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Some("drop") if args.len() >= 3 => drop_streams(&args[1], &args[2]).await,
+        Some("count") if args.len() >= 3 => count_messages(&args[1], &args[2]).await,
         _ => anyhow::bail!(
-            "usage: clickload fill <nats_url> <prefix> <clicks> [per_batch]\n       clickload latency <redirect_base_url> <database_url> <short_code> <url_id> <n> [per_sec]\n       clickload drop <nats_url> <prefix>"
+            "usage: clickload fill <nats_url> <prefix> <clicks> [per_batch]\n       clickload latency <redirect_base_url> <database_url> <short_code> <url_id> <n> [per_sec]\n       clickload drop <nats_url> <prefix>\n       clickload count <nats_url> <prefix>"
         ),
     }
+}
+
+/// The streams of a prefix that the load tests create.
+fn streams(prefix: &str) -> [String; 3] {
+    let subjects = Subjects::new(prefix);
+    [
+        subjects.clicks_stream(),
+        subjects.dead_letter_stream(),
+        subjects.changes_stream(),
+    ]
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(ref j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+async fn count_messages(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = async_nats::connect(nats_url).await?;
+    let js = jetstream::new(client);
+    let mut total = 0;
+    for name in streams(prefix) {
+        match js.get_stream(&name).await {
+            Ok(mut stream) => total += stream.info().await?.state.messages,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => anyhow::bail!("reading stream {name}: {e}"),
+        }
+    }
+    println!("{total}");
+    Ok(())
 }
 
 async fn drop_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
     let client = async_nats::connect(nats_url).await?;
     let js = jetstream::new(client);
-    let subjects = Subjects::new(prefix);
-    for name in [
-        subjects.clicks_stream(),
-        subjects.dead_letter_stream(),
-        subjects.changes_stream(),
-    ] {
+    for name in streams(prefix) {
         match js.delete_stream(&name).await {
             Ok(_) => println!("{name}"),
             Err(e)
