@@ -24,6 +24,7 @@
 //! cache could answer.
 
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -228,10 +229,52 @@ struct Inner {
     floor: AtomicU64,
     /// Code → epoch of its latest invalidation (recent ones only).
     invalidated: moka::sync::Cache<Arc<str>, u64, Hasher>,
+    /// The same, folded by hash: answers most checks without the map.
+    recent: RecentInvalidations,
     /// Codes changed while their L2 tombstone could not be written: L2 may
     /// still hold the old target, so their loads skip L2 until it is.
     untrusted_in_l2: Untrusted,
     metrics: RedirectMetrics,
+}
+
+/// Slots of [`RecentInvalidations`] (a power of two; 128 KiB).
+const RECENT_SLOTS: usize = 1 << 14;
+
+/// Invalidation epochs folded into a fixed table by the code's hash: a slot
+/// holds the latest epoch of any code hashing to it. While links change
+/// now and then, most L1 entries are older than the latest invalidation;
+/// for those, a slot no newer than the entry's load shows that its code was
+/// not invalidated since, with one load from a small table instead of a
+/// probe of the exact map (and the read upkeep the map does), which only a
+/// slot shared with a code changed later still needs.
+struct RecentInvalidations {
+    hasher: Hasher,
+    slots: Box<[AtomicU64]>,
+}
+
+impl RecentInvalidations {
+    fn new() -> Self {
+        Self {
+            hasher: Hasher::default(),
+            slots: (0..RECENT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, code: &str) -> &AtomicU64 {
+        // Truncating the hash is the point: it picks a slot.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = self.hasher.hash_one(code) as usize & (RECENT_SLOTS - 1);
+        &self.slots[i]
+    }
+
+    fn note(&self, code: &str, epoch: u64) {
+        self.slot(code).fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// Whether `code` may have been invalidated after `epoch`.
+    fn maybe_since(&self, code: &str, epoch: u64) -> bool {
+        self.slot(code).load(Ordering::Acquire) > epoch
+    }
 }
 
 /// A set of codes, free to ask while empty (the normal state).
@@ -292,6 +335,7 @@ impl LinkCache {
                 .max_capacity(100_000)
                 .time_to_live(INVALIDATION_MEMORY)
                 .build_with_hasher(Hasher::default()),
+            recent: RecentInvalidations::new(),
             untrusted_in_l2: Untrusted::default(),
             metrics,
         }))
@@ -367,6 +411,7 @@ impl LinkCache {
         let inner = &self.0;
         let epoch = inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         inner.invalidated.insert(Arc::from(code), epoch);
+        inner.recent.note(code, epoch);
         if let Some(l1) = &inner.l1 {
             l1.invalidate(&CodeKey::new(code)).await;
         }
@@ -402,16 +447,18 @@ impl LinkCache {
     }
 
     /// Whether no invalidation of `code` happened after `entry`'s load began.
-    /// Free when nothing at all was invalidated since (the common case); a
-    /// map lookup otherwise.
+    /// Free when nothing at all was invalidated since; one load from the
+    /// folded table when something else was; a map lookup only when the
+    /// table cannot tell.
     fn is_current(&self, code: &str, entry: &Entry) -> bool {
         let inner = &self.0;
         entry.epoch >= inner.epoch.load(Ordering::Acquire)
             || (entry.epoch >= inner.floor.load(Ordering::Acquire)
-                && inner
-                    .invalidated
-                    .get(code)
-                    .is_none_or(|invalidated_at| entry.epoch >= invalidated_at))
+                && (!inner.recent.maybe_since(code, entry.epoch)
+                    || inner
+                        .invalidated
+                        .get(code)
+                        .is_none_or(|invalidated_at| entry.epoch >= invalidated_at)))
     }
 
     fn l2_key(&self, code: &str) -> String {
@@ -496,6 +543,23 @@ mod tests {
         assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
         assert_eq!(Target::from_l2("x\t1\thttps://a"), None);
         assert_eq!(Target::from_l2(TOMBSTONE), None);
+    }
+
+    #[test]
+    fn the_folded_table_never_misses_an_invalidation() {
+        let recent = RecentInvalidations::new();
+        assert!(!recent.maybe_since("abc123", 0));
+        recent.note("abc123", 7);
+        assert!(recent.maybe_since("abc123", 6));
+        assert!(!recent.maybe_since("abc123", 7));
+        // An older epoch noted later does not hide the newer one.
+        recent.note("abc123", 3);
+        assert!(recent.maybe_since("abc123", 6));
+        // Other codes: told apart except where they share a slot.
+        let shared = (0..1000)
+            .filter(|i| recent.maybe_since(&format!("other{i}"), 6))
+            .count();
+        assert!(shared < 10, "{shared} of 1000 codes share the slot");
     }
 
     #[test]
