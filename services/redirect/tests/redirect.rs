@@ -134,6 +134,26 @@ fn snapshot(id: i64, code: &str, url: &str, active: bool) -> LinkSnapshot {
     }
 }
 
+/// Points a link at `url` in Postgres and announces it as the API would;
+/// returns the change's stream sequence.
+async fn retarget(db: &PgPool, subjects: &Subjects, id: i64, code: &str, url: &str) -> u64 {
+    sqlx::query("UPDATE urls SET original_url = $2 WHERE id = $1")
+        .bind(id)
+        .bind(url)
+        .execute(db)
+        .await
+        .expect("retarget");
+    publish_change(
+        &shared_nats(),
+        subjects,
+        Change::LinkUpdated {
+            link: snapshot(id, code, url, true),
+            changed: vec!["original_url".into()],
+        },
+    )
+    .await
+}
+
 /// Deactivates a link in Postgres and announces it as the API would.
 async fn deactivate(db: &PgPool, subjects: &Subjects, id: i64, code: &str, url: &str) {
     sqlx::query("UPDATE urls SET is_active = false WHERE id = $1")
@@ -456,20 +476,7 @@ async fn a_change_is_acked_only_once_its_tombstone_is_written(db: PgPool) {
     ] {
         assert_eq!(valkey.valkey_command(&args).await, "+OK");
     }
-    sqlx::query("UPDATE urls SET original_url = 'https://example.com/new' WHERE id = $1")
-        .bind(id)
-        .execute(&db)
-        .await
-        .expect("update");
-    let sequence = publish_change(
-        &shared_nats(),
-        &subjects,
-        Change::LinkUpdated {
-            link: snapshot(id, "tomb01", "https://example.com/new", true),
-            changed: vec!["original_url".into()],
-        },
-    )
-    .await;
+    let sequence = retarget(&db, &subjects, id, "tomb01", "https://example.com/new").await;
     // L1 is dropped at once, and with L2 not trusted Postgres answers.
     eventually("the new target served", || async {
         get(&service, "/tomb01").await.header("location") == "https://example.com/new"
@@ -1027,20 +1034,7 @@ async fn a_change_event_drops_the_entry_the_fast_path_serves(db: PgPool) {
         (302, "https://example.com/old".into(), "HIT".into())
     );
 
-    sqlx::query("UPDATE urls SET original_url = 'https://example.com/new' WHERE id = $1")
-        .bind(id)
-        .execute(&db)
-        .await
-        .expect("update");
-    publish_change(
-        &shared_nats(),
-        &subjects,
-        Change::LinkUpdated {
-            link: snapshot(id, "fastiv", "https://example.com/new", true),
-            changed: vec!["original_url".into()],
-        },
-    )
-    .await;
+    retarget(&db, &subjects, id, "fastiv", "https://example.com/new").await;
     eventually("the change reaches the fast path", || async {
         location(served.base.clone()).await.1 == "https://example.com/new"
     })
