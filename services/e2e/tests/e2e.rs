@@ -104,7 +104,8 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
 
     // Two redirect replicas (own L1 each, shared Valkey), started first so
     // their change consumers exist before the first change.
-    let config = RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    let mut config = RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    config.change_stream_wait_ms = 30_000;
     let replicas = [
         Service::start_with_pool(&config, db.clone())
             .await
@@ -294,8 +295,9 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
         metrics: ApiMetrics::new(),
         nats: Some(client.clone()),
     });
-    let redirect_config =
+    let mut redirect_config =
         RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    redirect_config.change_stream_wait_ms = 30_000;
     let replicas = [
         Service::start_with_pool(&redirect_config, db.clone())
             .await

@@ -134,12 +134,12 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
         metrics: ApiMetrics::new(),
         nats: Some(client.clone()),
     });
-    let redirect = Service::start_with_pool(
-        &RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix),
-        db.clone(),
-    )
-    .await
-    .expect("redirect");
+    let mut redirect_config =
+        RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    redirect_config.change_stream_wait_ms = 30_000;
+    let redirect = Service::start_with_pool(&redirect_config, db.clone())
+        .await
+        .expect("redirect");
     let analytics = shortline_analytics::Service::start_with_pool(
         &shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix),
         db.clone(),

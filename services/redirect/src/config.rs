@@ -52,6 +52,12 @@ pub struct RedirectConfig {
     #[arg(long, env = "VALKEY_TIMEOUT_MS", default_value_t = 50)]
     pub valkey_timeout_ms: u64,
 
+    /// How long start-up waits for this replica to read the link-change
+    /// stream before it serves anyway (NATS away; L1 is then dropped once
+    /// the stream is read).
+    #[arg(long, env = "REDIRECT_CHANGE_STREAM_WAIT_MS", default_value_t = 2000)]
+    pub change_stream_wait_ms: u64,
+
     /// Clicks held in memory waiting for NATS; what overflows is dropped and
     /// counted.
     #[arg(long, env = "CLICK_BUFFER", default_value_t = 100_000)]

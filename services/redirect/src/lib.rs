@@ -93,9 +93,6 @@ async fn ready(State(state): State<RedirectState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// How long start-up waits for the replica's change consumer.
-const CHANGE_STREAM_WAIT: Duration = Duration::from_secs(2);
-
 /// A started service: its state (for the router) and its background tasks
 /// (change consumer, click publisher).
 pub struct Service {
@@ -164,7 +161,8 @@ impl Service {
         tasks.spawn(publisher.run(stop.clone()));
         // Serve only once changes reach this replica, unless NATS is away:
         // then serve anyway (L1 is dropped when the stream is read).
-        let waited = tokio::time::timeout(CHANGE_STREAM_WAIT, reading.wait_for(|r| *r)).await;
+        let wait = Duration::from_millis(config.change_stream_wait_ms);
+        let waited = tokio::time::timeout(wait, reading.wait_for(|r| *r)).await;
         if !matches!(waited, Ok(Ok(_))) {
             tracing::warn!(
                 "serving before the link-change stream is read; cached links are dropped once it is"

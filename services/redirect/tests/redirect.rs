@@ -33,6 +33,9 @@ fn shared_nats() -> String {
 fn config(valkey: &str, nats: &str) -> RedirectConfig {
     let mut c = RedirectConfig::for_urls("postgres://unused", valkey, nats, &unique_prefix());
     c.click_linger_ms = 1;
+    // Tests expecting cache hits must not start before the change stream is
+    // read, however slow the machine (L1 is dropped when it is).
+    c.change_stream_wait_ms = 30_000;
     c
 }
 
@@ -579,7 +582,8 @@ async fn links_cached_before_the_change_stream_is_read_are_dropped(db: PgPool) {
     let id = insert_link(&db, "early1", "https://example.com/old", true).await;
     let mut nats = OwnServer::not_started(ServerKind::Nats);
     // No Valkey: only L1 and Postgres, so what is served shows what L1 holds.
-    let c = config("", &nats.url());
+    let mut c = config("", &nats.url());
+    c.change_stream_wait_ms = 200;
     let service = Service::start_with_pool(&c, db.clone())
         .await
         .expect("starts without NATS");
