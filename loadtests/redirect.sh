@@ -20,7 +20,10 @@
 # and prints a markdown table: req/s, p50, p99, req/s relative to bare302 at the same
 # concurrency, the server's CPU time per request (utime + stime from /proc/PID/stat over the
 # measured run, divided by the requests wrk completed in it), the X-Cache header seen after
-# the warm-up, and each server's VmRSS / VmHWM (from /proc/PID/status) after its runs. Click events stay on (NATS, prefix `bench`).
+# the warm-up, and each server's VmRSS / VmHWM (from /proc/PID/status) after its runs, and the
+# CPU per request that wrk (bash `time`) and the local nats-server (its /proc/PID/stat, found by
+# the port it listens on) spent in the same run: the machine's cores are shared by all three.
+# Click events stay on (NATS, prefix `bench`).
 #
 # Settings (environment):
 #   BENCH_DURATION=15           seconds per measurement
@@ -169,11 +172,14 @@ check_redirect() {
 # connection (see redirect.lua). Full wrk output in $WORK/wrk-LABEL.txt.
 run_wrk() {
 	local label="$1" addr="$2" conns="$3" secs="$4" mode="$5" start="${6:-0}" delay="${7:-0}" out="$WORK/wrk-$1.txt" result
-	wrk -t"$THREADS" -c"$conns" -d"${secs}s" --timeout 5s --latency -s "$LUA" "http://$addr" \
-		-- "$CODES" "$mode" "$THREADS" "$start" "$delay" >"$out" 2>&1 || {
+	local TIMEFORMAT='%U %S'
+	{ time wrk -t"$THREADS" -c"$conns" -d"${secs}s" --timeout 5s --latency -s "$LUA" "http://$addr" \
+		-- "$CODES" "$mode" "$THREADS" "$start" "$delay" >"$out" 2>&1; } 2>"$out.cpu" || {
 		cat "$out" >&2
 		die "wrk failed ($label)"
 	}
+	# wrk's own CPU time (user + system), in clock ticks like proc_cpu_ticks.
+	WRK_TICKS="$(awk -v hz="$CLK_TCK" '{printf "%d", ($1 + $2) * hz}' "$out.cpu")"
 	result="$(grep '^RESULT ' "$out" | tail -n 1)" || {
 		cat "$out" >&2
 		die "no RESULT line from wrk ($label)"
@@ -204,6 +210,11 @@ proc_cpu_ticks() {
 	sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
+# nats_ticks: CPU ticks of the nats-server listening on NATS_URL's port (empty when it is not
+# a local process this script can see).
+NATS_PID=""
+nats_ticks() { [[ -n $NATS_PID ]] && proc_cpu_ticks "$NATS_PID" 2>/dev/null || true; }
+
 # cpu_per_request TICKS REQUESTS: "12.3 µs".
 cpu_per_request() {
 	awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {if (n > 0) printf "%.1f µs", t / hz * 1e6 / n; else print "–"}'
@@ -222,16 +233,17 @@ ERRORS_SEEN=0
 # measure CONFIG LABEL ADDR CONNECTIONS...: warm-up + measurement at each concurrency, one
 # table row each (memory is filled in by finish_rows); CPU is that of $SERVER_PID.
 measure() {
-	local config="$1" label="$2" addr="$3" c ratio ticks cpu
+	local config="$1" label="$2" addr="$3" c ratio ticks cpu nats
 	shift 3
 	for c in "$@"; do
 		if ((WARMUP > 0)); then
 			run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
 		fi
 		ticks="$(proc_cpu_ticks "$SERVER_PID")"
+		nats="$(nats_ticks)"
 		run_wrk "$label-c$c" "$addr" "$c" "$DURATION" random
 		ticks=$(($(proc_cpu_ticks "$SERVER_PID") - ticks))
-		cpu="$(cpu_per_request "$ticks" "$REQUESTS")"
+		cpu="$(cpu_per_request "$ticks" "$REQUESTS") | $(others_per_request "$nats")"
 		if [[ $label == bare302 ]]; then
 			BARE_RPS[$c]="$RPS"
 			ratio="1.00"
@@ -244,17 +256,28 @@ measure() {
 	done
 }
 
+# others_per_request NATS_TICKS_BEFORE: "wrk | nats-server" CPU per request of the run just
+# made (nats-server: since NATS_TICKS_BEFORE).
+others_per_request() {
+	local nats="–"
+	if [[ -n $1 ]]; then
+		nats="$(cpu_per_request $(($(nats_ticks) - $1)) "$REQUESTS")"
+	fi
+	printf '%s | %s' "$(cpu_per_request "$WRK_TICKS" "$REQUESTS")" "$nats"
+}
+
 # measure_paced CONFIG LABEL ADDR CONNECTIONS: one row at a fixed offered load of about
 # PACED_RATE req/s over CONNECTIONS connections (each waits DELAY_MS after a response), so
 # that p99 is the server's latency at that load rather than queueing at saturation.
 measure_paced() {
-	local config="$1" label="$2" addr="$3" c="$4" delay ticks cpu
+	local config="$1" label="$2" addr="$3" c="$4" delay ticks cpu nats
 	((PACED_RATE > 0)) || return 0
 	delay=$(((1000 * c + PACED_RATE - 1) / PACED_RATE))
 	ticks="$(proc_cpu_ticks "$SERVER_PID")"
+	nats="$(nats_ticks)"
 	run_wrk "$label-c$c-paced" "$addr" "$c" "$DURATION" random 0 "$delay"
 	ticks=$(($(proc_cpu_ticks "$SERVER_PID") - ticks))
-	cpu="$(cpu_per_request "$ticks" "$REQUESTS")"
+	cpu="$(cpu_per_request "$ticks" "$REQUESTS") | $(others_per_request "$nats")"
 	ROWS+=("| $config, paced (${delay} ms between requests per connection) | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | – | $cpu | @XCACHE@ | @MEM@ |")
 }
 
@@ -329,6 +352,14 @@ log "codes: $n_codes active links"
 
 # Streams left by an earlier, interrupted run would inflate the click count.
 nats_streams drop >/dev/null 2>&1 || log "warning: could not list JetStream streams on $(redact_url "$NATS_URL")"
+# The local nats-server's pid (for its CPU per request), from the process listening on NATS_URL's
+# port; none when NATS runs elsewhere or ss cannot tell.
+nats_port="$(sed -nE 's#^([a-z]+://)?([^@/]*@)?(127\.0\.0\.1|localhost|\[::1\]):([0-9]+).*#\4#p' <<<"$NATS_URL")"
+if [[ -n $nats_port ]] && command -v ss >/dev/null; then
+	NATS_PID="$(ss -Hltnp "sport = :$nats_port" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2)" || NATS_PID=""
+fi
+[[ -n $NATS_PID && -r /proc/$NATS_PID/stat ]] || NATS_PID=""
+log "nats-server pid for CPU accounting: ${NATS_PID:-none found}"
 
 # ---------------------------------------------------------------------------------------
 # Runs
@@ -418,8 +449,8 @@ report() {
 	printf '%s\n' "$HEADER"
 	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s; service RUST_LOG=%s\n\n' \
 		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE" "${BENCH_RUST_LOG:-warn}"
-	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | server CPU / request | X-Cache | RSS after (VmRSS / VmHWM) |\n'
-	printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
+	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | server CPU / request | wrk CPU / request | nats-server CPU / request | X-Cache | RSS after (VmRSS / VmHWM) |\n'
+	printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
 	printf '%s\n' "${ROWS[@]}"
 	printf '\n'
 	printf 'Messages in the JetStream streams under prefix "%s" afterwards (click events; a message may carry a batch): %s. ' "$PREFIX" "$clicks"
