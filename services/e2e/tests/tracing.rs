@@ -227,16 +227,15 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
     // The link is in the replica's memory now: over a real connection the
     // fast path answers, and its request span continues the caller's trace
     // as the router's does.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(shortline_redirect::fast::serve(
-        listener,
+    let server = shortline_redirect::fast::spawn(
+        ([127, 0, 0, 1], 0).into(),
         redirect.state.clone(),
         stop.clone(),
-    ));
+    )
+    .await
+    .expect("serves");
+    let addr = server.addr;
     let fast_trace = "0af7651916cd43dd8448eb211c80319c";
     let fast_caller = "b7ad6b7169203331";
     let fast = reqwest::Client::builder()
@@ -256,7 +255,7 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
         (302, Some("HIT"))
     );
     stop.cancel();
-    server.await.expect("joins").expect("serves");
+    server.stopped().await.expect("stops");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let fast_request = loop {

@@ -118,6 +118,33 @@ impl FastPath {
     }
 }
 
+/// A server started by [`spawn`]: the address it listens on, and its task.
+pub struct Running {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the server has stopped (after its `shutdown` fired and
+    /// the open connections' requests finished).
+    pub async fn stopped(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Binds `listen` (port 0: any free port) and [`serve`]s on it in a task
+/// until `shutdown` fires.
+pub async fn spawn(
+    listen: SocketAddr,
+    state: RedirectState,
+    shutdown: CancellationToken,
+) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(serve(listener, state, shutdown));
+    Ok(Running { addr, task })
+}
+
 /// Serves HTTP/1.1 on `listener` until `shutdown` fires, then stops
 /// accepting and waits for the open connections' requests to finish.
 pub async fn serve(

@@ -209,11 +209,11 @@ impl Service {
 pub async fn run(config: RedirectConfig) -> anyhow::Result<()> {
     let shutdown = shortline_shared::shutdown::on_signal();
     let service = Service::start(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let running = fast::spawn(config.listen, service.state.clone(), shutdown)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(listen = %config.listen, "shortline-redirect listening");
-    fast::serve(listener, service.state.clone(), shutdown).await?;
+    tracing::info!(listen = %running.addr, "shortline-redirect listening");
+    running.stopped().await?;
     service.shutdown().await;
     tracing::info!("shortline-redirect stopped");
     Ok(())

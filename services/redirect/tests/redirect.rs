@@ -731,31 +731,29 @@ async fn a_stopped_replica_removes_its_change_consumer(db: PgPool) {
 struct Served {
     base: String,
     stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    running: shortline_redirect::fast::Running,
 }
 
 impl Served {
     async fn start(service: &Service) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(shortline_redirect::fast::serve(
-            listener,
+        let running = shortline_redirect::fast::spawn(
+            ([127, 0, 0, 1], 0).into(),
             service.state.clone(),
             stop.clone(),
-        ));
+        )
+        .await
+        .expect("serves");
         Self {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", running.addr),
             stop,
-            task,
+            running,
         }
     }
 
     async fn stop(self) {
         self.stop.cancel();
-        self.task.await.expect("joins").expect("serves");
+        self.running.stopped().await.expect("stops");
     }
 }
 
