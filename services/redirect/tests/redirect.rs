@@ -39,6 +39,13 @@ fn config(valkey: &str, nats: &str) -> RedirectConfig {
     c
 }
 
+/// Starts a service on the test's database.
+async fn start(c: &RedirectConfig, db: &PgPool) -> Service {
+    Service::start_with_pool(c, db.clone())
+        .await
+        .expect("starts")
+}
+
 async fn insert_link(db: &PgPool, code: &str, url: &str, active: bool) -> i64 {
     sqlx::query_scalar(
         "INSERT INTO urls (user_id, short_code, original_url, is_active) VALUES (7, $1, $2, $3) RETURNING id",
@@ -194,9 +201,7 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
     let url = "https://example.com/a/b?x=1&y=%20z#frag";
     insert_link(&db, "abc123", url, true).await;
     let c = config(&shared_valkey(), &shared_nats());
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
 
     let first = get(&service, "/abc123").await;
     assert_eq!(first.status, StatusCode::FOUND);
@@ -222,9 +227,7 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
     );
 
     // A second replica (empty L1) finds it in Valkey: a HIT, not Postgres.
-    let replica = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let replica = start(&c, &db).await;
     let mut from_l2 = get(&replica, "/abc123").await;
     for _ in 0..50 {
         // The first replica writes Valkey off the request path.
@@ -258,9 +261,7 @@ async fn unknown_and_inactive_codes_are_json_404_and_cached_negatively(db: PgPoo
     insert_link(&db, "sleepy", "https://example.com/s", false).await;
     let c = config(&shared_valkey(), &shared_nats());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     for uri in ["/nope42", "/sleepy", &format!("/{}", "x".repeat(65))] {
         let a = get(&service, uri).await;
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{uri}");
@@ -300,9 +301,7 @@ async fn unknown_and_inactive_codes_are_json_404_and_cached_negatively(db: PgPoo
 async fn clicks_carry_the_request_and_a_truncated_client_address(db: PgPool) {
     let id = insert_link(&db, "clicky", "https://example.com/c", true).await;
     let c = config(&shared_valkey(), &shared_nats());
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     // A real listener, so the handler sees the TCP peer (127.0.0.1, a trusted
     // proxy by default).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -373,9 +372,7 @@ async fn valkey_down_redirects_still_succeed(db: PgPool) {
     insert_link(&db, "cold01", "https://example.com/c", true).await;
     let mut valkey = OwnServer::start(ServerKind::Valkey).await;
     let c = config(&valkey.url(), &shared_nats());
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     eventually("valkey connected", || async {
         service
             .state
@@ -450,9 +447,7 @@ async fn a_change_is_acked_only_once_its_tombstone_is_written(db: PgPool) {
     let valkey = OwnServer::start(ServerKind::Valkey).await;
     let c = config(&valkey.url(), &shared_nats());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     let l2 = shortline_shared::cache::Valkey::connect(&valkey.url(), &Default::default())
         .expect("valkey client");
     let key = format!("{}:link:tomb01", c.common.nats_prefix);
@@ -530,15 +525,11 @@ async fn postgres_unreachable_cached_links_still_redirect(db: PgPool) {
         .acquire_timeout(Duration::from_secs(1))
         .connect_lazy_with(opts.port(proxy.addr().port()));
     let c = config(&shared_valkey(), &shared_nats());
-    let service = Service::start_with_pool(&c, through_proxy.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &through_proxy).await;
     // A replica without L1: only Valkey can save it.
     let mut c2 = c.clone();
     c2.l1_capacity = 0;
-    let l2_only = Service::start_with_pool(&c2, through_proxy)
-        .await
-        .expect("starts");
+    let l2_only = start(&c2, &through_proxy).await;
 
     assert_eq!(get(&service, "/inl1").await.status, StatusCode::FOUND);
     assert_eq!(get(&service, "/inl2").await.status, StatusCode::FOUND);
@@ -614,9 +605,7 @@ async fn nats_down_redirects_succeed_and_buffered_clicks_are_published_after(db:
     let mut nats = OwnServer::start(ServerKind::Nats).await;
     let c = config(&shared_valkey(), &nats.url());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     for _ in 0..5 {
         assert_eq!(get(&service, "/buffy").await.status, StatusCode::FOUND);
     }
@@ -655,9 +644,7 @@ async fn shutdown_flushes_the_click_buffer(db: PgPool) {
     c.click_linger_ms = 60_000;
     c.click_batch_max = 10_000;
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     for _ in 0..25 {
         assert_eq!(get(&service, "/flush1").await.status, StatusCode::FOUND);
     }
@@ -672,9 +659,7 @@ async fn shutdown_flushes_the_click_buffer(db: PgPool) {
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn health_and_ready(db: PgPool) {
-    let service = Service::start_with_pool(&config(&shared_valkey(), &shared_nats()), db)
-        .await
-        .expect("starts");
+    let service = start(&config(&shared_valkey(), &shared_nats()), &db).await;
     let h = get(&service, "/health").await;
     assert_eq!(
         (h.status, h.json()["status"].as_str()),
@@ -710,7 +695,7 @@ async fn change_consumers(subjects: &Subjects) -> Vec<String> {
 async fn a_stopped_replica_removes_its_change_consumer(db: PgPool) {
     let c = config(&shared_valkey(), &shared_nats());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db).await.expect("starts");
+    let service = start(&c, &db).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while change_consumers(&subjects).await.len() != 1 {
         assert!(
@@ -783,9 +768,7 @@ async fn an_unusable_stored_url_is_a_json_502_cached_or_not(db: PgPool) {
     insert_link(&db, "bad001", "https://example.com/\r\nx-evil: 1", true).await;
     let c = config(&shared_valkey(), &shared_nats());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     let served = Served::start(&service).await;
     let http = no_redirects();
     for _ in 0..2 {
@@ -809,9 +792,7 @@ async fn the_fast_path_answers_cached_codes_as_the_router_does(db: PgPool) {
     let url = "https://example.com/fast?q=1&r=%2F";
     insert_link(&db, "fast01", url, true).await;
     let c = config(&shared_valkey(), &shared_nats());
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     let served = Served::start(&service).await;
     let http = no_redirects();
     let first = http
@@ -948,9 +929,7 @@ async fn the_fast_path_records_one_click_per_get_and_none_per_head(db: PgPool) {
     let id = insert_link(&db, "fastck", "https://example.com/fc", true).await;
     let c = config(&shared_valkey(), &shared_nats());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     // A HEAD through the router fills L1 and records no click.
     assert_eq!(
         call(&service, Method::HEAD, "/fastck").await.status,
@@ -1002,9 +981,7 @@ async fn a_change_event_drops_the_entry_the_fast_path_serves(db: PgPool) {
     let id = insert_link(&db, "fastiv", "https://example.com/old", true).await;
     let c = config(&shared_valkey(), &shared_nats());
     let subjects = Subjects::new(&c.common.nats_prefix);
-    let service = Service::start_with_pool(&c, db.clone())
-        .await
-        .expect("starts");
+    let service = start(&c, &db).await;
     let served = Served::start(&service).await;
     let http = no_redirects();
     let location = |base: String| {
