@@ -215,8 +215,8 @@ where
 /// optional: a missing file is logged and skipped), moves the id sequences
 /// past the loaded ids and recomputes the per-link rollups (`link_stats`,
 /// `link_stats_hourly`) of the links that have `redirect` events in the file
-/// (their breakdowns follow from the backlog rows the inserts appended). Safe to re-run: a second run inserts
-/// nothing.
+/// (their breakdowns follow from the backlog rows the inserts appended).
+/// Safe to re-run: a second run inserts nothing.
 ///
 /// `urls.csv`: `id,user_id,short_code,original_url,title,is_active,created_at,updated_at`
 /// (`user_id`, `short_code`, `original_url` required; `user_id` need not
