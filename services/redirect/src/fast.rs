@@ -95,7 +95,7 @@ impl FastPath {
         }
         let target = self.state.links.cached(code).await?;
         // An unusable stored URL is the router's 502 to give.
-        let location = target.location()?.clone();
+        let location = target.location()?;
         let headers = req.headers();
         let request_id = request_id(headers);
         let observed = self.telemetry.begin(

@@ -104,8 +104,7 @@ pub async fn redirect(
     let target = lookup.target.ok_or(RedirectError::NotFound)?;
     let location = target
         .location()
-        .ok_or(RedirectError::BadTarget(target.url_id))?
-        .clone();
+        .ok_or(RedirectError::BadTarget(target.url_id))?;
     if method == Method::GET {
         state.clicks.record(facts.click(&target, &code));
     }
