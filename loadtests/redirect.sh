@@ -2,7 +2,7 @@
 # Redirect benchmarks (issue #3): the real `shortline-redirect` next to a bare hyper 302 server
 # (services/redirect/examples/bare302.rs), in one run on one machine, with wrk.
 #
-#   loadtests/redirect.sh          # about 2.5 minutes with the defaults
+#   loadtests/redirect.sh          # about 4 minutes with the defaults
 #
 # Measures, each after a short warm-up at the same concurrency, GET /{code} with a code picked
 # at random per request among the active links of 100,000 seeded ones (loadtests/redirect.lua):
@@ -13,21 +13,31 @@
 #                                                       at each of BENCH_MISS_CONNECTIONS
 #   (d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL= (every request asks PostgreSQL)
 #                                                       at each of BENCH_MISS_CONNECTIONS
-# plus, for (a) and (b), one paced row at the last of BENCH_CONNECTIONS: every connection
+# (a) and (b) run side by side and are measured in turns: BENCH_ROUNDS rounds at each
+# concurrency, each round (a) then (b), so both see the same machine (whatever else runs on
+# it moves their req/s together); their rows give the median req/s, p50 and p99 over the
+# rounds, and (b)'s ratio is the median (min–max) of its req/s over (a)'s in the same round.
+# Plus, for (a) and (b), one paced row at the last of BENCH_CONNECTIONS: every connection
 # waits after each response so that wrk offers about BENCH_PACED_RATE req/s, and p99 is the
 # latency at that load instead of queueing at saturation (closed loop, so still a lower
-# bound under overload);
-# and prints a markdown table: req/s, p50, p99, req/s relative to bare302 at the same
-# concurrency, the server's CPU time per request (utime + stime from /proc/PID/stat over the
-# measured run, divided by the requests wrk completed in it), the X-Cache header seen after
-# the warm-up, and each server's VmRSS / VmHWM (from /proc/PID/status) after its runs, and the
-# CPU per request that wrk (bash `time`) and the local nats-server (its /proc/PID/stat, found by
-# the port it listens on) spent in the same run: the machine's cores are shared by all three.
+# bound under overload).
+# The markdown table it prints has, per row: req/s, p50, p99, req/s relative to bare302 at
+# the same concurrency, the server's CPU time per request (utime + stime from /proc/PID/stat
+# over the measured runs, divided by the requests wrk completed in them), the CPU per request
+# that wrk (bash `time`) and the local nats-server (its /proc/PID/stat, found by the port it
+# listens on) spent in the same runs (the machine's cores are shared by all three), the
+# X-Cache header of a spot check after the runs, and each server's VmRSS / VmHWM (from
+# /proc/PID/status) after its runs. Under the table: the in-process hot-path benchmark
+# (services/redirect/examples/hotpath.rs) on the same links, which times the service's own
+# code per cached redirect without the kernel and wrk.
 # Click events stay on (NATS, prefix `bench`).
 #
 # Settings (environment):
-#   BENCH_DURATION=15           seconds per measurement
-#   BENCH_WARMUP=3              seconds of warm-up before each measurement
+#   BENCH_DURATION=10           seconds per measurement
+#   BENCH_WARMUP=2              seconds of warm-up before each measurement
+#   BENCH_ROUNDS=3              rounds of (a) then (b) at each of BENCH_CONNECTIONS
+#   BENCH_HOTPATH_LOOKUPS=500000  codes per round of the in-process hot-path benchmark run at
+#                               the end (services/redirect/examples/hotpath.rs; 0 skips it)
 #   BENCH_FILL=60               at most this many seconds of in-order fill passes before (b),
 #                               run 5 s at a time until every code has been requested once
 #   BENCH_THREADS=2             wrk -t
@@ -60,8 +70,10 @@ source "$ROOT/scripts/lib.sh"
 source "$ROOT/loadtests/lib.sh"
 SHORTLINE_LOG_TAG=bench
 
-DURATION="${BENCH_DURATION:-15}"
-WARMUP="${BENCH_WARMUP:-3}"
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+HOTPATH_LOOKUPS="${BENCH_HOTPATH_LOOKUPS:-500000}"
 FILL="${BENCH_FILL:-60}"
 THREADS="${BENCH_THREADS:-2}"
 read -r -a CONNS <<<"${BENCH_CONNECTIONS:-64 256}"
@@ -76,10 +88,10 @@ BENCH_DB=shortline_bench_redirect
 PREFIX=bench
 LUA="$ROOT/loadtests/redirect.lua"
 
-for v in DURATION WARMUP FILL THREADS LINKS PACED_RATE; do
+for v in DURATION WARMUP ROUNDS FILL THREADS LINKS PACED_RATE HOTPATH_LOOKUPS; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
-((DURATION > 0 && THREADS > 0 && LINKS > 0)) || die "BENCH_DURATION, BENCH_THREADS and BENCH_LINKS must be > 0"
+((DURATION > 0 && ROUNDS > 0 && THREADS > 0 && LINKS > 0)) || die "BENCH_DURATION, BENCH_ROUNDS, BENCH_THREADS and BENCH_LINKS must be > 0"
 for c in "${CONNS[@]}" "${MISS_CONNS[@]}"; do
 	if ! [[ $c =~ ^[0-9]+$ ]] || ((c < THREADS)); then
 		die "connection counts must be whole numbers >= BENCH_THREADS ($THREADS), got '$c'"
@@ -102,14 +114,15 @@ API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 REDIRECT_BIN="${BENCH_REDIRECT_BIN:-$TARGET/release/shortline-redirect}"
 BARE_BIN="$TARGET/release/examples/bare302"
 CLICKLOAD_BIN="$TARGET/release/examples/clickload"
+HOTPATH_BIN="$TARGET/release/examples/hotpath"
 if [[ $BUILD == 1 ]]; then
 	log "building release binaries (BENCH_BUILD=0 skips this)"
 	cargo build -q --release -p shortline-api -p shortline-redirect || die "cargo build failed"
-	cargo build -q --release -p shortline-redirect --example bare302 || die "cargo build of the bare302 example failed"
+	cargo build -q --release -p shortline-redirect --example bare302 --example hotpath || die "cargo build of the bare302 and hotpath examples failed"
 	cargo build -q --release -p shortline-analytics --example clickload || die "cargo build of the clickload example failed"
 fi
-for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN" "$CLICKLOAD_BIN"; do
-	[[ -x $b ]] || die "$b not found: cargo build --release -p shortline-api -p shortline-redirect && cargo build --release -p shortline-redirect --example bare302 && cargo build --release -p shortline-analytics --example clickload"
+for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN" "$CLICKLOAD_BIN" "$HOTPATH_BIN"; do
+	[[ -x $b ]] || die "$b not found: cargo build --release -p shortline-api -p shortline-redirect && cargo build --release -p shortline-redirect --example bare302 --example hotpath && cargo build --release -p shortline-analytics --example clickload"
 done
 
 # ---------------------------------------------------------------------------------------
@@ -230,66 +243,138 @@ declare -A BARE_RPS=()
 ROWS=()
 ERRORS_SEEN=0
 
-# measure CONFIG LABEL ADDR CONNECTIONS...: warm-up + measurement at each concurrency, one
-# table row each (memory is filled in by finish_rows); CPU is that of $SERVER_PID.
+# median NUMBER...: the median (the mean of the middle two for an even count).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+
+# median_list LIST: the median of a space-separated list.
+median_list() {
+	local -a xs
+	read -r -a xs <<<"$1"
+	median "${xs[@]}"
+}
+
+# one_run LABEL ADDR PID CONNECTIONS: a warm-up, then one measured run; sets RPS P50 P99
+# REQUESTS (run_wrk) and the CPU ticks spent in the measured run by the server PID
+# (RUN_TICKS), wrk (WRK_TICKS) and the local nats-server (RUN_NATS; empty when unknown).
+one_run() {
+	local label="$1" addr="$2" pid="$3" c="$4" ticks nats
+	if ((WARMUP > 0)); then
+		run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
+	fi
+	ticks="$(proc_cpu_ticks "$pid")"
+	nats="$(nats_ticks)"
+	run_wrk "$label-c$c" "$addr" "$c" "$DURATION" random
+	RUN_TICKS=$(($(proc_cpu_ticks "$pid") - ticks))
+	RUN_NATS=""
+	[[ -n $nats ]] && RUN_NATS=$(($(nats_ticks) - nats))
+	return 0
+}
+
+# Per-server sums and lists over the rounds of one concurrency (see add_round / round_row).
+declare -A SUM=()
+declare -A LIST=()
+reset_rounds() { SUM=() LIST=(); }
+
+# add_round KEY: adds the run just made (one_run) to KEY's rounds.
+add_round() {
+	local k="$1"
+	LIST[$k.rps]+=" $RPS" LIST[$k.p50]+=" $P50" LIST[$k.p99]+=" $P99"
+	SUM[$k.req]=$((${SUM[$k.req]:-0} + REQUESTS))
+	SUM[$k.srv]=$((${SUM[$k.srv]:-0} + RUN_TICKS))
+	SUM[$k.wrk]=$((${SUM[$k.wrk]:-0} + WRK_TICKS))
+	if [[ -n $RUN_NATS ]]; then
+		SUM[$k.nats]=$((${SUM[$k.nats]:-0} + RUN_NATS))
+	fi
+}
+
+# round_row KEY CONFIG CONNECTIONS RATIO SERVER: the table row of KEY's rounds (medians of
+# req/s, p50 and p99; CPU per request over all rounds); SERVER's memory and X-Cache are
+# filled in later (finish_rows).
+round_row() {
+	local k="$1" config="$2" c="$3" ratio="$4" server="$5" cpu nats="–" rps p50 p99
+	rps="$(median_list "${LIST[$k.rps]}")"
+	p50="$(median_list "${LIST[$k.p50]}")"
+	p99="$(median_list "${LIST[$k.p99]}")"
+	[[ -n ${SUM[$k.nats]:-} ]] && nats="$(cpu_per_request "${SUM[$k.nats]}" "${SUM[$k.req]}")"
+	cpu="$(cpu_per_request "${SUM[$k.srv]}" "${SUM[$k.req]}") | $(cpu_per_request "${SUM[$k.wrk]}" "${SUM[$k.req]}") | $nats"
+	ROWS+=("| $config | $c | $(fmt_rps "$rps") | $(ms "$p50") | $(ms "$p99") | $ratio | $cpu | @XCACHE-$server@ | @MEM-$server@ |")
+	RPS="$rps"
+}
+
+# measure_pair CONNECTIONS: ROUNDS rounds at CONNECTIONS, each the bare server then the service
+# (each with its own warm-up), so that both see the same machine; one row each: medians over
+# the rounds, and for the service the median (min–max) of its req/s over the bare server's of
+# the same round.
+measure_pair() {
+	local c="$1" r ratios=() lo hi
+	reset_rounds
+	for ((r = 1; r <= ROUNDS; r++)); do
+		one_run "bare302-r$r" "$BARE_ADDR" "$BARE_PID" "$c"
+		add_round bare
+		local bare_rps="$RPS"
+		one_run "redirect-r$r" "$REDIRECT_ADDR" "$REDIRECT_PID" "$c"
+		add_round redirect
+		ratios+=("$(awk -v a="$RPS" -v b="$bare_rps" 'BEGIN {printf "%.3f", a / b}')")
+		log "round $r at c$c: (b) / (a) = ${ratios[-1]}"
+	done
+	round_row bare "(a) bare302 (hyper, fixed 302)" "$c" "1.00" bare
+	BARE_RPS[$c]="$RPS"
+	local ratio
+	ratio="$(awk -v m="$(median "${ratios[@]}")" 'BEGIN {printf "%.2f", m}')"
+	if ((ROUNDS > 1)); then
+		lo="$(printf '%s\n' "${ratios[@]}" | sort -g | head -n 1)"
+		hi="$(printf '%s\n' "${ratios[@]}" | sort -g | tail -n 1)"
+		ratio="**$ratio** ($(awk -v l="$lo" -v h="$hi" 'BEGIN {printf "%.2f–%.2f", l, h}'))"
+	fi
+	round_row redirect "(b) shortline-redirect, default config" "$c" "$ratio" redirect
+}
+
+# measure CONFIG LABEL ADDR CONNECTIONS...: warm-up + one measured run at each concurrency, one
+# table row each (memory is filled in by finish_rows); CPU is that of $SERVER_PID; req/s is
+# compared with the bare server's median at the same concurrency.
 measure() {
-	local config="$1" label="$2" addr="$3" c ratio ticks cpu nats
+	local config="$1" label="$2" addr="$3" c ratio
 	shift 3
 	for c in "$@"; do
-		if ((WARMUP > 0)); then
-			run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
-		fi
-		ticks="$(proc_cpu_ticks "$SERVER_PID")"
-		nats="$(nats_ticks)"
-		run_wrk "$label-c$c" "$addr" "$c" "$DURATION" random
-		ticks=$(($(proc_cpu_ticks "$SERVER_PID") - ticks))
-		cpu="$(cpu_per_request "$ticks" "$REQUESTS") | $(others_per_request "$nats")"
-		if [[ $label == bare302 ]]; then
-			BARE_RPS[$c]="$RPS"
-			ratio="1.00"
-		elif [[ -n ${BARE_RPS[$c]:-} ]]; then
+		reset_rounds
+		one_run "$label" "$addr" "$SERVER_PID" "$c"
+		add_round "$label"
+		if [[ -n ${BARE_RPS[$c]:-} ]]; then
 			ratio="$(awk -v a="$RPS" -v b="${BARE_RPS[$c]}" 'BEGIN {printf "%.2f", a / b}')"
 		else
 			ratio="–"
 		fi
-		ROWS+=("| $config | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | $ratio | $cpu | @XCACHE@ | @MEM@ |")
+		round_row "$label" "$config" "$c" "$ratio" "$label"
 	done
 }
 
-# others_per_request NATS_TICKS_BEFORE: "wrk | nats-server" CPU per request of the run just
-# made (nats-server: since NATS_TICKS_BEFORE).
-others_per_request() {
-	local nats="–"
-	if [[ -n $1 ]]; then
-		nats="$(cpu_per_request $(($(nats_ticks) - $1)) "$REQUESTS")"
-	fi
-	printf '%s | %s' "$(cpu_per_request "$WRK_TICKS" "$REQUESTS")" "$nats"
-}
-
-# measure_paced CONFIG LABEL ADDR CONNECTIONS: one row at a fixed offered load of about
+# measure_paced CONFIG LABEL ADDR PID CONNECTIONS: one row at a fixed offered load of about
 # PACED_RATE req/s over CONNECTIONS connections (each waits DELAY_MS after a response), so
 # that p99 is the server's latency at that load rather than queueing at saturation.
 measure_paced() {
-	local config="$1" label="$2" addr="$3" c="$4" delay ticks cpu nats
+	local config="$1" label="$2" addr="$3" pid="$4" c="$5" delay ticks nats
 	((PACED_RATE > 0)) || return 0
 	delay=$(((1000 * c + PACED_RATE - 1) / PACED_RATE))
-	ticks="$(proc_cpu_ticks "$SERVER_PID")"
+	reset_rounds
+	ticks="$(proc_cpu_ticks "$pid")"
 	nats="$(nats_ticks)"
 	run_wrk "$label-c$c-paced" "$addr" "$c" "$DURATION" random 0 "$delay"
-	ticks=$(($(proc_cpu_ticks "$SERVER_PID") - ticks))
-	cpu="$(cpu_per_request "$ticks" "$REQUESTS") | $(others_per_request "$nats")"
-	ROWS+=("| $config, paced (${delay} ms between requests per connection) | $c | $(fmt_rps "$RPS") | $(ms "$P50") | $(ms "$P99") | – | $cpu | @XCACHE@ | @MEM@ |")
+	RUN_TICKS=$(($(proc_cpu_ticks "$pid") - ticks))
+	RUN_NATS=""
+	[[ -n $nats ]] && RUN_NATS=$(($(nats_ticks) - nats))
+	add_round paced
+	round_row paced "$config, paced (${delay} ms between requests per connection)" "$c" "–" "$label"
 }
 
-# finish_rows XCACHE MEM: fill the placeholders of the rows added since the last call.
-FINISHED=0
+# finish_rows SERVER XCACHE MEM: fill in SERVER's placeholders in the rows.
 finish_rows() {
 	local i
-	for ((i = FINISHED; i < ${#ROWS[@]}; i++)); do
-		ROWS[i]="${ROWS[i]/@XCACHE@/$1}"
-		ROWS[i]="${ROWS[i]/@MEM@/$2}"
+	for ((i = 0; i < ${#ROWS[@]}; i++)); do
+		ROWS[i]="${ROWS[i]/@XCACHE-$1@/$2}"
+		ROWS[i]="${ROWS[i]/@MEM-$1@/$3}"
 	done
-	FINISHED=${#ROWS[@]}
 }
 
 # ---------------------------------------------------------------------------------------
@@ -376,79 +461,104 @@ fi
 HEADER="Redirect benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores ($(uname -m)), $built${BENCH_LABEL:+ ($BENCH_LABEL)}"
 FILL_NOTE="no fill pass (BENCH_FILL=0)"
 
-# (a) bare302
-port=$(free_port)
-addr="127.0.0.1:$port"
-log "(a) bare302 on $addr"
-start_server bare302 -- "$BARE_BIN" "$addr"
-wait_health "$addr" "$SERVER_PID" bare302
-xcache="$(check_redirect "$addr")"
-measure "(a) bare302 (hyper, fixed 302)" bare302 "$addr" "${CONNS[@]}"
-measure_paced "(a) bare302" bare302 "$addr" "${CONNS[-1]}"
-finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
-terminate_pid "$SERVER_PID"
-
 REDIRECT_ENV=(DATABASE_URL="$BENCH_URL" NATS_URL="$NATS_URL" NATS_PREFIX="$PREFIX" RUST_LOG="${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json)
 
-# redirect_config CONFIG LABEL CONNECTIONS-ARRAY-NAME FILL-SECONDS ENV...
-redirect_config() {
-	local config="$1" label="$2" fill="$4" addr xcache
-	local -n conns_ref="$3"
-	shift 4
-	addr="127.0.0.1:$(free_port)"
-	log "$config on $addr"
-	start_server "$label" "${REDIRECT_ENV[@]}" REDIRECT_LISTEN="$addr" "$@" -- "$REDIRECT_BIN"
-	wait_health "$addr" "$SERVER_PID" "$label"
-	check_redirect "$addr" "$CHECK_URL" >/dev/null
-	if ((fill > 0)); then
-		# In-order passes of up to 5 s, each going on where the last stopped, until every code
-		# has been requested once (or BENCH_FILL seconds are used up).
-		local next=0 spent=0 chunk i=0
-		while ((next < n_codes && spent < fill)); do
-			chunk=$((fill - spent < 5 ? fill - spent : 5))
-			i=$((i + 1))
-			run_wrk "$label-fill$i" "$addr" "${conns_ref[0]}" "$chunk" seq "$next"
-			[[ $SEQ_NEXT =~ ^[0-9]+$ ]] || die "no SEQ line from wrk ($label-fill$i)"
-			next="$SEQ_NEXT"
-			spent=$((spent + chunk))
-		done
-		if ((next >= n_codes)); then
-			FILL_NOTE="in-order fill passes that requested every code once (${spent} s)"
-			log "$label: fill passes requested every code in ${spent} s"
-		else
-			FILL_NOTE="in-order fill passes that reached only $next of $n_codes codes in ${spent} s"
-			log "warning: $label: fill passes reached only $next of $n_codes codes in ${spent} s (raise BENCH_FILL)"
-		fi
-	fi
-	measure "$config" "$label" "$addr" "${conns_ref[@]}"
-	if [[ $label == redirect ]]; then
-		measure_paced "(b) shortline-redirect" "$label" "$addr" "${conns_ref[-1]}"
-	fi
-	xcache="$(check_redirect "$addr" "$CHECK_URL")"
-	# Whatever the service counts about clicks (published, dropped, ...), for the log.
-	curl -fsS --max-time 5 "http://$addr/metrics" 2>/dev/null | grep -i click | grep -v -e '^#' -e '_bucket' |
-		sed "s/^/[bench] $label metrics: /" >&2 || true
-	finish_rows "$xcache" "$(proc_mem "$SERVER_PID")"
-	terminate_pid "$SERVER_PID"
+# start_redirect CONFIG LABEL ENV...: starts shortline-redirect with ENV on a free port; sets
+# SERVER_PID and ADDR.
+start_redirect() {
+	local config="$1" label="$2"
+	shift 2
+	ADDR="127.0.0.1:$(free_port)"
+	log "$config on $ADDR"
+	start_server "$label" "${REDIRECT_ENV[@]}" REDIRECT_LISTEN="$ADDR" "$@" -- "$REDIRECT_BIN"
+	wait_health "$ADDR" "$SERVER_PID" "$label"
+	check_redirect "$ADDR" "$CHECK_URL" >/dev/null
 }
 
-redirect_config "(b) shortline-redirect, default config" redirect CONNS "$FILL" \
-	VALKEY_URL="$VALKEY_URL"
-redirect_config "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off MISS_CONNS 0 \
+# fill_cache LABEL ADDR CONNECTIONS: in-order passes of up to 5 s, each going on where the last
+# stopped, until every code has been requested once (or BENCH_FILL seconds are used up).
+fill_cache() {
+	local label="$1" addr="$2" c="$3" next=0 spent=0 chunk i=0
+	((FILL > 0)) || return 0
+	while ((next < n_codes && spent < FILL)); do
+		chunk=$((FILL - spent < 5 ? FILL - spent : 5))
+		i=$((i + 1))
+		run_wrk "$label-fill$i" "$addr" "$c" "$chunk" seq "$next"
+		[[ $SEQ_NEXT =~ ^[0-9]+$ ]] || die "no SEQ line from wrk ($label-fill$i)"
+		next="$SEQ_NEXT"
+		spent=$((spent + chunk))
+	done
+	if ((next >= n_codes)); then
+		FILL_NOTE="in-order fill passes that requested every code once (${spent} s)"
+		log "$label: fill passes requested every code in ${spent} s"
+	else
+		FILL_NOTE="in-order fill passes that reached only $next of $n_codes codes in ${spent} s"
+		log "warning: $label: fill passes reached only $next of $n_codes codes in ${spent} s (raise BENCH_FILL)"
+	fi
+}
+
+# stop_redirect LABEL ADDR PID: logs what the service counted about clicks, fills in its
+# X-Cache and memory, stops it.
+stop_redirect() {
+	local label="$1" addr="$2" pid="$3" xcache
+	xcache="$(check_redirect "$addr" "$CHECK_URL")"
+	curl -fsS --max-time 5 "http://$addr/metrics" 2>/dev/null | grep -i click | grep -v -e '^#' -e '_bucket' |
+		sed "s/^/[bench] $label metrics: /" >&2 || true
+	finish_rows "$label" "$xcache" "$(proc_mem "$pid")"
+	terminate_pid "$pid"
+}
+
+# (a) bare302 and (b) the service with its default configuration, both up, measured in turns.
+BARE_ADDR="127.0.0.1:$(free_port)"
+log "(a) bare302 on $BARE_ADDR"
+start_server bare302 -- "$BARE_BIN" "$BARE_ADDR"
+BARE_PID="$SERVER_PID"
+wait_health "$BARE_ADDR" "$BARE_PID" bare302
+start_redirect "(b) shortline-redirect, default config" redirect VALKEY_URL="$VALKEY_URL"
+REDIRECT_ADDR="$ADDR" REDIRECT_PID="$SERVER_PID"
+fill_cache redirect "$REDIRECT_ADDR" "${CONNS[0]}"
+for c in "${CONNS[@]}"; do
+	measure_pair "$c"
+done
+measure_paced "(a) bare302" bare "$BARE_ADDR" "$BARE_PID" "${CONNS[-1]}"
+measure_paced "(b) shortline-redirect" redirect "$REDIRECT_ADDR" "$REDIRECT_PID" "${CONNS[-1]}"
+finish_rows bare "$(check_redirect "$BARE_ADDR")" "$(proc_mem "$BARE_PID")"
+terminate_pid "$BARE_PID"
+stop_redirect redirect "$REDIRECT_ADDR" "$REDIRECT_PID"
+
+# (c) and (d): the L1-miss paths, one run each.
+start_redirect "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off \
 	VALKEY_URL="$VALKEY_URL" REDIRECT_L1_CAPACITY=0
-redirect_config "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg MISS_CONNS 0 \
+measure "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off "$ADDR" "${MISS_CONNS[@]}"
+stop_redirect redirect-l1off "$ADDR" "$SERVER_PID"
+start_redirect "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg \
 	VALKEY_URL= REDIRECT_L1_CAPACITY=0
+measure "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg "$ADDR" "${MISS_CONNS[@]}"
+stop_redirect redirect-pg "$ADDR" "$SERVER_PID"
 
 clicks="$(nats_streams count 2>/dev/null)" || clicks="? (could not ask JetStream)"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The service's own code per cached redirect, in process (examples/hotpath.rs), on the same
+# links: next to a HashMap get and L1 alone (it is built from the tree, not BENCH_REDIRECT_BIN).
+HOTPATH="skipped (BENCH_HOTPATH_LOOKUPS=0)"
+if ((HOTPATH_LOOKUPS > 0)); then
+	log "in-process hot path (examples/hotpath.rs, $HOTPATH_LOOKUPS codes per round)"
+	HOTPATH="$(env DATABASE_URL="$BENCH_URL" VALKEY_URL="$VALKEY_URL" NATS_URL="$NATS_URL" \
+		NATS_PREFIX="$PREFIX" RUST_LOG=warn "$HOTPATH_BIN" "$HOTPATH_LOOKUPS" 5 2>"$WORK/hotpath.log")" || {
+		show_log_tail "$WORK/hotpath.log"
+		HOTPATH="failed (see the log above)"
+		ERRORS_SEEN=1
+	}
+fi
 
 # ---------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------
 report() {
 	printf '%s\n' "$HEADER"
-	printf 'wrk -t%s, %s s per row after %s s warm-up, random code per request among %s active links; (b) after %s; service RUST_LOG=%s\n\n' \
-		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$FILL_NOTE" "${BENCH_RUST_LOG:-warn}"
+	printf 'wrk -t%s, %s s per run after %s s warm-up, random code per request among %s active links; (a) and (b) in %s alternating round(s) per concurrency (medians; ratio: median (min–max) of the rounds); (b) after %s; service RUST_LOG=%s\n\n' \
+		"$THREADS" "$DURATION" "$WARMUP" "$n_codes" "$ROUNDS" "$FILL_NOTE" "${BENCH_RUST_LOG:-warn}"
 	printf '| configuration | conns | req/s | p50 | p99 | req/s vs bare302 | server CPU / request | wrk CPU / request | nats-server CPU / request | X-Cache | RSS after (VmRSS / VmHWM) |\n'
 	printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
 	printf '%s\n' "${ROWS[@]}"
@@ -457,6 +567,7 @@ report() {
 	printf 'X-Cache: the header of one spot-check request after the runs. Runs took %s s; ' "$(($(date +%s) - started_at))"
 	printf 'load average (1/5/15 min) before: %s, after: %s (everything else on the machine competes for the same cores).\n' \
 		"$load_before" "$load_after"
+	printf '\nIn process, after the runs (examples/hotpath.rs): %s\n' "$HOTPATH"
 	if [[ $ERRORS_SEEN == 1 ]]; then
 		printf '\nWARNING: some runs had error responses or socket errors; see the log above.\n'
 	fi
