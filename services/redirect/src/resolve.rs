@@ -158,21 +158,43 @@ struct Entry {
 /// bounded caches, and SipHash showed up in profiles: a fast seeded hasher.
 type Hasher = foldhash::fast::RandomState;
 
-/// Positive and negative entries live for different times.
+/// Positive and negative entries live for different times. A positive
+/// entry lives between three quarters of the TTL and the whole TTL, spread
+/// by a hash of its code and load time: links loaded together (the fill
+/// after a start under traffic, L1 dropped and refilled) would otherwise
+/// all expire, and all go to Valkey, together, once per TTL.
 struct EntryExpiry {
     positive: Duration,
     negative: Duration,
+    spread: Hasher,
+}
+
+impl EntryExpiry {
+    fn new(positive: Duration, negative: Duration) -> Self {
+        Self {
+            positive,
+            negative,
+            spread: Hasher::default(),
+        }
+    }
+
+    fn positive_ttl(&self, key: &CodeKey, created_at: Instant) -> Duration {
+        // The top 53 bits of the hash as a fraction in [0, 1).
+        #[allow(clippy::cast_precision_loss)]
+        let fraction = (self.spread.hash_one((key, created_at)) >> 11) as f64 / (1u64 << 53) as f64;
+        self.positive - (self.positive / 4).mul_f64(fraction)
+    }
 }
 
 impl Expiry<CodeKey, Entry> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &CodeKey,
+        key: &CodeKey,
         value: &Entry,
-        _created_at: Instant,
+        created_at: Instant,
     ) -> Option<Duration> {
         Some(if value.target.is_some() {
-            self.positive
+            self.positive_ttl(key, created_at)
         } else {
             self.negative
         })
@@ -296,10 +318,7 @@ impl LinkCache {
             moka::future::Cache::builder()
                 .name("links")
                 .max_capacity(settings.l1_capacity)
-                .expire_after(EntryExpiry {
-                    positive: settings.l1_ttl,
-                    negative: settings.negative_ttl,
-                })
+                .expire_after(EntryExpiry::new(settings.l1_ttl, settings.negative_ttl))
                 .build_with_hasher(Hasher::default())
         });
         Self(Arc::new(Inner {
@@ -522,6 +541,43 @@ mod tests {
         assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
         assert_eq!(Target::from_l2("x\t1\thttps://a"), None);
         assert_eq!(Target::from_l2(TOMBSTONE), None);
+    }
+
+    #[test]
+    fn positive_entries_expire_spread_over_the_last_quarter_of_the_ttl() {
+        let expiry = EntryExpiry::new(Duration::from_secs(60), Duration::from_secs(5));
+        let at = Instant::now();
+        let ttls: Vec<Duration> = (0..1000)
+            .map(|i| expiry.positive_ttl(&CodeKey::new(&format!("code{i}")), at))
+            .collect();
+        let (min, max) = (
+            ttls.iter().min().expect("ttls"),
+            ttls.iter().max().expect("ttls"),
+        );
+        assert!(*min >= Duration::from_secs(45) && *max <= Duration::from_secs(60));
+        // Spread over the whole window, not bunched: every 1.5 s slice has some.
+        let mut slices = [0usize; 10];
+        for ttl in &ttls {
+            let slice = ((ttl.as_secs_f64() - 45.0) / 1.5) as usize;
+            slices[slice.min(9)] += 1;
+        }
+        assert!(slices.iter().all(|&n| n > 50), "{slices:?}");
+        // The same code loaded again later gets another time.
+        let key = CodeKey::new("code1");
+        let later: Vec<Duration> = (1..20u64)
+            .map(|ms| expiry.positive_ttl(&key, at + Duration::from_millis(ms)))
+            .collect();
+        assert!(later.iter().any(|ttl| *ttl != ttls[1]));
+        // Negative entries keep their exact time.
+        let negative = Entry {
+            target: None,
+            epoch: 0,
+            layer: Layer::Db,
+        };
+        assert_eq!(
+            expiry.expire_after_create(&key, &negative, at),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
