@@ -32,8 +32,10 @@ pub struct RedirectConfig {
     #[arg(long, env = "REDIRECT_L1_CAPACITY", default_value_t = 100_000)]
     pub l1_capacity: u64,
 
-    /// How long L1 keeps a link (change events drop it sooner).
-    #[arg(long, env = "REDIRECT_L1_TTL_SECS", default_value_t = 60)]
+    /// How long L1 keeps a link at most (each entry between 3/4 of this and
+    /// all of it, spread). A backstop: change events drop an entry within
+    /// milliseconds; each expiry costs a Valkey round trip.
+    #[arg(long, env = "REDIRECT_L1_TTL_SECS", default_value_t = 300)]
     pub l1_ttl_secs: u64,
 
     /// How long L1 remembers that a code is unknown or inactive.
