@@ -256,6 +256,67 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
     replica.shutdown().await;
 }
 
+/// Queries of the service waiting for a lock on `urls` in this database.
+async fn link_queries_waiting(db: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query LIKE '%FROM urls WHERE short_code%'",
+    )
+    .fetch_one(db)
+    .await
+    .expect("pg_stat_activity")
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn concurrent_misses_for_one_code_share_one_lookup(db: PgPool) {
+    let url = "https://example.com/coalesced";
+    insert_link(&db, "coal1", url, true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = start(&c, &db).await;
+
+    // Hold every read of `urls` until all the requests are in; watch them
+    // on a connection of our own (lookups may take all the others).
+    let mut watcher = db.acquire().await.expect("connection");
+    let mut lock = db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE urls IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let requests = futures::future::join_all((0..20).map(|_| get(&service, "/coal1")));
+    let watch = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while link_queries_waiting(&mut watcher).await == 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Every request has been polled by now; give stragglers time to show.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waiting = link_queries_waiting(&mut watcher).await;
+        lock.commit().await.expect("release");
+        waiting
+    };
+    let (replies, waiting) = tokio::join!(requests, watch);
+    assert_eq!(
+        waiting, 1,
+        "20 concurrent misses made {waiting} Postgres lookups"
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.status == StatusCode::FOUND && r.header("location") == url)
+    );
+    let misses = replies
+        .iter()
+        .filter(|r| r.header("x-cache") == "MISS")
+        .count();
+    assert_eq!(
+        misses, 1,
+        "one request loaded it, the others shared its answer"
+    );
+    service.shutdown().await;
+}
+
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn unknown_and_inactive_codes_are_json_404_and_cached_negatively(db: PgPool) {
     insert_link(&db, "sleepy", "https://example.com/s", false).await;
