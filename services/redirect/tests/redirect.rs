@@ -697,6 +697,60 @@ async fn nats_down_redirects_succeed_and_buffered_clicks_are_published_after(db:
     service.shutdown().await;
 }
 
+/// A counter's value in a Prometheus text exposition (0 when absent).
+fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn clicks_beyond_the_buffer_are_dropped_and_counted(db: PgPool) {
+    insert_link(&db, "overfl", "https://example.com/o", true).await;
+    let mut nats = OwnServer::start(ServerKind::Nats).await;
+    let mut c = config(&shared_valkey(), &nats.url());
+    c.click_buffer = 5;
+    let subjects = Subjects::new(&c.common.nats_prefix);
+    let service = start(&c, &db).await;
+    assert_eq!(get(&service, "/overfl").await.status, StatusCode::FOUND);
+    assert_eq!(clicks(&nats.url(), &subjects, 1).await.len(), 1);
+
+    nats.stop();
+    eventually("/ready reports NATS unreachable", || async {
+        get(&service, "/ready").await.json()["nats"] == "unreachable"
+    })
+    .await;
+    for _ in 0..30 {
+        assert_eq!(get(&service, "/overfl").await.status, StatusCode::FOUND);
+    }
+    let metrics = String::from_utf8(get(&service, "/metrics").await.body.to_vec()).expect("text");
+    let dropped = counter(
+        &metrics,
+        "shortline_clicks_dropped_total",
+        "reason=\"overflow\"",
+    );
+    // 5 wait in the buffer, the publisher holds the batch it keeps retrying
+    // (what had arrived when it took its batch, a few at most): the rest
+    // overflowed.
+    assert!(
+        (18.0..=25.0).contains(&dropped),
+        "{dropped} clicks counted as overflow"
+    );
+
+    // Every click not counted as dropped is published once NATS is back.
+    nats.resume().await;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let kept = 1 + 30 - dropped as usize;
+    let got = clicks(&nats.url(), &subjects, kept).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = clicks(&nats.url(), &subjects, kept).await;
+    assert_eq!((got.len(), again.len()), (kept, kept));
+    service.shutdown().await;
+}
+
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn shutdown_flushes_the_click_buffer(db: PgPool) {
     insert_link(&db, "flush1", "https://example.com/f", true).await;
