@@ -697,14 +697,14 @@ async fn nats_down_redirects_succeed_and_buffered_clicks_are_published_after(db:
     service.shutdown().await;
 }
 
-/// A counter's value in a Prometheus text exposition (0 when absent).
-fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+/// The value of the first sample of `name` whose line holds every one of
+/// `labels`, in a Prometheus text exposition.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
     metrics
         .lines()
-        .find(|l| l.starts_with(name) && l.contains(label))
+        .find(|l| l.starts_with(name) && labels.iter().all(|p| l.contains(p)))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
@@ -727,11 +727,13 @@ async fn clicks_beyond_the_buffer_are_dropped_and_counted(db: PgPool) {
         assert_eq!(get(&service, "/overfl").await.status, StatusCode::FOUND);
     }
     let metrics = String::from_utf8(get(&service, "/metrics").await.body.to_vec()).expect("text");
-    let dropped = counter(
+    // Absent: nothing was counted.
+    let dropped = sample(
         &metrics,
         "shortline_clicks_dropped_total",
-        "reason=\"overflow\"",
-    );
+        &["reason=\"overflow\""],
+    )
+    .unwrap_or(0.0);
     // 5 wait in the buffer, the publisher holds the batch it keeps retrying
     // (what had arrived when it took its batch, a few at most): the rest
     // overflowed.
@@ -1009,13 +1011,9 @@ async fn the_fast_path_answers_cached_codes_as_the_router_does(db: PgPool) {
         .text()
         .await
         .expect("text");
-    let value = |prefix: &str, parts: &[&str]| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} {parts:?} in\n{metrics}"))
+    let value = |name: &str, labels: &[&str]| -> f64 {
+        sample(&metrics, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}"))
     };
     assert!(
         value(
