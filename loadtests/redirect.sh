@@ -255,21 +255,28 @@ median_list() {
 	median "${xs[@]}"
 }
 
-# one_run LABEL ADDR PID CONNECTIONS: a warm-up, then one measured run; sets RPS P50 P99
-# REQUESTS (run_wrk) and the CPU ticks spent in the measured run by the server PID
-# (RUN_TICKS), wrk (WRK_TICKS) and the local nats-server (RUN_NATS; empty when unknown).
-one_run() {
-	local label="$1" addr="$2" pid="$3" c="$4" ticks nats
-	if ((WARMUP > 0)); then
-		run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
-	fi
+# measured_run LABEL ADDR PID CONNECTIONS [DELAY_MS]: one measured wrk run (paced when DELAY_MS
+# > 0, see run_wrk); sets RPS P50 P99 REQUESTS (run_wrk) and the CPU ticks spent in it by the
+# server PID (RUN_TICKS), wrk (WRK_TICKS) and the local nats-server (RUN_NATS; empty when
+# unknown).
+measured_run() {
+	local label="$1" addr="$2" pid="$3" c="$4" delay="${5:-0}" ticks nats
 	ticks="$(proc_cpu_ticks "$pid")"
 	nats="$(nats_ticks)"
-	run_wrk "$label-c$c" "$addr" "$c" "$DURATION" random
+	run_wrk "$label" "$addr" "$c" "$DURATION" random 0 "$delay"
 	RUN_TICKS=$(($(proc_cpu_ticks "$pid") - ticks))
 	RUN_NATS=""
 	[[ -n $nats ]] && RUN_NATS=$(($(nats_ticks) - nats))
 	return 0
+}
+
+# one_run LABEL ADDR PID CONNECTIONS: a warm-up, then one measured_run.
+one_run() {
+	local label="$1" addr="$2" pid="$3" c="$4"
+	if ((WARMUP > 0)); then
+		run_wrk "$label-c$c-warmup" "$addr" "$c" "$WARMUP" random
+	fi
+	measured_run "$label-c$c" "$addr" "$pid" "$c"
 }
 
 # Per-server sums and lists over the rounds of one concurrency (see add_round / round_row).
@@ -277,7 +284,7 @@ declare -A SUM=()
 declare -A LIST=()
 reset_rounds() { SUM=() LIST=(); }
 
-# add_round KEY: adds the run just made (one_run) to KEY's rounds.
+# add_round KEY: adds the run just made (measured_run) to KEY's rounds.
 add_round() {
 	local k="$1"
 	LIST[$k.rps]+=" $RPS" LIST[$k.p50]+=" $P50" LIST[$k.p99]+=" $P99"
@@ -354,16 +361,11 @@ measure() {
 # PACED_RATE req/s over CONNECTIONS connections (each waits DELAY_MS after a response), so
 # that p99 is the server's latency at that load rather than queueing at saturation.
 measure_paced() {
-	local config="$1" label="$2" addr="$3" pid="$4" c="$5" delay ticks nats
+	local config="$1" label="$2" addr="$3" pid="$4" c="$5" delay
 	((PACED_RATE > 0)) || return 0
 	delay=$(((1000 * c + PACED_RATE - 1) / PACED_RATE))
 	reset_rounds
-	ticks="$(proc_cpu_ticks "$pid")"
-	nats="$(nats_ticks)"
-	run_wrk "$label-c$c-paced" "$addr" "$c" "$DURATION" random 0 "$delay"
-	RUN_TICKS=$(($(proc_cpu_ticks "$pid") - ticks))
-	RUN_NATS=""
-	[[ -n $nats ]] && RUN_NATS=$(($(nats_ticks) - nats))
+	measured_run "$label-c$c-paced" "$addr" "$pid" "$c" "$delay"
 	add_round paced
 	round_row paced "$config, paced (${delay} ms between requests per connection)" "$c" "–" "$label"
 }
