@@ -16,6 +16,7 @@ use fred::prelude::{
 };
 use fred::types::Builder;
 use fred::types::config::Options;
+use fred::types::scripts::Script;
 
 /// Errors from Valkey (callers log them and carry on without the cache).
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +160,21 @@ impl Valkey {
         Ok(())
     }
 
+    /// Runs a Lua script server-side (`EVALSHA`, loading it on the first
+    /// `NOSCRIPT`): one round trip, atomic on the server. Integer arguments
+    /// and an integer-array reply, which is all Shortline's scripts use.
+    pub async fn run_script(
+        &self,
+        script: &LuaScript,
+        keys: Vec<String>,
+        args: Vec<i64>,
+    ) -> Result<Vec<i64>, CacheError> {
+        Ok(script
+            .0
+            .evalsha_with_reload(self.client()?, keys, args)
+            .await?)
+    }
+
     /// `PING`, for readiness checks.
     pub async fn ping(&self) -> bool {
         match self.client() {
@@ -170,6 +186,16 @@ impl Valkey {
     /// Closes every connection.
     pub async fn quit(&self) {
         let _ = self.pool.quit().await;
+    }
+}
+
+/// A Lua script for [`Valkey::run_script`] (its SHA-1 is computed once).
+#[derive(Debug, Clone)]
+pub struct LuaScript(Script);
+
+impl LuaScript {
+    pub fn new(lua: &'static str) -> Self {
+        Self(Script::from_lua(lua))
     }
 }
 

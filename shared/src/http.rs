@@ -1,7 +1,14 @@
 //! Layers every Shortline router wears: request ids, one access-log line per
 //! request, HTTP metrics, a request timeout, panic capture, and the rule that
-//! every error response is JSON (`{"error": "..."}`), including the ones
-//! axum and tower produce themselves (404, 405, 408, 413, 500).
+//! every error response is JSON, including the ones axum and tower produce
+//! themselves (404, 405, 408, 413, 500).
+//!
+//! Error bodies are RFC 9457 problem documents that also keep the
+//! contract's `error` field: `{"type": "about:blank", "title": "Not Found",
+//! "status": 404, "detail": "User not found", "error": "User not found"}`.
+//! They are sent as `application/problem+json` to clients whose `Accept`
+//! names that type, and as `application/json` otherwise, so clients written
+//! against the contract see the content type they always saw.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -216,8 +223,9 @@ impl RequestTelemetry {
             headers.get(REQUEST_ID_HEADER),
             headers,
         );
+        let wants_problem = accepts_problem_json(req.headers());
         let response = tracing::Instrument::instrument(next.run(req), observed.span.clone()).await;
-        let response = json_errors(response);
+        let response = json_errors(response, wants_problem);
         self.finish(observed, response.status());
         response
     }
@@ -246,24 +254,66 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// The media type of RFC 9457 problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document for `status` with `detail` as its message,
+/// carrying the contract's `error` field (the same message) too. Callers
+/// may add members (`details`, `retry_after`, ...).
+pub fn problem(
+    status: StatusCode,
+    detail: impl Into<String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let detail = detail.into();
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), "about:blank".into());
+    body.insert(
+        "title".into(),
+        status.canonical_reason().unwrap_or("Error").into(),
+    );
+    body.insert("status".into(), status.as_u16().into());
+    body.insert("detail".into(), detail.clone().into());
+    body.insert("error".into(), detail.into());
+    body
+}
+
+/// An error response: a [`problem`] document with nothing more.
 pub fn error_body(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (status, Json(problem(status, message))).into_response()
+}
+
+/// Whether the client asked for `application/problem+json` by name.
+fn accepts_problem_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains(PROBLEM_JSON))
 }
 
 /// Replaces any non-JSON error response (axum's rejections, 404 and 405 from
-/// the router, 408 from the timeout, 413 from body limits) with a JSON body,
-/// keeping status and headers such as `Allow`.
-fn json_errors(response: Response<Body>) -> Response<Body> {
+/// the router, 408 from the timeout, 413 from body limits) with a problem
+/// body, keeping status and headers such as `Allow`; JSON error bodies get
+/// the problem media type when the client asked for it.
+fn json_errors(response: Response<Body>, wants_problem: bool) -> Response<Body> {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .unwrap_or("");
+    let is_json =
+        content_type.starts_with("application/json") || content_type.starts_with(PROBLEM_JSON);
     if is_json {
+        let mut response = response;
+        if wants_problem {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        }
         return response;
     }
     let message = match status {
@@ -280,7 +330,11 @@ fn json_errors(response: Response<Body>) -> Response<Body> {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(if wants_problem {
+            PROBLEM_JSON
+        } else {
+            "application/json"
+        }),
     );
     Response::from_parts(parts, fresh.into_body())
 }

@@ -2,7 +2,8 @@
 //!
 //! Nothing here knows about a particular service's domain: `db` owns the pool
 //! and the migrator, `breakdown` how a redirect is classified for the
-//! per-link breakdowns, `cache` the Valkey client, `config` the settings every service
+//! per-link breakdowns, `cache` the Valkey client, `client_ip` who a
+//! request came from behind proxies, `config` the settings every service
 //! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
 //! `telemetry` logs, metrics and traces, `probe` the dependency and pool
@@ -11,6 +12,7 @@
 
 pub mod breakdown;
 pub mod cache;
+pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod events;

@@ -989,6 +989,19 @@ async fn the_fast_path_answers_cached_codes_as_the_router_does(db: PgPool) {
     assert_eq!(missing.headers()["x-request-id"], "req-404");
     let body: serde_json::Value = missing.json().await.expect("json");
     assert_eq!(body["error"], "Short code not found");
+    // A problem document (RFC 9457), as problem+json when asked for.
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["detail"], "Short code not found");
+    let problem = http
+        .get(format!("{}/absent", served.base))
+        .header("accept", "application/problem+json")
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(
+        problem.headers()["content-type"],
+        "application/problem+json"
+    );
     let post = http
         .post(format!("{}/fast01", served.base))
         .send()
