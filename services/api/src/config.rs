@@ -45,6 +45,63 @@ pub struct ApiConfig {
     /// propagation to the outbox relay alone.
     #[arg(long, env = "INVALIDATION_WAIT_MS", default_value_t = 500)]
     pub invalidation_wait_ms: u64,
+
+    /// `required`: every route but /health, /ready and the docs needs an
+    /// API key. `off`: no key, no rate limits (only for running the
+    /// contract's test suites on a trusted network).
+    #[arg(long, env = "API_AUTH", value_enum, default_value_t = AuthMode::Required)]
+    pub api_auth: AuthMode,
+
+    /// How long a replica remembers a verified key; revocation and expiry
+    /// reach every replica within this time.
+    #[arg(long, env = "API_KEY_CACHE_MS", default_value_t = 500)]
+    pub api_key_cache_ms: u64,
+
+    /// Requests per minute per API key, unless the key has its own limit
+    /// (0: unlimited).
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 1200)]
+    pub rate_limit_per_minute: u32,
+
+    /// Requests per minute per client address for requests without a valid
+    /// key (0: unlimited).
+    #[arg(long, env = "RATE_LIMIT_ANONYMOUS_PER_MINUTE", default_value_t = 60)]
+    pub rate_limit_anonymous_per_minute: u32,
+
+    /// Valkey, where the rate limits of every replica are counted (empty:
+    /// no rate limits).
+    #[arg(long, env = "VALKEY_URL", default_value = "redis://127.0.0.1:56379")]
+    pub valkey_url: String,
+
+    /// Longest wait for the rate limiter's Valkey call before the request
+    /// is let through unchecked.
+    #[arg(long, env = "VALKEY_TIMEOUT_MS", default_value_t = 50)]
+    pub valkey_timeout_ms: u64,
+
+    /// Networks whose `X-Forwarded-For` is believed when limiting by client
+    /// address (the edge's).
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1/32,::1/128"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Whether the API asks for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    Required,
+    Off,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Off => "off",
+        }
+    }
 }
 
 impl ApiConfig {
@@ -54,6 +111,10 @@ impl ApiConfig {
 
     pub fn outbox_poll(&self) -> Duration {
         Duration::from_millis(self.outbox_poll_ms)
+    }
+
+    pub fn api_key_cache(&self) -> Duration {
+        Duration::from_millis(self.api_key_cache_ms)
     }
 
     pub fn invalidation_wait(&self) -> Duration {

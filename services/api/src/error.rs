@@ -1,8 +1,9 @@
 //! The API's one error type, and how each case becomes an HTTP response.
 //!
-//! Every error body is `{"error": "<message>"}`; validation failures add
-//! `"details": {"<field>": "<problem>"}`. Field-level problems and malformed
-//! bodies are both `400` (this API never answers `422`). 5xx bodies never
+//! Every error body is an RFC 9457 problem document that keeps the
+//! contract's `error` field: `{"type", "title", "status", "detail",
+//! "error"}`; validation failures add `"details": {"<field>": "<problem>"}`.
+//! Field-level problems and malformed bodies are both `400`. 5xx bodies never
 //! carry internals; the cause is logged (once, in the request span).
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use aide::generate::GenContext;
 use aide::openapi::{MediaType, Operation, Response as DocResponse, SchemaObject};
 use aide::operation::OperationOutput;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -27,6 +28,12 @@ pub enum ApiError {
     /// The request as a whole is unusable (400).
     #[error("{0}")]
     BadRequest(String),
+    /// No usable API key: missing, unknown, revoked or expired (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The key is valid but may not do this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The addressed resource (or one the body references) does not exist (404).
     #[error("{0}")]
     NotFound(&'static str),
@@ -36,6 +43,9 @@ pub enum ApiError {
     /// The upload is larger than allowed (413).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Over the caller's rate limit (429); retry after this many seconds.
+    #[error("Rate limit exceeded: retry in {0} s")]
+    RateLimited(u64),
     /// A dependency is unavailable (503).
     #[error("{0}")]
     Unavailable(String),
@@ -56,7 +66,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,10 +101,21 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// The body of every error response.
+/// The body of every error response: an RFC 9457 problem document (served
+/// as `application/problem+json` when the client asks for it by `Accept`,
+/// else as `application/json`) that keeps the contract's `error` field.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ErrorBody {
-    /// A human-readable message, e.g. `User not found`.
+    /// A URI naming the kind of problem; `about:blank` (the status says it).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status' reason phrase, e.g. `Not Found`.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, e.g. `User not found`.
+    pub detail: String,
+    /// The same message as `detail` (the contract's error field).
     pub error: String,
     /// For validation failures: field name → problem.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,39 +125,49 @@ pub struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match self {
-            ApiError::Validation(details) => ErrorBody {
-                error: "validation failed".into(),
-                details: Some(details),
-            },
+        let (message, details) = match self {
+            ApiError::Validation(details) => ("validation failed".to_owned(), Some(details)),
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::error!("database pool exhausted");
-                ErrorBody {
-                    error: "Service temporarily unavailable".into(),
-                    details: None,
-                }
+                ("Service temporarily unavailable".to_owned(), None)
             }
             ApiError::Database(e) => {
                 tracing::error!(error = %e, "database error");
-                ErrorBody {
-                    error: "Internal server error".into(),
-                    details: None,
-                }
+                ("Internal server error".to_owned(), None)
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
-                ErrorBody {
-                    error: "Internal server error".into(),
-                    details: None,
-                }
+                ("Internal server error".to_owned(), None)
             }
-            other => ErrorBody {
-                error: other.to_string(),
-                details: None,
-            },
+            ref other @ ApiError::RateLimited(retry_after) => {
+                let mut res = problem_response(status, other.to_string(), None);
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return res;
+            }
+            ref other @ ApiError::Unauthorized(_) => {
+                let mut res = problem_response(status, other.to_string(), None);
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"shortline\""),
+                );
+                return res;
+            }
+            other => (other.to_string(), None),
         };
-        (status, Json(body)).into_response()
+        problem_response(status, message, details)
     }
+}
+
+fn problem_response(status: StatusCode, message: String, details: Option<FieldErrors>) -> Response {
+    let mut body = shortline_shared::http::problem(status, message);
+    if let Some(details) = details {
+        body.insert(
+            "details".into(),
+            serde_json::to_value(details).unwrap_or_default(),
+        );
+    }
+    (status, Json(body)).into_response()
 }
 
 /// Every handler may answer 400 (malformed request) and 500; routes add
@@ -160,6 +194,27 @@ impl OperationOutput for ApiError {
             (
                 Some(aide::openapi::StatusCode::Code(500)),
                 error_doc(ctx, "Unexpected server error"),
+            ),
+            (
+                Some(aide::openapi::StatusCode::Code(401)),
+                error_doc(
+                    ctx,
+                    "No valid API key (missing, unknown, revoked or expired); carries `WWW-Authenticate: Bearer`",
+                ),
+            ),
+            (
+                Some(aide::openapi::StatusCode::Code(403)),
+                error_doc(
+                    ctx,
+                    "The key may not do this (a user key on an admin route, or acting for another user)",
+                ),
+            ),
+            (
+                Some(aide::openapi::StatusCode::Code(429)),
+                error_doc(
+                    ctx,
+                    "Over the key's (or, without a key, the client address') rate limit; carries `Retry-After`",
+                ),
             ),
         ]
     }

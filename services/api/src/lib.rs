@@ -1,26 +1,29 @@
 //! Shortline's write side (`shortline-api`).
 //!
-//! Layout: `routes/` holds thin handlers; `users/`, `links/` and `events/`
-//! hold the domain (each with `model.rs` and its SQL in `repo.rs`); `outbox`
-//! publishes committed changes to JetStream; `import` loads CSV files;
-//! `extract`, `validate` and `paging` turn requests into checked values;
-//! `error` maps every failure to a JSON response.
+//! Layout: `routes/` holds thin handlers; `users/`, `links/`, `events/` and
+//! `keys/` hold the domain (each with `model.rs` and its SQL in `repo.rs`);
+//! `auth` checks API keys in front of the routes and `ratelimit` counts
+//! requests in Valkey; `outbox` publishes committed changes to JetStream;
+//! `import` loads CSV files; `extract`, `validate` and `paging` turn
+//! requests into checked values; `error` maps every failure to a JSON
+//! problem response.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod import;
+pub mod keys;
 pub mod links;
 pub mod openapi;
 pub mod outbox;
 pub mod paging;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod users;
 pub mod validate;
-
-use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
@@ -32,10 +35,10 @@ use shortline_shared::probe::Dependencies;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, AuthMode};
 use crate::error::ApiError;
-use crate::outbox::{OutboxRelay, Propagator};
-use crate::state::{ApiMetrics, AppState};
+use crate::outbox::OutboxRelay;
+use crate::state::AppState;
 
 /// The complete HTTP application: API routes, docs, metrics, and the
 /// common layers (request ids, logs, metrics, JSON errors).
@@ -49,6 +52,10 @@ pub fn router(state: AppState) -> Router {
             get(shortline_shared::telemetry::metrics_handler),
         )
         .fallback(|| async { ApiError::NotFound("Not found") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(state);
     with_common_layers(
@@ -64,15 +71,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
     let db = config.common.pool(config.db_max_connections)?;
     let nats = config.common.connect_nats("shortline-api").await?;
-    let subjects = config.common.subjects();
-    Ok(AppState {
-        db,
-        propagator: Propagator::new(Some(nats.clone()), &subjects, config.invalidation_wait()),
-        subjects,
-        config: Arc::new(config),
-        metrics: ApiMetrics::new(),
-        nats: Some(nats),
-    })
+    AppState::new(config, db, Some(nats))
 }
 
 /// Serves until SIGINT/SIGTERM: in-flight requests finish first, then the
@@ -81,11 +80,16 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let shutdown = shortline_shared::shutdown::on_signal();
     let listen = config.listen;
     let state = state(config).await?;
+    if state.config.api_auth == AuthMode::Off {
+        tracing::warn!(
+            "API_AUTH=off: every route is open to anyone who can reach this service, with no rate limits; use it only to run the contract's test suites on a trusted network"
+        );
+    }
     let tasks = TaskTracker::new();
     let relay_stop = CancellationToken::new();
     let _probe = Dependencies {
         postgres: Some(state.db.clone()),
-        valkey: None,
+        valkey: state.access.limiter.as_ref().map(|l| l.valkey().clone()),
         nats: state.nats.clone(),
     }
     .observe(relay_stop.clone());
@@ -102,9 +106,12 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, "shortline-api listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
     relay_stop.cancel();
     tasks.close();
     tasks.wait().await;

@@ -26,6 +26,40 @@ enum Command {
         /// Directory holding the CSV files.
         dir: PathBuf,
     },
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// An admin key (may do everything).
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        admin: bool,
+        /// A key that acts as this user only.
+        #[arg(long)]
+        user: Option<i64>,
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Expiry (RFC 3339, or YYYY-MM-DDTHH:MM:SS in UTC).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Requests per minute for this key (default: RATE_LIMIT_PER_MINUTE).
+        #[arg(long)]
+        rate_limit: Option<i32>,
+        /// Print only the key (for scripts), not the JSON record.
+        #[arg(long)]
+        key_only: bool,
+    },
+    /// List every key (without secrets), as JSON lines.
+    List,
+    /// Revoke a key by id.
+    Revoke { id: i64 },
+    /// Exit 0 when the key in SHORTLINE_API_KEY is valid now, 1 otherwise.
+    Verify,
 }
 
 #[tokio::main]
@@ -42,5 +76,69 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(?report, "seed finished");
             Ok(())
         }
+        Command::Keys(command) => keys(&cli.config, command).await,
     }
+}
+
+async fn keys(config: &ApiConfig, command: KeysCommand) -> anyhow::Result<()> {
+    use shortline_api::keys::{self, KeyVerifier, model::NewKey};
+    let pool = shortline_shared::db::pool(&config.common.database_url, &Default::default())?;
+    match command {
+        KeysCommand::Create {
+            admin: _,
+            user,
+            name,
+            expires_at,
+            rate_limit,
+            key_only,
+        } => {
+            let expires_at = expires_at
+                .map(|s| keys::model::parse_expiry(&s, chrono::Utc::now()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--expires-at {e}"))?;
+            anyhow::ensure!(
+                rate_limit.is_none_or(|r| r > 0),
+                "--rate-limit must be positive"
+            );
+            let created = keys::create(
+                &pool,
+                NewKey {
+                    user_id: user,
+                    name,
+                    expires_at,
+                    rate_limit_per_minute: rate_limit,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if key_only {
+                println!("{}", created.secret);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            }
+        }
+        KeysCommand::List => {
+            for key in keys::list(&pool, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                println!("{}", serde_json::to_string(&key)?);
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let key = keys::revoke(&pool, id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::to_string(&key)?);
+        }
+        KeysCommand::Verify => {
+            let text = std::env::var("SHORTLINE_API_KEY").unwrap_or_default();
+            let verifier = KeyVerifier::new(pool, std::time::Duration::from_millis(1));
+            if let Err(e) = verifier.verify(text.trim()).await {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
 }

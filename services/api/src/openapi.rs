@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aide::axum::ApiRouter;
-use aide::openapi::{OpenApi, Tag};
+use aide::openapi::{ApiKeyLocation, OpenApi, ReferenceOr, SecurityScheme, Tag};
 use aide::scalar::Scalar;
 use axum::response::Html;
 use axum::routing::get;
@@ -23,8 +23,13 @@ pub fn build(routes: impl FnOnce() -> ApiRouter<AppState>) -> (Router<AppState>,
             .version(env!("CARGO_PKG_VERSION"))
             .description(
                 "Write side of Shortline: users, links, CSV import and the event log. \
-                 Every error is JSON `{\"error\": \"...\"}`; validation failures add `details` \
-                 (field → problem) and are 400. Timestamps are `YYYY-MM-DDTHH:MM:SS` (UTC). \
+                 Every route but `/health` and `/ready` needs an API key (`Authorization: Bearer \
+                 <key>` or `X-API-Key: <key>`) unless the service runs with `API_AUTH=off`; \
+                 answers carry `RateLimit-Policy` and `RateLimit` headers, and 429 a `Retry-After`. \
+                 Every error is an RFC 9457 problem document that keeps the `error` field: \
+                 `{\"type\", \"title\", \"status\", \"detail\", \"error\"}` (as \
+                 `application/problem+json` when the client's `Accept` names it, else as \
+                 `application/json`); validation failures add `details` (field → problem) and are 400. Timestamps are `YYYY-MM-DDTHH:MM:SS` (UTC). \
                  Lists are ordered by id; `page` (1-based) and `per_page` paginate, and without \
                  them every match is returned. Redirects (`GET /{short_code}`) are served by the \
                  redirect service behind the same edge.",
@@ -45,13 +50,54 @@ pub fn build(routes: impl FnOnce() -> ApiRouter<AppState>) -> (Router<AppState>,
                 ..Default::default()
             })
             .tag(Tag {
+                name: "keys".into(),
+                description: Some("API keys (admin keys only)".into()),
+                ..Default::default()
+            })
+            .tag(Tag {
                 name: "health".into(),
                 description: Some("Liveness and readiness".into()),
                 ..Default::default()
             })
+            .security_scheme(
+                "bearer",
+                SecurityScheme::Http {
+                    scheme: "bearer".into(),
+                    bearer_format: Some("sl_<public id>_<secret>".into()),
+                    description: Some(
+                        "An API key as `Authorization: Bearer <key>`. Admin keys may do everything; user keys act as one user. Not needed when the service runs with `API_AUTH=off`."
+                            .into(),
+                    ),
+                    extensions: Default::default(),
+                },
+            )
+            .security_scheme(
+                "apiKey",
+                SecurityScheme::ApiKey {
+                    location: ApiKeyLocation::Header,
+                    name: "X-API-Key".into(),
+                    description: Some("The same API key in `X-API-Key`.".into()),
+                    extensions: Default::default(),
+                },
+            )
+            .security_requirement("bearer")
+            .security_requirement("apiKey")
     });
+    // Liveness and readiness are public: an empty requirement overrides the
+    // global one.
+    for path in PUBLIC_OPERATIONS {
+        if let Some(ReferenceOr::Item(item)) =
+            api.paths.as_mut().and_then(|p| p.paths.get_mut(*path))
+            && let Some(op) = item.get.as_mut()
+        {
+            op.security = vec![Default::default()];
+        }
+    }
     (router, api)
 }
+
+/// Documented operations that need no key.
+const PUBLIC_OPERATIONS: &[&str] = &["/health", "/ready"];
 
 /// Adds `/openapi.json` and `/apidocs` (plain axum routes, so they do not
 /// describe themselves).

@@ -2,13 +2,18 @@
 //! and the service's metric instruments.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry::metrics::Counter;
+use shortline_shared::cache::{Valkey, ValkeySettings};
 use shortline_shared::events::Subjects;
 use sqlx::PgPool;
 
+use crate::auth::Access;
 use crate::config::ApiConfig;
+use crate::keys::KeyVerifier;
 use crate::outbox::Propagator;
+use crate::ratelimit::RateLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +25,46 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// Publishes committed changes at once and waits for the redirect caches.
     pub propagator: Propagator,
+    /// API keys and rate limits.
+    pub access: Access,
+}
+
+impl AppState {
+    /// The state for `config` over a pool and, when there is one, a NATS
+    /// client: subjects from `NATS_PREFIX`, the propagator, key checking and
+    /// (when `VALKEY_URL` is set) the rate limiter, connecting in the
+    /// background.
+    pub fn new(
+        config: ApiConfig,
+        db: PgPool,
+        nats: Option<async_nats::Client>,
+    ) -> anyhow::Result<Self> {
+        let subjects = config.common.subjects();
+        let limiter = if config.valkey_url.trim().is_empty() {
+            None
+        } else {
+            let valkey = Valkey::connect(
+                &config.valkey_url,
+                &ValkeySettings {
+                    pool_size: 2,
+                    command_timeout: Duration::from_millis(config.valkey_timeout_ms.max(1)),
+                    ..ValkeySettings::default()
+                },
+            )?;
+            Some(RateLimiter::new(valkey, &config.common.nats_prefix))
+        };
+        let verifier = KeyVerifier::new(db.clone(), config.api_key_cache());
+        let access = Access::new(&config, verifier, limiter);
+        Ok(Self {
+            propagator: Propagator::new(nats.clone(), &subjects, config.invalidation_wait()),
+            db,
+            subjects,
+            config: Arc::new(config),
+            metrics: ApiMetrics::new(),
+            nats,
+            access,
+        })
+    }
 }
 
 /// Business instruments of the write side.

@@ -161,6 +161,14 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional positive integer; `null` counts as absent.
+    pub fn optional_id(&mut self, field: &str) -> Option<i64> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(_) => self.required_id(field),
+        }
+    }
+
     /// An optional strict boolean (`true`/`false`, never `"true"` or `1`).
     pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
         match self.obj.get(field) {

@@ -2,3 +2,27 @@
 //! redirect replicas wired together through real Postgres, Valkey and NATS,
 //! in one process. No service depends on another; only these tests see them
 //! all.
+
+use std::time::Duration;
+
+use shortline_api::config::{ApiConfig, AuthMode};
+use shortline_api::state::AppState;
+
+/// The write API's state for a pipeline test: subjects under `prefix`, the
+/// given NATS client (`None`: no relay, no propagation), link changes
+/// waiting up to `invalidation_wait` for the redirect replicas. Keys and
+/// rate limits are off (`API_AUTH=off`): these tests are about the
+/// pipeline; the api's own tests cover access control.
+pub fn api_state(
+    db: sqlx::PgPool,
+    prefix: &str,
+    nats: Option<async_nats::Client>,
+    invalidation_wait: Duration,
+) -> AppState {
+    let mut config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+    config.common.nats_prefix = prefix.to_owned();
+    config.invalidation_wait_ms = u64::try_from(invalidation_wait.as_millis()).unwrap_or(u64::MAX);
+    config.api_auth = AuthMode::Off;
+    config.valkey_url = String::new();
+    AppState::new(config, db, nats).expect("api state builds")
+}

@@ -5,7 +5,6 @@
 //! every redirect logs one event; and a redirect posted to the API reaches
 //! the same breakdowns as a click.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,9 +12,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use shortline_api::config::ApiConfig;
-use shortline_api::outbox::{OutboxRelay, Propagator};
-use shortline_api::state::{ApiMetrics, AppState};
+use shortline_api::outbox::OutboxRelay;
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
 use shortline_redirect::fast::FastPath;
@@ -125,15 +122,12 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
     let client = shortline_shared::nats::connect(&nats_url, "e2e")
         .await
         .expect("nats");
-    let api_config = ApiConfig::for_urls("postgres://unused", &nats_url);
-    let state = AppState {
-        db: db.clone(),
-        subjects: subjects.clone(),
-        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
-        config: Arc::new(api_config),
-        metrics: ApiMetrics::new(),
-        nats: Some(client.clone()),
-    };
+    let state = shortline_e2e::api_state(
+        db.clone(),
+        &prefix,
+        Some(client.clone()),
+        Duration::from_secs(30),
+    );
     let relay = OutboxRelay::new(
         db.clone(),
         client.clone(),
@@ -283,18 +277,15 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
     let prefix = unique_prefix();
     let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
     let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
-    let subjects = Subjects::new(&prefix);
     let client = shortline_shared::nats::connect(&nats_url, "e2e")
         .await
         .expect("nats");
-    let api = shortline_api::router(AppState {
-        db: db.clone(),
-        subjects: subjects.clone(),
-        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
-        config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
-        metrics: ApiMetrics::new(),
-        nats: Some(client.clone()),
-    });
+    let api = shortline_api::router(shortline_e2e::api_state(
+        db.clone(),
+        &prefix,
+        Some(client.clone()),
+        Duration::from_secs(30),
+    ));
     let mut redirect_config =
         RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
     redirect_config.change_stream_wait_ms = 30_000;
@@ -404,15 +395,12 @@ async fn check(
 async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
     let prefix = unique_prefix();
     let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let subjects = Subjects::new(&prefix);
-    let api = shortline_api::router(AppState {
-        db: db.clone(),
-        subjects: subjects.clone(),
-        propagator: Propagator::new(None, &subjects, Duration::from_secs(2)),
-        config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
-        metrics: ApiMetrics::new(),
-        nats: None,
-    });
+    let api = shortline_api::router(shortline_e2e::api_state(
+        db.clone(),
+        &prefix,
+        None,
+        Duration::from_secs(2),
+    ));
     let mut config = shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix);
     config.rollup_interval_ms = 50;
     let analytics = shortline_analytics::Service::start_with_pool(&config, db.clone())

@@ -18,9 +18,6 @@ use futures::StreamExt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 use serde_json::{Value, json};
-use shortline_api::config::ApiConfig;
-use shortline_api::outbox::Propagator;
-use shortline_api::state::{ApiMetrics, AppState};
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::events::Subjects;
@@ -126,14 +123,12 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
     let client = shortline_shared::nats::connect(&nats_url, "e2e-tracing")
         .await
         .expect("nats");
-    let api = shortline_api::router(AppState {
-        db: db.clone(),
-        subjects: subjects.clone(),
-        propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
-        config: std::sync::Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
-        metrics: ApiMetrics::new(),
-        nats: Some(client.clone()),
-    });
+    let api = shortline_api::router(shortline_e2e::api_state(
+        db.clone(),
+        &prefix,
+        Some(client.clone()),
+        Duration::from_secs(30),
+    ));
     let mut redirect_config =
         RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
     redirect_config.change_stream_wait_ms = 30_000;

@@ -100,6 +100,12 @@ pub async fn get(state: &AppState, id: i64) -> Result<Link, ApiError> {
         .ok_or(ApiError::NotFound("URL not found"))
 }
 
+/// The user a link belongs to, if the link exists.
+pub async fn owner(state: &AppState, id: i64) -> Result<Option<i64>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(repo::get(&mut conn, id).await?.map(|l| l.user_id))
+}
+
 pub async fn list(state: &AppState, filter: LinkFilter, page: Page) -> Result<Vec<Link>, ApiError> {
     let mut conn = state.db.acquire().await?;
     Ok(repo::list(&mut conn, filter, page).await?)

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Created, Listed, not_found};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{
     self,
@@ -44,8 +45,10 @@ pub struct ListEventsParams {
 
 async fn list_events(
     State(state): State<AppState>,
-    Params(p): Params<ListEventsParams>,
+    caller: Caller,
+    Params(mut p): Params<ListEventsParams>,
 ) -> Result<Listed<Event>, ApiError> {
+    p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
     let filter = EventFilter {
         url_id: p.url_id,
@@ -67,7 +70,10 @@ async fn list_events(
 
 async fn record_event(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(new): JsonBody<NewEvent>,
 ) -> Result<Created<Event>, ApiError> {
+    caller.require_acting_as(new.user_id)?;
+    caller.check_link(&state, new.url_id).await?;
     Ok(Created(events::record(&state, new).await?))
 }

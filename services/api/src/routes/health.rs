@@ -26,7 +26,7 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(ready, |op| {
                 op.tag("health")
                     .summary("Readiness")
-                    .description("200 when Postgres answers, else 503. NATS is reported but does not gate readiness: writes wait in the outbox while it is away.")
+                    .description("200 when Postgres answers, else 503. NATS is reported but does not gate readiness: writes wait in the outbox while it is away. `auth` says whether API keys are required (`off` only for running the contract suites).")
                     .response_with::<200, Json<Readiness>, _>(|r| r.description("Ready"))
                     .response_with::<503, Json<Readiness>, _>(|r| r.description("Postgres unreachable"))
             }),
@@ -51,6 +51,9 @@ pub struct Readiness {
     pub postgres: &'static str,
     /// `connected`, `disconnected`, or `not configured`.
     pub nats: &'static str,
+    /// `required` (API keys needed) or `off` (`API_AUTH=off`: the API is
+    /// open to anyone who reaches it).
+    pub auth: &'static str,
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -64,6 +67,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         status: if postgres_ok { "ok" } else { "unavailable" },
         postgres: if postgres_ok { "ok" } else { "unreachable" },
         nats,
+        auth: state.config.api_auth.as_str(),
     };
     let status = if postgres_ok {
         StatusCode::OK

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Created, Listed, conflict, not_found};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
@@ -94,8 +95,10 @@ pub struct StatsParams {
 
 async fn list_links(
     State(state): State<AppState>,
-    Params(p): Params<ListLinksParams>,
+    caller: Caller,
+    Params(mut p): Params<ListLinksParams>,
 ) -> Result<Json<Vec<Link>>, ApiError> {
+    p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve(p.page, p.per_page)?;
     let filter = LinkFilter {
         user_id: p.user_id,
@@ -106,36 +109,53 @@ async fn list_links(
 
 async fn create_link(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(new): JsonBody<NewLink>,
 ) -> Result<Created<Link>, ApiError> {
+    caller.require_acting_as(new.user_id)?;
     Ok(Created(links::create(&state, new).await?))
 }
 
-async fn get_link(State(state): State<AppState>, id: Id) -> Result<Json<Link>, ApiError> {
-    Ok(Json(links::get(&state, id.get("URL not found")?).await?))
+async fn get_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<Json<Link>, ApiError> {
+    let id = id.get("URL not found")?;
+    caller.check_link(&state, id).await?;
+    Ok(Json(links::get(&state, id).await?))
 }
 
 async fn update_link(
     State(state): State<AppState>,
+    caller: Caller,
     id: Id,
     JsonBody(patch): JsonBody<LinkPatch>,
 ) -> Result<Json<Link>, ApiError> {
-    Ok(Json(
-        links::update(&state, id.get("URL not found")?, patch).await?,
-    ))
+    let id = id.get("URL not found")?;
+    caller.check_link(&state, id).await?;
+    Ok(Json(links::update(&state, id, patch).await?))
 }
 
-async fn delete_link(State(state): State<AppState>, id: Id) -> Result<NoContent, ApiError> {
-    links::delete(&state, id.get("URL not found")?).await?;
+async fn delete_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<NoContent, ApiError> {
+    let id = id.get("URL not found")?;
+    caller.check_link(&state, id).await?;
+    links::delete(&state, id).await?;
     Ok(NoContent)
 }
 
 async fn link_events(
     State(state): State<AppState>,
+    caller: Caller,
     id: Id,
     Params(p): Params<LinkEventsParams>,
 ) -> Result<Listed<Event>, ApiError> {
     let id = id.get("URL not found")?;
+    caller.check_link(&state, id).await?;
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
     let slice = events::for_link(&state, id, page).await?;
     Ok(Listed::new(slice, page, &format!("/urls/{id}/events"), &[]))
@@ -143,10 +163,12 @@ async fn link_events(
 
 async fn link_stats(
     State(state): State<AppState>,
+    caller: Caller,
     id: Id,
     Params(p): Params<StatsParams>,
 ) -> Result<Json<LinkStats>, ApiError> {
     let id = id.get("URL not found")?;
+    caller.check_link(&state, id).await?;
     let range = StatsRange::parse(
         p.from.as_deref(),
         p.to.as_deref(),

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod health;
+pub mod keys;
 pub mod links;
 pub mod users;
 
@@ -31,6 +32,7 @@ pub fn api_routes() -> ApiRouter<AppState> {
         .merge(users::routes())
         .merge(links::routes())
         .merge(events::routes())
+        .merge(keys::routes())
 }
 
 /// `201 Created` with a JSON body.

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{Created, conflict, not_found};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody, Params};
 use crate::import::{self, BulkReport};
@@ -64,42 +65,64 @@ pub struct ListUsersParams {
 
 async fn list_users(
     State(state): State<AppState>,
+    caller: Caller,
     Params(p): Params<ListUsersParams>,
 ) -> Result<Json<Vec<User>>, ApiError> {
+    caller.require_admin()?;
     let page = Page::resolve(p.page, p.per_page)?;
     Ok(Json(users::list(&state, page).await?))
 }
 
 async fn create_user(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(new): JsonBody<NewUser>,
 ) -> Result<Created<User>, ApiError> {
+    caller.require_admin()?;
     Ok(Created(users::create(&state, new).await?))
 }
 
-async fn get_user(State(state): State<AppState>, id: Id) -> Result<Json<User>, ApiError> {
-    Ok(Json(users::get(&state, id.get("User not found")?).await?))
+async fn get_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<Json<User>, ApiError> {
+    let id = id.get("User not found")?;
+    // A user key may read its own user, nothing else.
+    if caller.user() != Some(id) {
+        caller.require_admin()?;
+    }
+    Ok(Json(users::get(&state, id).await?))
 }
 
 async fn update_user(
     State(state): State<AppState>,
+    caller: Caller,
     id: Id,
     JsonBody(patch): JsonBody<UserPatch>,
 ) -> Result<Json<User>, ApiError> {
+    caller.require_admin()?;
     Ok(Json(
         users::update(&state, id.get("User not found")?, patch).await?,
     ))
 }
 
-async fn delete_user(State(state): State<AppState>, id: Id) -> Result<NoContent, ApiError> {
+async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<NoContent, ApiError> {
+    caller.require_admin()?;
     users::delete(&state, id.get("User not found")?).await?;
     Ok(NoContent)
 }
 
 async fn bulk_import(
     State(state): State<AppState>,
+    caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Created<BulkReport>, ApiError> {
+    caller.require_admin()?;
     let mut multipart = multipart.map_err(|_| {
         ApiError::BadRequest("expected a multipart/form-data upload with a `file` field".into())
     })?;

@@ -1,7 +1,7 @@
 //! The contract's error conventions: JSON on every error, malformed bodies
 //! are 400 on every POST/PUT, unknown routes 404, wrong methods 405.
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -73,6 +73,65 @@ async fn unknown_routes_and_methods_are_json(db: PgPool) {
     app.request(Method::POST, "/health", None, Vec::new())
         .await
         .assert_error(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// Errors are RFC 9457 problem documents; a client that names
+/// `application/problem+json` in `Accept` gets that media type, others the
+/// `application/json` they always got. Axum's and tower's own errors too.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn errors_are_problem_documents(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let cases: &[(Method, &str, Option<&str>, StatusCode)] = &[
+        (Method::GET, "/users/999", None, StatusCode::NOT_FOUND),
+        (Method::GET, "/nope", None, StatusCode::NOT_FOUND),
+        (
+            Method::PATCH,
+            "/users",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (Method::POST, "/users", Some("{"), StatusCode::BAD_REQUEST),
+        (Method::POST, "/users", Some("{}"), StatusCode::BAD_REQUEST),
+    ];
+    for (method, uri, body, status) in cases {
+        for (accept, want) in [
+            (None, "application/json"),
+            (Some("application/problem+json"), "application/problem+json"),
+            (
+                Some("application/json, application/problem+json;q=0.9"),
+                "application/problem+json",
+            ),
+        ] {
+            let mut req = axum::http::Request::builder()
+                .method(method.clone())
+                .uri(*uri)
+                .header(header::AUTHORIZATION, format!("Bearer {}", app.key));
+            if let Some(accept) = accept {
+                req = req.header(header::ACCEPT, accept);
+            }
+            if body.is_some() {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+            }
+            let req = req
+                .body(axum::body::Body::from(body.unwrap_or("").to_owned()))
+                .expect("request");
+            let res = shortline_shared::testing::call(app.router.clone(), req).await;
+            assert_eq!(res.status, *status, "{method} {uri}");
+            assert_eq!(
+                res.header("content-type"),
+                want,
+                "{method} {uri} accept {accept:?}"
+            );
+            let problem = res.json();
+            assert_eq!(problem["status"], status.as_u16(), "{problem}");
+            assert_eq!(problem["title"], status.canonical_reason().expect("reason"));
+            assert_eq!(problem["type"], "about:blank");
+            assert!(
+                problem["detail"].is_string() && problem["detail"] == problem["error"],
+                "{problem}"
+            );
+        }
+    }
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]

@@ -1,23 +1,23 @@
 //! Test harness: the real router over a per-test database (`#[sqlx::test]`
 //! creates and drops one per test), driven with `tower::ServiceExt::oneshot`.
-
-use std::time::Duration;
+//! Every request sends an admin API key made for the test, as a real client
+//! would (`TestApp::request_with` sends another key or none).
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::Value;
 use shortline_api::config::ApiConfig;
-use shortline_api::outbox::Propagator;
-use shortline_api::state::{ApiMetrics, AppState};
-use shortline_shared::events::Subjects;
+use shortline_api::keys::model::NewKey;
+use shortline_api::state::AppState;
 use sqlx::PgPool;
-use std::sync::Arc;
 
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
     pub db: PgPool,
+    /// The admin key every request helper sends.
+    pub key: String,
 }
 
 pub struct TestResponse {
@@ -55,6 +55,13 @@ impl TestResponse {
             body["error"].as_str().is_some_and(|m| !m.is_empty()),
             "error message missing: {body}"
         );
+        // An RFC 9457 problem document around the contract's message.
+        assert_eq!(body["status"], status.as_u16(), "problem status: {body}");
+        assert_eq!(body["detail"], body["error"], "problem detail: {body}");
+        assert!(
+            body["title"].is_string() && body["type"].is_string(),
+            "{body}"
+        );
         body
     }
 }
@@ -65,23 +72,41 @@ impl TestApp {
     }
 
     pub async fn with_prefix(db: PgPool, prefix: &str) -> Self {
-        let config = ApiConfig::for_urls("postgres://unused", "nats://unused");
-        let state = AppState {
-            db: db.clone(),
-            subjects: Subjects::new(prefix),
-            config: Arc::new(ApiConfig {
-                csv_max_bytes: 1024 * 1024,
-                ..config
-            }),
-            metrics: ApiMetrics::new(),
-            nats: None,
-            propagator: Propagator::new(None, &Subjects::new(prefix), Duration::ZERO),
-        };
+        let mut config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+        config.common.nats_prefix = prefix.to_owned();
+        config.csv_max_bytes = 1024 * 1024;
+        config.invalidation_wait_ms = 0;
+        // Rate limits have tests of their own (tests/api/auth.rs).
+        config.valkey_url = String::new();
+        Self::with_config(db, config).await
+    }
+
+    /// The app for a given config, with an admin key made for the test.
+    pub async fn with_config(db: PgPool, config: ApiConfig) -> Self {
+        let state = AppState::new(config, db.clone(), None).expect("state builds");
+        let key = Self::make_key(&db, None).await;
         Self {
             router: shortline_api::router(state.clone()),
             state,
             db,
+            key,
         }
+    }
+
+    /// A new key: admin (`user_id` None) or acting as that user.
+    pub async fn make_key(db: &PgPool, user_id: Option<i64>) -> String {
+        shortline_api::keys::create(
+            db,
+            NewKey {
+                user_id,
+                name: "test".into(),
+                expires_at: None,
+                rate_limit_per_minute: None,
+            },
+        )
+        .await
+        .expect("key created")
+        .secret
     }
 
     pub async fn request(
@@ -91,9 +116,25 @@ impl TestApp {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> TestResponse {
+        self.request_with(Some(&self.key), method, uri, content_type, body)
+            .await
+    }
+
+    /// A request sending `key` as a bearer token (or no key at all).
+    pub async fn request_with(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> TestResponse {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
+        }
+        if let Some(key) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
         let req = req.body(Body::from(body)).expect("request builds");
         let reply = shortline_shared::testing::call(self.router.clone(), req).await;

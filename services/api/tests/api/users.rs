@@ -73,7 +73,18 @@ async fn not_found_uses_the_contract_message(db: PgPool) {
         "/users/99999999999999999999",
     ] {
         let body = app.get(uri).await.assert_error(StatusCode::NOT_FOUND);
-        assert_eq!(body, json!({"error": "User not found"}), "{uri}");
+        // The contract's message, in a problem document (RFC 9457).
+        assert_eq!(
+            body,
+            json!({
+                "error": "User not found",
+                "type": "about:blank",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "User not found",
+            }),
+            "{uri}"
+        );
     }
     app.put("/users/999", json!({"username": "x"}))
         .await

@@ -1,0 +1,98 @@
+//! SQL for API keys.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::model::{ApiKey, KeyMaterial, NewKey};
+
+/// The columns of [`ApiKey`], for `concat!` into static SQL.
+macro_rules! columns {
+    () => {
+        "id, 'sl_' || public_id AS prefix, name,
+         CASE WHEN user_id IS NULL THEN 'admin' ELSE 'user' END AS kind,
+         user_id, rate_limit_per_minute, expires_at, last_used_at, revoked_at, created_at"
+    };
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    material: &KeyMaterial,
+    new: &NewKey,
+) -> Result<ApiKey, sqlx::Error> {
+    sqlx::query_as::<_, ApiKey>(concat!(
+        "INSERT INTO api_keys (public_id, secret_hash, name, user_id, rate_limit_per_minute, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        columns!()
+    ))
+    .bind(&material.public_id)
+    .bind(material.secret_hash.as_slice())
+    .bind(&new.name)
+    .bind(new.user_id)
+    .bind(new.rate_limit_per_minute)
+    .bind(new.expires_at)
+    .fetch_one(conn)
+    .await
+}
+
+/// Every key, newest last; a user's keys only when `user_id` is given.
+pub async fn list(
+    conn: &mut PgConnection,
+    user_id: Option<i64>,
+) -> Result<Vec<ApiKey>, sqlx::Error> {
+    sqlx::query_as::<_, ApiKey>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1) ORDER BY id"
+    ))
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Revokes a key that is not revoked yet (`None` otherwise).
+pub async fn revoke(conn: &mut PgConnection, id: i64) -> Result<Option<ApiKey>, sqlx::Error> {
+    sqlx::query_as::<_, ApiKey>(concat!(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What authentication needs to know about a key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyRecord {
+    pub id: i64,
+    pub secret_hash: Vec<u8>,
+    pub user_id: Option<i64>,
+    pub rate_limit_per_minute: Option<i32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked: bool,
+    /// The key's user was deleted (user keys only).
+    pub user_gone: bool,
+}
+
+/// The key with this public id, if there is one.
+pub async fn find(pool: &PgPool, public_id: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+    sqlx::query_as::<_, KeyRecord>(
+        "SELECT k.id, k.secret_hash, k.user_id, k.rate_limit_per_minute, k.expires_at,
+                k.revoked_at IS NOT NULL AS revoked,
+                (k.user_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM users u WHERE u.id = k.user_id AND u.deleted_at IS NULL
+                )) AS user_gone
+         FROM api_keys k WHERE k.public_id = $1",
+    )
+    .bind(public_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records that a key was used now.
+pub async fn touch(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

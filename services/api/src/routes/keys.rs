@@ -1,0 +1,75 @@
+//! `/keys` routes (admin keys only).
+
+use aide::axum::ApiRouter;
+use aide::axum::routing::{delete_with, get_with};
+use axum::Json;
+use axum::extract::State;
+use axum::response::NoContent;
+
+use super::{Created, not_found};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{Id, JsonBody};
+use crate::keys::{
+    self,
+    model::{ApiKey, CreatedKey, NewKey},
+};
+use crate::state::AppState;
+
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/keys",
+            get_with(list_keys, |op| {
+                op.tag("keys")
+                    .summary("List API keys")
+                    .description("Every key, ordered by id, without secrets. Admin keys only.")
+            })
+            .post_with(create_key, |op| {
+                not_found(
+                    op.tag("keys").summary("Create an API key").description(
+                        "`user_id: null` makes an admin key (may do everything); a user id makes a key that acts as that user only. The answer's `key` is the only time the whole key is shown: store it. Admin keys only.",
+                    ),
+                    "User not found",
+                )
+            }),
+        )
+        .api_route(
+            "/keys/{id}",
+            delete_with(revoke_key, |op| {
+                not_found(
+                    op.tag("keys").summary("Revoke an API key").description(
+                        "The key stops working on every replica within `API_KEY_CACHE_MS` (500 ms). A second revoke is 404. Admin keys only.",
+                    ),
+                    "API key not found",
+                )
+            }),
+        )
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(keys::list(&state.db, None).await?))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(new): JsonBody<NewKey>,
+) -> Result<Created<CreatedKey>, ApiError> {
+    caller.require_admin()?;
+    Ok(Created(keys::create(&state.db, new).await?))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<NoContent, ApiError> {
+    caller.require_admin()?;
+    keys::revoke(&state.db, id.get("API key not found")?).await?;
+    Ok(NoContent)
+}
