@@ -59,6 +59,7 @@ up: ## Everything: tools, servers, build, migrate, demo data, seed, services + e
 	@$(MAKE) build
 	@$(MAKE) migrate
 	@$(MAKE) seed
+	@bash scripts/api-key.sh
 	@bash scripts/services.sh start all
 	@echo
 	@bash scripts/services.sh urls

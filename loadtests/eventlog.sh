@@ -192,7 +192,7 @@ log "filled in $FILL_SECS s: $ROWS events, table $TABLE_SIZE, with indexes $TOTA
 # 2. The API on a free port, and the measurements
 # ---------------------------------------------------------------------------------------
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-DATABASE_URL="$BENCH_URL" API_LISTEN="127.0.0.1:$PORT" NATS_URL="nats://127.0.0.1:1" NATS_PREFIX=bench \
+DATABASE_URL="$BENCH_URL" API_LISTEN="127.0.0.1:$PORT" NATS_URL="nats://127.0.0.1:1" NATS_PREFIX=bench API_AUTH=off VALKEY_URL= \
 	RUST_LOG=warn LOG_FORMAT=pretty "$API_BIN" serve >"$WORK/api.log" 2>&1 </dev/null &
 API_PID=$!
 for ((i = 0; i < 300; i++)); do

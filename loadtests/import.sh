@@ -34,7 +34,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores, $(uname -m)"
 # 1. 100,000 users through POST /users/bulk.
 python3 scripts/gen_demo_data.py --out "$WORK/users100k" --users 100000 --links 1 --seed 7 >/dev/null
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-DATABASE_URL="$BENCH_URL" API_LISTEN="127.0.0.1:$port" NATS_URL="nats://127.0.0.1:1" NATS_PREFIX=bench RUST_LOG=warn \
+DATABASE_URL="$BENCH_URL" API_LISTEN="127.0.0.1:$port" NATS_URL="nats://127.0.0.1:1" NATS_PREFIX=bench API_AUTH=off VALKEY_URL= RUST_LOG=warn \
 	CSV_MAX_BYTES=$((256 * 1024 * 1024)) "$BIN" serve >"$WORK/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 100); do curl -fs "127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

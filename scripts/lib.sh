@@ -12,6 +12,8 @@ SHORTLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 SCRIPTS="$SHORTLINE_ROOT/scripts"
 STATE_DIR="${SHORTLINE_STATE_DIR:-$SHORTLINE_ROOT/.local}"
 LOG_DIR="$STATE_DIR/logs"
+# The local admin API key `make up` creates (scripts/api-key.sh).
+API_KEY_FILE="$STATE_DIR/api-key"
 RUN_DIR="$STATE_DIR/run"
 
 PG_PORT="${SHORTLINE_PG_PORT:-55432}"

@@ -91,4 +91,8 @@ prom_pid="$(cat "$work/prometheus.pid")"
 wait_for 30 "$prom_pid" prometheus curl -fsS --max-time 2 "http://127.0.0.1:$port/-/ready" ||
 	die "prometheus did not become ready"
 
+if [[ -z ${SHORTLINE_API_KEY:-} && -s $API_KEY_FILE ]]; then
+	SHORTLINE_API_KEY="$(cat "$API_KEY_FILE")"
+	export SHORTLINE_API_KEY
+fi
 python3 "$SCRIPTS/observability_proof.py" --prometheus "http://127.0.0.1:$port" --edge "http://$EDGE_LISTEN"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
 import sys
 import time
@@ -46,7 +47,8 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {}
 class Http:
     """Plain HTTP to one loopback host:port (no proxies, no redirects followed)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, headers: dict | None = None) -> None:
+        self.default_headers = headers or {}
         u = urllib.parse.urlsplit(base if "://" in base else f"http://{base}")
         if u.hostname not in LOOPBACK and f"[{u.hostname}]" not in LOOPBACK:
             raise SystemExit(f"refusing a non-loopback address: {base}")
@@ -57,7 +59,7 @@ class Http:
                 headers: dict | None = None, timeout: float = 15) -> tuple[int, dict, bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers={**self.default_headers, **(headers or {})})
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
@@ -328,7 +330,9 @@ def main() -> int:
     ap.add_argument("--edge", required=True, help="e.g. http://127.0.0.1:8000")
     ap.add_argument("--settle", type=float, default=40, help="seconds to wait for late series")
     args = ap.parse_args()
-    prom, edge = Prometheus(args.prometheus), Http(args.edge)
+    key = os.environ.get("SHORTLINE_API_KEY", "").strip()
+    edge_headers = {"authorization": f"Bearer {key}"} if key else {}
+    prom, edge = Prometheus(args.prometheus), Http(args.edge, edge_headers)
 
     if wait_for_targets(prom, 30):
         alerting = check_rules(prom, 30)

@@ -10,13 +10,18 @@
 #   PUT  /urls/{id}           deactivate, then GET /{short_code} is 404 JSON at once
 #   GET  /no-such-code        404 JSON
 #   GET  /metrics             404 (never exposed through the edge)
+#   GET  /users without a key 401 problem with WWW-Authenticate: Bearer; with the key: RateLimit
 #
+# Requests send the admin key from SHORTLINE_API_KEY, else .local/api-key (make up writes it).
 # EDGE_URL overrides the edge address (default http://$EDGE_LISTEN).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 SHORTLINE_LOG_TAG=smoke
 EDGE_URL="${EDGE_URL:-http://$EDGE_LISTEN}"
+if [[ -z ${SHORTLINE_API_KEY:-} && -s $API_KEY_FILE ]]; then SHORTLINE_API_KEY="$(cat "$API_KEY_FILE")"; fi
+auth=()
+if [[ -n ${SHORTLINE_API_KEY:-} ]]; then auth=(-H "Authorization: Bearer $SHORTLINE_API_KEY"); fi
 
 failures=0
 body_file="$(mktemp)"
@@ -24,7 +29,7 @@ trap 'rm -f "$body_file"' EXIT
 
 # request METHOD PATH [JSON BODY] -> sets STATUS and BODY
 request() {
-	local args=(-sS --max-time 10 -o "$body_file" -w '%{http_code}' -X "$1" "$EDGE_URL$2")
+	local args=(-sS --max-time 10 -o "$body_file" -w '%{http_code}' "${auth[@]}" -X "$1" "$EDGE_URL$2")
 	if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' --data "$3"); fi
 	STATUS="$(curl "${args[@]}")" || STATUS="000"
 	BODY="$(cat "$body_file")"
@@ -155,6 +160,28 @@ check "GET unknown code" 404 && {
 
 request GET /metrics
 check "GET /metrics through the edge is not exposed" 404 || true
+
+# Access control: no key is a 401 problem with a Bearer challenge; a key's answers carry the
+# IETF rate-limit fields.
+headers="$(curl -sS --max-time 10 -o "$body_file" -D - "$EDGE_URL/users?per_page=1" | tr -d '\r')" || headers=""
+BODY="$(cat "$body_file")"
+if [[ $(awk 'NR == 1 {print $2}' <<<"$headers") == 401 ]] &&
+	grep -qi '^www-authenticate: Bearer' <<<"$headers" &&
+	json_check 'v.get("status") == 401 and isinstance(v.get("error"), str)' >/dev/null; then
+	log "ok   GET /users without a key (401 problem, WWW-Authenticate: Bearer)"
+else
+	log "FAIL GET /users without a key: want a 401 problem with WWW-Authenticate, got: ${headers%%$'\n'*} ${BODY:0:200}"
+	failures=$((failures + 1))
+fi
+if [[ ${#auth[@]} -gt 0 ]]; then
+	headers="$(curl -sS --max-time 10 -o /dev/null -D - "${auth[@]}" "$EDGE_URL/users?per_page=1" | tr -d '\r')" || headers=""
+	if grep -qi '^ratelimit-policy: "per-key";q=' <<<"$headers" && grep -qi '^ratelimit: "per-key";r=' <<<"$headers"; then
+		log "ok   GET /users with the key carries RateLimit-Policy and RateLimit"
+	else
+		log "FAIL GET /users with the key: no RateLimit fields in: $(tr '\n' ' ' <<<"$headers")"
+		failures=$((failures + 1))
+	fi
+fi
 
 if [[ $failures -gt 0 ]]; then
 	log "$failures check(s) failed"
