@@ -18,6 +18,23 @@ use fred::types::Builder;
 use fred::types::config::Options;
 use fred::types::scripts::Script;
 
+/// The Valkey key of a link's cached target: `<prefix>:link:<code>`. The
+/// redirect service reads and fills it; a link change replaces it with
+/// [`LINK_TOMBSTONE`] (written by each redirect replica that applies the
+/// change, and by the API itself right after the commit, so a takedown
+/// reaches Valkey even while NATS is away).
+pub fn link_key(prefix: &str, code: &str) -> String {
+    format!("{prefix}:link:{code}")
+}
+
+/// The value of a link's key meaning "changed just now: ask PostgreSQL".
+/// Loaders write with `SET NX`, so a loader that read the old row cannot
+/// overwrite it.
+pub const LINK_TOMBSTONE: &str = "!";
+
+/// How long a tombstone lives (far longer than any lookup takes).
+pub const LINK_TOMBSTONE_TTL: Duration = Duration::from_secs(10);
+
 /// Errors from Valkey (callers log them and carry on without the cache).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

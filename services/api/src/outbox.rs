@@ -16,6 +16,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use futures::StreamExt;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
+use shortline_shared::cache::{LINK_TOMBSTONE, LINK_TOMBSTONE_TTL, Valkey, link_key};
 use shortline_shared::events::{ChangeEnvelope, Subjects};
 use shortline_shared::nats::{changes_stream_config, ensure_stream};
 use sqlx::postgres::PgListener;
@@ -36,6 +37,8 @@ pub struct Enqueued {
     /// W3C trace context of the request that made the change (empty when
     /// tracing is off), sent as NATS headers.
     pub trace: HashMap<String, String>,
+    /// The short code of a link change (its cache key).
+    pub short_code: Option<String>,
 }
 
 impl Enqueued {
@@ -61,6 +64,7 @@ pub async fn enqueue(
             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?
             .into(),
         trace: shortline_shared::telemetry::current_trace_headers(),
+        short_code: event.change.link().map(|l| l.short_code.clone()),
     };
     sqlx::query("INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)")
         .bind(&enqueued.event_id)
@@ -350,18 +354,35 @@ impl OutboxRelay {
 /// replica has dropped the link from its caches, so that the API's answer
 /// is never followed by a stale redirect.
 ///
+/// Before that, it replaces each changed link's Valkey entry with a
+/// tombstone itself, so that a takedown reaches the shared cache even while
+/// NATS is away (redirect replicas that have lost the change stream stop
+/// trusting their in-process cache after a second and read Valkey).
+///
 /// Everything here is best effort within `INVALIDATION_WAIT_MS`: when NATS is
 /// down or a replica is slow, the request answers anyway (the rows stay in
-/// the outbox for the relay; the miss is counted) and caches converge when
-/// the events arrive, or at the latest when their TTL ends.
+/// the outbox for the relay; the miss is counted and logged, and the answer
+/// says so in `Shortline-Propagation: unconfirmed`) and caches converge when
+/// the events arrive.
 #[derive(Clone)]
 pub struct Propagator {
     client: Option<async_nats::Client>,
     js: Option<jetstream::Context>,
     stream: String,
     wait: Duration,
+    tombstones: Option<Tombstones>,
     metrics: PropagateMetrics,
 }
+
+/// Where the API writes link tombstones (the redirect's L2).
+#[derive(Clone)]
+struct Tombstones {
+    valkey: Valkey,
+    prefix: String,
+}
+
+/// Longest wait for one tombstone write.
+const TOMBSTONE_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 struct PropagateMetrics {
@@ -385,6 +406,15 @@ pub enum Propagation {
 }
 
 impl Propagation {
+    /// Whether every redirect replica confirmed the change before the
+    /// answer (the `Shortline-Propagation` response header).
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Propagation::Acknowledged | Propagation::Published => "acknowledged",
+            Propagation::TimedOut | Propagation::Failed | Propagation::Skipped => "unconfirmed",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Propagation::Acknowledged => "acknowledged",
@@ -398,13 +428,24 @@ impl Propagation {
 
 impl Propagator {
     /// `wait` zero disables the fast path (the relay alone publishes).
-    pub fn new(client: Option<async_nats::Client>, subjects: &Subjects, wait: Duration) -> Self {
+    /// With `valkey`, link changes are also tombstoned there under
+    /// `<key_prefix>:link:<code>` (the redirect's keys).
+    pub fn new(
+        client: Option<async_nats::Client>,
+        subjects: &Subjects,
+        wait: Duration,
+        valkey: Option<(Valkey, &str)>,
+    ) -> Self {
         let meter = shortline_shared::telemetry::meter();
         Self {
             js: client.clone().map(jetstream::new),
             client,
             stream: subjects.changes_stream(),
             wait,
+            tombstones: valkey.map(|(valkey, prefix)| Tombstones {
+                valkey,
+                prefix: prefix.to_owned(),
+            }),
             metrics: PropagateMetrics {
                 wait_seconds: meter
                     .f64_histogram("shortline.invalidation.wait.duration")
@@ -418,8 +459,57 @@ impl Propagator {
         }
     }
 
-    /// Publishes `changes` (committed already) and waits as described above.
+    /// Tombstones the changed links in Valkey, publishes `changes`
+    /// (committed already) and waits as described above. A link change that
+    /// not every redirect replica confirmed is logged.
     pub async fn propagate(&self, db: &PgPool, changes: Vec<Enqueued>) -> Propagation {
+        if changes.is_empty() {
+            return Propagation::Published;
+        }
+        let codes: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| c.short_code.as_deref())
+            .collect();
+        let tombstoned = self.tombstone(&codes).await;
+        let outcome = self.publish(db, &changes).await;
+        if !codes.is_empty() && matches!(outcome, Propagation::TimedOut | Propagation::Failed) {
+            tracing::warn!(
+                short_codes = ?codes,
+                outcome = outcome.as_str(),
+                tombstoned,
+                "link change not confirmed by every redirect replica; Valkey {} and replicas without the change stream re-read within a second",
+                if tombstoned { "holds its tombstone" } else { "could not take its tombstone" },
+            );
+        }
+        outcome
+    }
+
+    /// Writes the tombstones of `codes`; whether all were written.
+    async fn tombstone(&self, codes: &[&str]) -> bool {
+        let Some(t) = &self.tombstones else {
+            return codes.is_empty();
+        };
+        let writes = codes.iter().map(|code| async move {
+            t.valkey
+                .set(
+                    &link_key(&t.prefix, code),
+                    LINK_TOMBSTONE,
+                    LINK_TOMBSTONE_TTL,
+                    TOMBSTONE_TIMEOUT,
+                )
+                .await
+        });
+        let mut all = true;
+        for (code, result) in codes.iter().zip(futures::future::join_all(writes).await) {
+            if let Err(e) = result {
+                all = false;
+                tracing::warn!(short_code = code, error = %e, "could not tombstone a changed link in Valkey");
+            }
+        }
+        all
+    }
+
+    async fn publish(&self, db: &PgPool, changes: &[Enqueued]) -> Propagation {
         let (Some(client), Some(js)) = (&self.client, &self.js) else {
             return Propagation::Skipped;
         };
@@ -428,7 +518,7 @@ impl Propagator {
         }
         let started = Instant::now();
         let outcome = if shortline_shared::nats::is_connected(client) {
-            match tokio::time::timeout(self.wait, self.publish_and_wait(db, js, &changes)).await {
+            match tokio::time::timeout(self.wait, self.publish_and_wait(db, js, changes)).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "change not propagated at once; the outbox relay will publish it");

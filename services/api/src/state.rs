@@ -32,31 +32,37 @@ pub struct AppState {
 impl AppState {
     /// The state for `config` over a pool and, when there is one, a NATS
     /// client: subjects from `NATS_PREFIX`, the propagator, key checking and
-    /// (when `VALKEY_URL` is set) the rate limiter, connecting in the
-    /// background.
+    /// (when `VALKEY_URL` is set) the rate limiter and link tombstones,
+    /// connecting in the background.
     pub fn new(
         config: ApiConfig,
         db: PgPool,
         nats: Option<async_nats::Client>,
     ) -> anyhow::Result<Self> {
         let subjects = config.common.subjects();
-        let limiter = if config.valkey_url.trim().is_empty() {
+        let valkey = if config.valkey_url.trim().is_empty() {
             None
         } else {
-            let valkey = Valkey::connect(
+            Some(Valkey::connect(
                 &config.valkey_url,
                 &ValkeySettings {
                     pool_size: 2,
                     command_timeout: Duration::from_millis(config.valkey_timeout_ms.max(1)),
                     ..ValkeySettings::default()
                 },
-            )?;
-            Some(RateLimiter::new(valkey, &config.common.nats_prefix))
+            )?)
         };
+        let prefix = config.common.nats_prefix.as_str();
+        let limiter = valkey.clone().map(|v| RateLimiter::new(v, prefix));
         let verifier = KeyVerifier::new(db.clone(), config.api_key_cache());
         let access = Access::new(&config, verifier, limiter);
         Ok(Self {
-            propagator: Propagator::new(nats.clone(), &subjects, config.invalidation_wait()),
+            propagator: Propagator::new(
+                nats.clone(),
+                &subjects,
+                config.invalidation_wait(),
+                valkey.map(|v| (v, prefix)),
+            ),
             db,
             subjects,
             config: Arc::new(config),

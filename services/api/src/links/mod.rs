@@ -18,6 +18,7 @@ use self::model::{Link, LinkPatch, NewLink};
 use self::repo::LinkFilter;
 use crate::error::ApiError;
 use crate::events::model::EventRecord;
+use crate::outbox::Propagation;
 use crate::paging::Page;
 use crate::state::AppState;
 use crate::{events, outbox, users};
@@ -26,7 +27,8 @@ use crate::{events, outbox, users};
 /// one after half of them, so a crowded code space cannot wedge creation).
 const MAX_CODE_ATTEMPTS: usize = 8;
 
-pub async fn create(state: &AppState, new: NewLink) -> Result<Link, ApiError> {
+/// Creates a link; also says whether every redirect replica confirmed it.
+pub async fn create(state: &AppState, new: NewLink) -> Result<(Link, Propagation), ApiError> {
     let mut tx = state.db.begin().await?;
     if !users::repo::exists(&mut tx, new.user_id).await? {
         return Err(ApiError::NotFound("User not found"));
@@ -44,10 +46,10 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Link, ApiError> {
     });
     let enqueued = outbox::enqueue(&mut tx, &state.subjects, &change).await?;
     tx.commit().await?;
-    state.propagator.propagate(&state.db, vec![enqueued]).await;
+    let propagation = state.propagator.propagate(&state.db, vec![enqueued]).await;
     state.metrics.links_created.add(1, &[]);
     tracing::info!(url_id = link.id, short_code = %link.short_code, "link created");
-    Ok(link)
+    Ok((link, propagation))
 }
 
 async fn insert_with_code(
@@ -113,14 +115,18 @@ pub async fn list(state: &AppState, filter: LinkFilter, page: Page) -> Result<Ve
 
 /// Applies a patch. Every field given bumps `updated_at`; each field whose
 /// value actually changed logs one `updated` event `{field, new_value}`.
-pub async fn update(state: &AppState, id: i64, patch: LinkPatch) -> Result<Link, ApiError> {
+pub async fn update(
+    state: &AppState,
+    id: i64,
+    patch: LinkPatch,
+) -> Result<(Link, Propagation), ApiError> {
     let mut tx = state.db.begin().await?;
     let current = repo::lock(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound("URL not found"))?
         .link;
     if patch.is_empty() {
-        return Ok(current);
+        return Ok((current, Propagation::Published));
     }
     let original_url = patch
         .original_url
@@ -158,13 +164,13 @@ pub async fn update(state: &AppState, id: i64, patch: LinkPatch) -> Result<Link,
         enqueued.push(outbox::enqueue(&mut tx, &state.subjects, &change).await?);
     }
     tx.commit().await?;
-    state.propagator.propagate(&state.db, enqueued).await;
-    Ok(link)
+    let propagation = state.propagator.propagate(&state.db, enqueued).await;
+    Ok((link, propagation))
 }
 
 /// Soft delete: the link stops redirecting and reads back inactive; a second
 /// delete is a 404.
-pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+pub async fn delete(state: &AppState, id: i64) -> Result<Propagation, ApiError> {
     let mut tx = state.db.begin().await?;
     let link = repo::mark_deleted(&mut tx, id)
         .await?
@@ -181,8 +187,7 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
     });
     let enqueued = outbox::enqueue(&mut tx, &state.subjects, &change).await?;
     tx.commit().await?;
-    state.propagator.propagate(&state.db, vec![enqueued]).await;
-    Ok(())
+    Ok(state.propagator.propagate(&state.db, vec![enqueued]).await)
 }
 
 /// Deactivates a deleted user's links inside the caller's transaction, each

@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Listed, conflict, not_found};
+use super::{Created, Listed, Propagated, conflict, not_found};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
@@ -111,9 +111,10 @@ async fn create_link(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(new): JsonBody<NewLink>,
-) -> Result<Created<Link>, ApiError> {
+) -> Result<Propagated<Created<Link>>, ApiError> {
     caller.require_acting_as(new.user_id)?;
-    Ok(Created(links::create(&state, new).await?))
+    let (link, propagation) = links::create(&state, new).await?;
+    Ok(Propagated(Created(link), propagation))
 }
 
 async fn get_link(
@@ -131,21 +132,22 @@ async fn update_link(
     caller: Caller,
     id: Id,
     JsonBody(patch): JsonBody<LinkPatch>,
-) -> Result<Json<Link>, ApiError> {
+) -> Result<Propagated<Json<Link>>, ApiError> {
     let id = id.get("URL not found")?;
     caller.check_link(&state, id).await?;
-    Ok(Json(links::update(&state, id, patch).await?))
+    let (link, propagation) = links::update(&state, id, patch).await?;
+    Ok(Propagated(Json(link), propagation))
 }
 
 async fn delete_link(
     State(state): State<AppState>,
     caller: Caller,
     id: Id,
-) -> Result<NoContent, ApiError> {
+) -> Result<Propagated<NoContent>, ApiError> {
     let id = id.get("URL not found")?;
     caller.check_link(&state, id).await?;
-    links::delete(&state, id).await?;
-    Ok(NoContent)
+    let propagation = links::delete(&state, id).await?;
+    Ok(Propagated(NoContent, propagation))
 }
 
 async fn link_events(

@@ -22,6 +22,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::ErrorBody;
+use crate::outbox::Propagation;
 use crate::paging::{Page, Slice};
 use crate::state::AppState;
 
@@ -62,6 +63,69 @@ impl<T: JsonSchema> OperationOutput for Created<T> {
             })
             .unwrap_or_default()
     }
+}
+
+/// An answer to a change that redirects may depend on, with
+/// `Shortline-Propagation: acknowledged` when every redirect replica dropped
+/// the link from its caches before the answer, `unconfirmed` when not (NATS
+/// away or a replica slow: Valkey holds the API's own tombstone and replicas
+/// without the change stream re-read within a second).
+pub struct Propagated<R>(pub R, pub Propagation);
+
+/// The response header naming how far a change has propagated.
+pub const PROPAGATION_HEADER: &str = "shortline-propagation";
+
+impl<R: IntoResponse> IntoResponse for Propagated<R> {
+    fn into_response(self) -> Response {
+        let mut res = self.0.into_response();
+        res.headers_mut().insert(
+            PROPAGATION_HEADER,
+            HeaderValue::from_static(self.1.header_value()),
+        );
+        res
+    }
+}
+
+impl<R: OperationOutput> OperationOutput for Propagated<R> {
+    type Inner = R::Inner;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        R::operation_response(ctx, op).map(|r| with_propagation_header(ctx, r))
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        R::inferred_responses(ctx, op)
+            .into_iter()
+            .map(|(status, r)| (status, with_propagation_header(ctx, r)))
+            .collect()
+    }
+}
+
+fn with_propagation_header(ctx: &mut GenContext, mut res: DocResponse) -> DocResponse {
+    res.headers.insert(
+        "Shortline-Propagation".into(),
+        ReferenceOr::Item(Header {
+            description: Some(
+                "`acknowledged`: every redirect replica dropped the link from its caches before this answer. `unconfirmed`: not confirmed (NATS away or a replica slow); the API tombstoned the link in Valkey itself and replicas that lost the change stream re-read within a second."
+                    .into(),
+            ),
+            style: HeaderStyle::Simple,
+            required: false,
+            deprecated: None,
+            format: ParameterSchemaOrContent::Schema(SchemaObject {
+                json_schema: ctx.schema.subschema_for::<String>(),
+                example: None,
+                external_docs: None,
+            }),
+            example: None,
+            examples: Default::default(),
+            extensions: Default::default(),
+        }),
+    );
+    res
 }
 
 /// Documents a 404 with the given message.

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, conflict, not_found};
+use super::{Created, Propagated, conflict, not_found};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody, Params};
@@ -111,10 +111,10 @@ async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
     id: Id,
-) -> Result<NoContent, ApiError> {
+) -> Result<Propagated<NoContent>, ApiError> {
     caller.require_admin()?;
-    users::delete(&state, id.get("User not found")?).await?;
-    Ok(NoContent)
+    let propagation = users::delete(&state, id.get("User not found")?).await?;
+    Ok(Propagated(NoContent, propagation))
 }
 
 async fn bulk_import(

@@ -8,6 +8,7 @@ use shortline_shared::events::{Change, ChangeEnvelope, UserSnapshot};
 
 use self::model::{NewUser, User, UserPatch};
 use crate::error::ApiError;
+use crate::outbox::Propagation;
 use crate::paging::Page;
 use crate::state::AppState;
 use crate::{links, outbox};
@@ -53,7 +54,7 @@ pub async fn update(state: &AppState, id: i64, patch: UserPatch) -> Result<User,
 }
 
 /// Soft-deletes the user and deactivates their links in one transaction.
-pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
+pub async fn delete(state: &AppState, id: i64) -> Result<Propagation, ApiError> {
     let mut tx = state.db.begin().await?;
     let user = repo::soft_delete(&mut tx, id)
         .await?
@@ -65,11 +66,11 @@ pub async fn delete(state: &AppState, id: i64) -> Result<(), ApiError> {
     });
     enqueued.push(outbox::enqueue(&mut tx, &state.subjects, &change).await?);
     tx.commit().await?;
-    state.propagator.propagate(&state.db, enqueued).await;
+    let propagation = state.propagator.propagate(&state.db, enqueued).await;
     tracing::info!(
         user_id = id,
         deactivated_links = deactivated,
         "user deleted"
     );
-    Ok(())
+    Ok(propagation)
 }

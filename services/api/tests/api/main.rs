@@ -9,6 +9,7 @@ mod import;
 mod links;
 mod openapi;
 mod outbox;
+mod propagation;
 mod stats;
 mod support;
 mod users;
