@@ -1426,3 +1426,44 @@ async fn non_ascii_targets_redirect_to_their_rfc_3986_form(db: PgPool) {
     service.shutdown().await;
     replica.shutdown().await;
 }
+
+/// A client's `X-Request-ID` is echoed only when short and plain, on the
+/// fast path and through the router alike; otherwise it is replaced.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn client_request_ids_are_capped_on_both_paths(db: PgPool) {
+    insert_link(&db, "rqid01", "https://example.com/r", true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = start(&c, &db).await;
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    // Loads it into L1: the next GET is the fast path's.
+    let miss = http
+        .get(format!("{}/rqid01", served.base))
+        .send()
+        .await
+        .expect("miss");
+    assert_eq!(miss.headers()["x-cache"], "MISS");
+    let long = "r".repeat(8000);
+    for path in ["/rqid01", "/absent", "/health"] {
+        for (sent, echoed) in [("ok-1.2_3:4", true), (long.as_str(), false), ("a b", false)] {
+            let reply = http
+                .get(format!("{}{path}", served.base))
+                .header("x-request-id", sent)
+                .send()
+                .await
+                .expect("reply");
+            if path == "/rqid01" {
+                assert_eq!(reply.headers()["x-cache"], "HIT");
+            }
+            let got = reply.headers()["x-request-id"].to_str().expect("ascii");
+            if echoed {
+                assert_eq!(got, sent, "{path}");
+            } else {
+                assert_eq!(got.len(), 26, "{path}");
+                assert!(got.parse::<ulid::Ulid>().is_ok(), "{path}: {got}");
+            }
+        }
+    }
+    served.stop().await;
+    service.shutdown().await;
+}

@@ -142,3 +142,34 @@ async fn ready_is_503_without_postgres(db: PgPool) {
     assert!(res.status.is_server_error());
     assert!(res.json()["error"].is_string());
 }
+
+/// A client's `X-Request-ID` is echoed only when it is short and plain;
+/// otherwise the request gets a fresh ULID.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn client_request_ids_are_capped(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let long = "a".repeat(8000);
+    for (sent, echoed) in [
+        ("req-1.2_3:4", true),
+        ("a".repeat(128).as_str(), true),
+        ("a".repeat(129).as_str(), false),
+        (long.as_str(), false),
+        ("evil\"id", false),
+        ("a b", false),
+    ] {
+        let req = axum::http::Request::get("/health")
+            .header("x-request-id", sent)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let reply = shortline_shared::testing::call(app.router.clone(), req).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let got = reply.header("x-request-id");
+        if echoed {
+            assert_eq!(got, sent);
+        } else {
+            // (Compared as a length first: a long echo would flood the log.)
+            assert_eq!(got.len(), 26);
+            assert!(got.parse::<ulid::Ulid>().is_ok(), "{got}");
+        }
+    }
+}
