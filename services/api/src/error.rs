@@ -2,7 +2,8 @@
 //!
 //! Every error body is `{"error": "<message>"}`; validation failures add
 //! `"details": {"<field>": "<problem>"}`. Field-level problems and malformed
-//! bodies are both `400` (this API never answers `422`). 5xx bodies never
+//! bodies are both `400`; `422` (same shape) is only for a well-formed value
+//! that a policy refuses (a link target on the blocklist). 5xx bodies never
 //! carry internals; the cause is logged (once, in the request span).
 
 use std::collections::BTreeMap;
@@ -24,6 +25,9 @@ pub enum ApiError {
     /// One or more fields failed validation (400 with `details`).
     #[error("validation failed")]
     Validation(FieldErrors),
+    /// Well-formed fields that a policy refuses (422 with `details`).
+    #[error("refused by policy")]
+    Unprocessable(FieldErrors),
     /// The request as a whole is unusable (400).
     #[error("{0}")]
     BadRequest(String),
@@ -56,6 +60,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -104,6 +109,10 @@ impl IntoResponse for ApiError {
         let body = match self {
             ApiError::Validation(details) => ErrorBody {
                 error: "validation failed".into(),
+                details: Some(details),
+            },
+            ApiError::Unprocessable(details) => ErrorBody {
+                error: "refused by policy".into(),
                 details: Some(details),
             },
             ApiError::Database(sqlx::Error::PoolTimedOut) => {

@@ -65,6 +65,7 @@ pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
     let db = config.common.pool(config.db_max_connections)?;
     let nats = config.common.connect_nats("shortline-api").await?;
     let subjects = config.common.subjects();
+    let targets = Arc::new(config.target_policy()?);
     Ok(AppState {
         db,
         propagator: Propagator::new(Some(nats.clone()), &subjects, config.invalidation_wait()),
@@ -72,6 +73,7 @@ pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
         config: Arc::new(config),
         metrics: ApiMetrics::new(),
         nats: Some(nats),
+        targets,
     })
 }
 

@@ -8,6 +8,7 @@ use shortline_shared::events::Subjects;
 use sqlx::PgPool;
 
 use crate::config::ApiConfig;
+use crate::links::targets::TargetPolicy;
 use crate::outbox::Propagator;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// Publishes committed changes at once and waits for the redirect caches.
     pub propagator: Propagator,
+    /// Which link targets this deployment refuses (own hosts, blocklist).
+    pub targets: Arc<TargetPolicy>,
 }
 
 /// Business instruments of the write side.

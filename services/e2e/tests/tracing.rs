@@ -130,6 +130,7 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
         db: db.clone(),
         subjects: subjects.clone(),
         propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
+        targets: Default::default(),
         config: std::sync::Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
         metrics: ApiMetrics::new(),
         nats: Some(client.clone()),

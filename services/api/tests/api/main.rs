@@ -10,4 +10,5 @@ mod openapi;
 mod outbox;
 mod stats;
 mod support;
+mod targets;
 mod users;

@@ -76,6 +76,7 @@ impl TestApp {
             metrics: ApiMetrics::new(),
             nats: None,
             propagator: Propagator::new(None, &Subjects::new(prefix), Duration::ZERO),
+            targets: Default::default(),
         };
         Self {
             router: shortline_api::router(state.clone()),
