@@ -1,7 +1,9 @@
-//! Layers every Shortline router wears: request ids, one access-log line per
-//! request, HTTP metrics, a request timeout, panic capture, and the rule that
-//! every error response is JSON, including the ones axum and tower produce
-//! themselves (404, 405, 408, 413, 500).
+//! Layers every Shortline router wears: request ids (a client's
+//! `X-Request-ID` is kept only when it is short and plain, see
+//! [`is_acceptable_request_id`]; otherwise a ULID replaces it), one access-log
+//! line per request, HTTP metrics, a request timeout, panic capture, and the
+//! rule that every error response is JSON, including the ones axum and tower
+//! produce themselves (404, 405, 408, 413, 500).
 //!
 //! Error bodies are RFC 9457 problem documents that also keep the
 //! contract's `error` field: `{"type": "about:blank", "title": "Not Found",
@@ -22,6 +24,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -32,6 +35,9 @@ use crate::telemetry;
 
 /// The request-id header accepted from clients and echoed back.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest client request id kept (longer ones are replaced).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Settings for [`with_common_layers`].
 #[derive(Debug, Clone)]
@@ -73,6 +79,39 @@ pub fn with_common_layers_using(
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(UlidRequestId))
+        .layer(MapRequestLayer::new(drop_unacceptable_request_id))
+}
+
+/// Whether a client's request id is kept as it is: 1 to
+/// [`MAX_REQUEST_ID_LEN`] characters of `[A-Za-z0-9._:-]` (enough for
+/// ULIDs, UUIDs and the usual trace-style ids; nothing that could bloat or
+/// forge a log line or a response header).
+pub fn is_acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Removes a client request id that is not acceptable, so that the next
+/// layer gives the request a fresh one.
+fn drop_unacceptable_request_id(mut req: Request) -> Request {
+    let headers = req.headers_mut();
+    let keep = {
+        let mut values = headers.get_all(REQUEST_ID_HEADER).iter();
+        match (values.next(), values.next()) {
+            (None, _) => true,
+            (Some(v), None) => is_acceptable_request_id(v),
+            // Several ids: none is believed.
+            (Some(_), Some(_)) => false,
+        }
+    };
+    if !keep {
+        headers.remove(REQUEST_ID_HEADER);
+    }
+    req
 }
 
 /// A new request id (a ULID), for a request that came without one.
@@ -83,12 +122,14 @@ pub fn new_request_id() -> HeaderValue {
 }
 
 /// The request id of a request: the client's `X-Request-ID` when it sent
-/// one, else a new one (what the common layers echo in the response).
+/// one acceptable id ([`is_acceptable_request_id`]), else a new one (what the
+/// common layers echo in the response).
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .cloned()
-        .unwrap_or_else(new_request_id)
+    let mut values = headers.get_all(REQUEST_ID_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) if is_acceptable_request_id(v) => v.clone(),
+        _ => new_request_id(),
+    }
 }
 
 /// Makes a ULID request id when the client sent none.
@@ -347,4 +388,41 @@ fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response<Bod
 /// `GET /health`: liveness only, never touches a dependency.
 pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_short_and_plain() {
+        for ok in [
+            "req-1",
+            "01JB8ZQ4V6Y2W1N3K5M7P9R0ST",
+            "7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b",
+            "a.b_c:d-e",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static(ok));
+            assert_eq!(request_id(&headers), ok);
+        }
+        let long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
+        for bad in [long.as_str(), "", "a b", "a/b", "x\tinjected", "é"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                REQUEST_ID_HEADER,
+                HeaderValue::from_bytes(bad.as_bytes()).expect("header value"),
+            );
+            let id = request_id(&headers);
+            assert_ne!(id, bad);
+            assert!(
+                id.to_str().is_ok_and(|s| s.parse::<ulid::Ulid>().is_ok()),
+                "{id:?}"
+            );
+        }
+        let mut two = HeaderMap::new();
+        two.append(REQUEST_ID_HEADER, HeaderValue::from_static("a"));
+        two.append(REQUEST_ID_HEADER, HeaderValue::from_static("b"));
+        assert_eq!(request_id(&two).len(), ulid::ULID_LEN);
+    }
 }

@@ -8,7 +8,8 @@
 //! boundaries, `nats` the JetStream connection and stream definitions,
 //! `telemetry` logs, metrics and traces, `probe` the dependency and pool
 //! gauges, `http` the layers every router wears,
-//! `shutdown` the signal handling, and `wire` the contract's wire formats.
+//! `shutdown` the signal handling, `target_url` what a link may point at,
+//! and `wire` the contract's wire formats.
 
 pub mod breakdown;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod nats;
 pub mod probe;
 pub mod shutdown;
+pub mod target_url;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

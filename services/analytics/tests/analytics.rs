@@ -563,3 +563,33 @@ async fn shutdown_folds_what_the_consumer_wrote(db: PgPool) {
     service.shutdown().await;
     assert_eq!(breakdown_totals(&db).await, [100, 100, 100, 0]);
 }
+
+/// A client's `X-Request-ID` is echoed only when short and plain; an
+/// 8,000-character one is replaced with a fresh ULID.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn client_request_ids_are_capped(db: PgPool) {
+    let prefix = unique_prefix();
+    let service = Service::start_with_pool(&config(&prefix), db.clone())
+        .await
+        .expect("starts");
+    let long = "a".repeat(8000);
+    for (sent, echoed) in [("req-7", true), (long.as_str(), false)] {
+        let reply = testing::call(
+            shortline_analytics::router(service.state.clone()),
+            Request::get("/health")
+                .header("x-request-id", sent)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let got = reply.header("x-request-id");
+        if echoed {
+            assert_eq!(got, sent);
+        } else {
+            assert_eq!(got.len(), 26);
+            assert!(got.parse::<Ulid>().is_ok(), "{got}");
+        }
+    }
+    service.shutdown().await;
+}

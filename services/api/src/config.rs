@@ -2,6 +2,7 @@
 //! defaults that work against the local servers `make up` starts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use shortline_shared::config::CommonConfig;
@@ -45,6 +46,22 @@ pub struct ApiConfig {
     /// propagation to the outbox relay alone.
     #[arg(long, env = "INVALIDATION_WAIT_MS", default_value_t = 500)]
     pub invalidation_wait_ms: u64,
+
+    /// Hosts this service is reached at (comma-separated `host` or
+    /// `host:port`): links may not point at them, as such a redirect would
+    /// loop. Empty: none.
+    #[arg(
+        long,
+        env = "PUBLIC_HOSTS",
+        value_delimiter = ',',
+        default_value = crate::links::targets::DEFAULT_PUBLIC_HOSTS
+    )]
+    pub public_hosts: Vec<String>,
+
+    /// A file of domains links may not point at (one per line, `#`
+    /// comments; a domain covers its subdomains), re-read when it changes.
+    #[arg(long, env = "TARGET_BLOCKLIST_FILE")]
+    pub target_blocklist_file: Option<PathBuf>,
 
     /// `required`: every route but /health, /ready and the docs needs an
     /// API key. `off`: no key, no rate limits (only for running the
@@ -119,6 +136,14 @@ impl ApiConfig {
 
     pub fn invalidation_wait(&self) -> Duration {
         Duration::from_millis(self.invalidation_wait_ms)
+    }
+
+    /// The target policy these settings describe (reads the blocklist file).
+    pub fn target_policy(&self) -> anyhow::Result<crate::links::targets::TargetPolicy> {
+        crate::links::targets::TargetPolicy::new(
+            &self.public_hosts,
+            self.target_blocklist_file.as_deref(),
+        )
     }
 
     /// Defaults for a given database and NATS server (used by tests and tools).

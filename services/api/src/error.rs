@@ -3,7 +3,9 @@
 //! Every error body is an RFC 9457 problem document that keeps the
 //! contract's `error` field: `{"type", "title", "status", "detail",
 //! "error"}`; validation failures add `"details": {"<field>": "<problem>"}`.
-//! Field-level problems and malformed bodies are both `400`. 5xx bodies never
+//! Field-level problems and malformed bodies are both `400`; `422` (same
+//! shape) is only for a well-formed value that a policy refuses (a link
+//! target on the blocklist). 5xx bodies never
 //! carry internals; the cause is logged (once, in the request span).
 
 use std::collections::BTreeMap;
@@ -25,6 +27,9 @@ pub enum ApiError {
     /// One or more fields failed validation (400 with `details`).
     #[error("validation failed")]
     Validation(FieldErrors),
+    /// Well-formed fields that a policy refuses (422 with `details`).
+    #[error("refused by policy")]
+    Unprocessable(FieldErrors),
     /// The request as a whole is unusable (400).
     #[error("{0}")]
     BadRequest(String),
@@ -68,6 +73,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -127,6 +133,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let (message, details) = match self {
             ApiError::Validation(details) => ("validation failed".to_owned(), Some(details)),
+            ApiError::Unprocessable(details) => ("refused by policy".to_owned(), Some(details)),
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::error!("database pool exhausted");
                 ("Service temporarily unavailable".to_owned(), None)

@@ -4,12 +4,14 @@
 //! * [`JsonBody<T>`] reads the body as a JSON object (whatever the
 //!   content type claims) and lets `T` pick out and validate its fields, so
 //!   one response can name every bad field at once.
-//! * [`Params<T>`] is `Query<T>` with a JSON rejection.
+//! * [`Params<T>`] is `Query<T>` with a JSON rejection; a parameter whose
+//!   name or value decodes to a NUL character is refused up front, naming
+//!   it (PostgreSQL cannot compare text holding one).
 //! * [`Id`] is a path id; anything that cannot be an id (text, 0, negative,
 //!   overflow) is a 404 of the resource, as no such resource can exist.
 
 use crate::error::ApiError;
-use crate::validate::{Fields, FromJson, parse_object};
+use crate::validate::{Fields, FromJson, NUL_PROBLEM, parse_object};
 use aide::generate::GenContext;
 use aide::openapi::{Operation, ParameterSchemaOrContent};
 use aide::operation::OperationInput;
@@ -65,6 +67,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(query) = parts.uri.query() {
+            refuse_nul_parameters(query)?;
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Params(q.0))
@@ -76,6 +81,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
                 ))
             })
     }
+}
+
+/// `400` naming the first query parameter whose decoded name or value holds
+/// a NUL character.
+fn refuse_nul_parameters(query: &str) -> Result<(), ApiError> {
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name.contains('\0') || value.contains('\0') {
+            let name = name.replace('\0', "\\0");
+            return Err(ApiError::field(&name, NUL_PROBLEM));
+        }
+    }
+    Ok(())
 }
 
 impl<T: JsonSchema> OperationInput for Params<T> {

@@ -13,14 +13,23 @@
 //! * Columns are found by header name (case-insensitive, any order; unknown
 //!   columns are ignored). Fields are trimmed.
 //! * A row that cannot be used (wrong number of fields, a bad id, email,
-//!   timestamp, …) is counted, skipped and reported with its line number; it
-//!   never aborts the load. Only an unreadable input or a database failure does.
+//!   timestamp, target URL, a NUL character, …) is counted, skipped and
+//!   reported with its line number; it never aborts the load. Only an
+//!   unreadable input or a database failure does.
+//! * Ids (of the row and the ones it refers to) are integers from 1 to
+//!   [`MAX_IMPORTED_ID`] (2^53 − 1). A larger id would move the table's id
+//!   sequence to it, and one near the `bigint` maximum would leave no id for
+//!   any later insert; 2^53 − 1 also is the largest integer every JSON
+//!   client reads exactly.
+//! * Link targets follow the API's rules (the shared URL rule and the
+//!   deployment's target policy: own hosts, blocklist).
 //! * CSV ids are kept. Rows whose id or unique key (username, email, short
 //!   code, event ULID) already exists, in the database or earlier in the same
 //!   file, are skipped but counted: the bare `ON CONFLICT DO NOTHING` covers
 //!   every unique index, the partial ones on live users included, and also
 //!   duplicates inside one statement (the first row wins).
-//! * Afterwards each table's id sequence is moved past its largest id, never
+//! * Afterwards each table's id sequence is moved past its largest id (ids
+//!   above the ceiling, from before it existed, are not counted), never
 //!   backwards (see [`move_sequence_past_ids`]).
 //!
 //! `POST /users/bulk` runs in one transaction: an upload that fails half way
@@ -60,8 +69,9 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::ApiError;
 use crate::links::codes::check_custom;
-use crate::links::model::check_url;
-use crate::users::model::is_valid_email;
+use crate::links::targets::TargetPolicy;
+use crate::users::model::{check_user_field_len, is_valid_email};
+use crate::validate::holds_nul;
 
 /// Rows per insert for `POST /users/bulk`.
 const UPLOAD_BATCH_ROWS: usize = 5_000;
@@ -79,6 +89,8 @@ const PROGRESS_EVERY_ROWS: u64 = 100_000;
 /// Longest value accepted in a column with a B-tree index (PostgreSQL
 /// rejects index entries above ~2.7 kB, which would fail a whole batch).
 const MAX_INDEXED_BYTES: usize = 1_024;
+/// Largest id an import accepts: 2^53 − 1 (see the module docs).
+pub const MAX_IMPORTED_ID: i64 = (1 << 53) - 1;
 /// The "random" part of a seeded event's ULID: a fixed tag above the CSV id.
 const SEED_EVENT_TAG: u128 = 0x5EED_0000_0000_0000_0000;
 
@@ -149,7 +161,7 @@ where
     )));
     let (tx, mut rx) = mpsc::channel::<Chunk<UserBatch>>(CHANNEL_BATCHES);
     let parser = tokio::task::spawn_blocking(move || {
-        parse_csv::<UserRows, _>(reader, UPLOAD_BATCH_ROWS, &tx)
+        parse_csv::<UserRows, _>(reader, UPLOAD_BATCH_ROWS, (), &tx)
     });
 
     let started = Instant::now();
@@ -220,24 +232,29 @@ where
 ///
 /// `urls.csv`: `id,user_id,short_code,original_url,title,is_active,created_at,updated_at`
 /// (`user_id`, `short_code`, `original_url` required; `user_id` need not
-/// exist). `events.csv`: `id,url_id,user_id,event_type,timestamp,details`
-/// (`id`, `event_type`, `timestamp` required).
-pub async fn seed_dir(db: &PgPool, dir: &Path) -> anyhow::Result<SeedReport> {
+/// exist; a target `targets` refuses is a row problem). `events.csv`:
+/// `id,url_id,user_id,event_type,timestamp,details` (`id`, `event_type`,
+/// `timestamp` required).
+pub async fn seed_dir(
+    db: &PgPool,
+    dir: &Path,
+    targets: Arc<TargetPolicy>,
+) -> anyhow::Result<SeedReport> {
     anyhow::ensure!(
         dir.is_dir(),
         "seed directory {} does not exist",
         dir.display()
     );
-    let users = seed_file::<UserRows>(db, &dir.join("users.csv"), |_| {}).await?;
+    let users = seed_file::<UserRows>(db, &dir.join("users.csv"), (), |_| {}).await?;
     if users.rows > 0 {
         move_sequence_past_ids(db, SequenceOf::Users).await?;
     }
-    let urls = seed_file::<UrlRows>(db, &dir.join("urls.csv"), |_| {}).await?;
+    let urls = seed_file::<UrlRows>(db, &dir.join("urls.csv"), targets, |_| {}).await?;
     if urls.rows > 0 {
         move_sequence_past_ids(db, SequenceOf::Urls).await?;
     }
     let mut redirected = BTreeSet::new();
-    let events = seed_file::<EventRows>(db, &dir.join("events.csv"), |batch: &EventBatch| {
+    let events = seed_file::<EventRows>(db, &dir.join("events.csv"), (), |batch: &EventBatch| {
         redirected.extend(batch.redirect_url_ids());
     })
     .await?;
@@ -268,9 +285,11 @@ trait CsvTable: Sized + Send + 'static {
     /// The documented header, quoted in error messages.
     const HEADER: &'static str;
     type Batch: Default + Send + 'static;
+    /// What checking a row needs beyond the row (the target policy).
+    type Rules: Send + 'static;
 
     /// Finds the columns; `Err` names what is missing.
-    fn from_header(header: &Header) -> Result<Self, String>;
+    fn from_header(header: &Header, rules: Self::Rules) -> Result<Self, String>;
     /// Checks one record and appends it to `batch`; `Err` says what is wrong.
     fn push(&self, record: &ByteRecord, batch: &mut Self::Batch) -> Result<(), String>;
     fn len(batch: &Self::Batch) -> usize;
@@ -365,6 +384,7 @@ impl Header {
 fn parse_csv<T: CsvTable, R: Read>(
     input: R,
     batch_rows: usize,
+    rules: T::Rules,
     tx: &mpsc::Sender<Chunk<T::Batch>>,
 ) -> Result<ParseOutcome, ParseFailure> {
     let mut reader = ReaderBuilder::new()
@@ -384,7 +404,7 @@ fn parse_csv<T: CsvTable, R: Read>(
         }
         Err(e) => return Err(read_failure(e)),
     };
-    let table = T::from_header(&header).map_err(ParseFailure::Header)?;
+    let table = T::from_header(&header, rules).map_err(ParseFailure::Header)?;
 
     let mut outcome = ParseOutcome::default();
     let mut batch = T::Batch::default();
@@ -475,6 +495,7 @@ where
 async fn seed_file<T: CsvTable>(
     db: &PgPool,
     path: &Path,
+    rules: T::Rules,
     mut on_batch: impl FnMut(&T::Batch) + Send,
 ) -> anyhow::Result<FileReport> {
     if !tokio::fs::try_exists(path).await.unwrap_or(false) {
@@ -484,7 +505,8 @@ async fn seed_file<T: CsvTable>(
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let (tx, mut rx) = mpsc::channel::<Chunk<T::Batch>>(CHANNEL_BATCHES);
-    let parser = tokio::task::spawn_blocking(move || parse_csv::<T, _>(file, SEED_BATCH_ROWS, &tx));
+    let parser =
+        tokio::task::spawn_blocking(move || parse_csv::<T, _>(file, SEED_BATCH_ROWS, rules, &tx));
 
     let started = Instant::now();
     let mut conn = db.acquire().await?;
@@ -574,10 +596,15 @@ fn indexed<'s>(s: &'s str, column: &str) -> Result<&'s str, String> {
     Ok(s)
 }
 
-/// A positive integer id (a spreadsheet's `12.0` is accepted as 12).
+/// A positive integer id up to [`MAX_IMPORTED_ID`] (a spreadsheet's `12.0`
+/// is accepted as 12).
 fn parse_id(s: &str, column: &str) -> Result<i64, String> {
     let digits = s.strip_suffix(".0").unwrap_or(s);
     match digits.parse::<i64>() {
+        Ok(id) if id > MAX_IMPORTED_ID => Err(format!(
+            "{column}: must be at most {MAX_IMPORTED_ID}, got {:?}",
+            clip(s)
+        )),
         Ok(id) if id > 0 => Ok(id),
         _ => Err(format!(
             "{column}: must be a positive integer, got {:?}",
@@ -636,15 +663,6 @@ fn details_object(raw: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-fn holds_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(holds_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
-    }
-}
-
 /// The ULID of a seeded event: its timestamp, then a fixed tag and the CSV
 /// id in the 80 "random" bits. Unique per CSV id and the same on every run.
 pub fn seed_event_id(id: i64, at: DateTime<Utc>) -> ulid::Ulid {
@@ -681,8 +699,9 @@ impl CsvTable for UserRows {
     const NAME: &'static str = "users";
     const HEADER: &'static str = "id,username,email,created_at";
     type Batch = UserBatch;
+    type Rules = ();
 
-    fn from_header(header: &Header) -> Result<Self, String> {
+    fn from_header(header: &Header, (): ()) -> Result<Self, String> {
         let [username, email] = header.require(["username", "email"], Self::HEADER)?;
         Ok(UserRows {
             id: header.find("id"),
@@ -694,15 +713,16 @@ impl CsvTable for UserRows {
 
     fn push(&self, r: &ByteRecord, batch: &mut UserBatch) -> Result<(), String> {
         let id = parse_optional_id(optional(r, self.id, "id")?, "id")?;
-        let username = indexed(required(r, self.username, "username")?, "username")?;
+        let username = required(r, self.username, "username")?;
+        check_user_field_len(username).map_err(|e| format!("username: {e}"))?;
         let email = required(r, self.email, "email")?;
+        check_user_field_len(email).map_err(|e| format!("email: {e}"))?;
         if !is_valid_email(email) {
             return Err(format!(
                 "email: must be a valid address, got {:?}",
                 clip(email)
             ));
         }
-        let email = indexed(email, "email")?;
         let created_at =
             parse_optional_time(optional(r, self.created_at, "created_at")?, "created_at")?;
         batch.ids.push(id);
@@ -739,8 +759,9 @@ impl CsvTable for UserRows {
 // urls.csv
 // ---------------------------------------------------------------------------
 
-/// Column positions in a urls CSV.
+/// Column positions in a urls CSV, and the target policy.
 struct UrlRows {
+    targets: Arc<TargetPolicy>,
     id: Option<usize>,
     user_id: usize,
     short_code: usize,
@@ -768,11 +789,13 @@ impl CsvTable for UrlRows {
     const HEADER: &'static str =
         "id,user_id,short_code,original_url,title,is_active,created_at,updated_at";
     type Batch = UrlBatch;
+    type Rules = Arc<TargetPolicy>;
 
-    fn from_header(h: &Header) -> Result<Self, String> {
+    fn from_header(h: &Header, targets: Arc<TargetPolicy>) -> Result<Self, String> {
         let [user_id, short_code, original_url] =
             h.require(["user_id", "short_code", "original_url"], Self::HEADER)?;
         Ok(UrlRows {
+            targets,
             id: h.find("id"),
             user_id,
             short_code,
@@ -790,7 +813,9 @@ impl CsvTable for UrlRows {
         let short_code = required(r, self.short_code, "short_code")?;
         check_custom(short_code).map_err(|e| format!("short_code: {e}"))?;
         let original_url = required(r, self.original_url, "original_url")?;
-        check_url(original_url).map_err(|e| format!("original_url: {e}"))?;
+        self.targets
+            .check(original_url)
+            .map_err(|e| format!("original_url: {e}"))?;
         let title = optional(r, self.title, "title")?;
         let is_active = optional(r, self.is_active, "is_active")?
             .map(|s| parse_bool(s, "is_active"))
@@ -886,8 +911,9 @@ impl CsvTable for EventRows {
     const NAME: &'static str = "events";
     const HEADER: &'static str = "id,url_id,user_id,event_type,timestamp,details";
     type Batch = EventBatch;
+    type Rules = ();
 
-    fn from_header(h: &Header) -> Result<Self, String> {
+    fn from_header(h: &Header, (): ()) -> Result<Self, String> {
         let [id, event_type, timestamp] =
             h.require(["id", "event_type", "timestamp"], Self::HEADER)?;
         Ok(EventRows {
@@ -1033,19 +1059,20 @@ impl SequenceOf {
         }
     }
 
-    /// Moves the sequence to the largest id, never backwards.
+    /// Moves the sequence to the largest id up to [`MAX_IMPORTED_ID`]
+    /// (written out in the SQL), never backwards.
     fn setval_sql(self) -> &'static str {
         match self {
             SequenceOf::Users => {
-                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM users), pg_sequence_last_value(s.seq), 1))
+                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM users WHERE id <= 9007199254740991), pg_sequence_last_value(s.seq), 1))
                  FROM (SELECT pg_get_serial_sequence('users', 'id')::regclass AS seq) s"
             }
             SequenceOf::Urls => {
-                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM urls), pg_sequence_last_value(s.seq), 1))
+                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM urls WHERE id <= 9007199254740991), pg_sequence_last_value(s.seq), 1))
                  FROM (SELECT pg_get_serial_sequence('urls', 'id')::regclass AS seq) s"
             }
             SequenceOf::Events => {
-                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM events), pg_sequence_last_value(s.seq), 1))
+                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM events WHERE id <= 9007199254740991), pg_sequence_last_value(s.seq), 1))
                  FROM (SELECT pg_get_serial_sequence('events', 'id')::regclass AS seq) s"
             }
         }
@@ -1113,11 +1140,17 @@ mod tests {
     ) -> (Result<ParseOutcome, ParseFailure>, Vec<Chunk<T::Batch>>)
     where
         T::Batch: 'static,
+        T::Rules: Default,
     {
         let (tx, mut rx) = mpsc::channel(1);
         let input = csv.as_bytes().to_vec();
         let parser = std::thread::spawn(move || {
-            parse_csv::<T, _>(std::io::Cursor::new(input), batch_rows, &tx)
+            parse_csv::<T, _>(
+                std::io::Cursor::new(input),
+                batch_rows,
+                T::Rules::default(),
+                &tx,
+            )
         });
         let mut chunks = Vec::new();
         while let Some(c) = rx.blocking_recv() {
@@ -1274,8 +1307,25 @@ mod tests {
     fn field_rules() {
         assert_eq!(parse_id("12", "id"), Ok(12));
         assert_eq!(parse_id("12.0", "id"), Ok(12));
-        for bad in ["0", "-3", "1.5", "x", "99999999999999999999"] {
+        for bad in [
+            "0",
+            "-3",
+            "1.5",
+            "x",
+            "99999999999999999999",
+            "9223372036854775807",
+            "9007199254740992",
+        ] {
             assert!(parse_id(bad, "id").is_err(), "{bad}");
+        }
+        assert_eq!(parse_id("9007199254740991", "id"), Ok(MAX_IMPORTED_ID));
+        for table in [SequenceOf::Users, SequenceOf::Urls, SequenceOf::Events] {
+            assert!(
+                table
+                    .setval_sql()
+                    .contains(&format!("id <= {MAX_IMPORTED_ID})")),
+                "{table:?}"
+            );
         }
         for (s, v) in [
             ("True", true),
@@ -1297,7 +1347,7 @@ mod tests {
             Ok(r#"{"value":3}"#.to_owned())
         );
         assert!(details_object(r#"{"a":"\u0000"}"#).is_err());
-        assert!(indexed(&"x".repeat(MAX_INDEXED_BYTES + 1), "username").is_err());
+        assert!(indexed(&"x".repeat(MAX_INDEXED_BYTES + 1), "event_type").is_err());
     }
 
     #[test]
@@ -1305,7 +1355,8 @@ mod tests {
         let mut csv = b"username,email\n".to_vec();
         csv.extend_from_slice(b"a\0b,ab@x.io\n\xff\xfe,cd@x.io\nok,ok@x.io\n");
         let (tx, mut rx) = mpsc::channel(4);
-        let outcome = parse_csv::<UserRows, _>(std::io::Cursor::new(csv), 10, &tx).expect("parses");
+        let outcome =
+            parse_csv::<UserRows, _>(std::io::Cursor::new(csv), 10, (), &tx).expect("parses");
         assert_eq!((outcome.rows, outcome.invalid), (3, 2));
         let chunk = rx.try_recv().expect("one batch");
         assert_eq!(chunk.batch.usernames, ["ok"]);

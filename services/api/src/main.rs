@@ -72,7 +72,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { dir } => {
             let pool =
                 shortline_shared::db::pool(&cli.config.common.database_url, &Default::default())?;
-            let report = shortline_api::import::seed_dir(&pool, &dir).await?;
+            let targets = std::sync::Arc::new(cli.config.target_policy()?);
+            let report = shortline_api::import::seed_dir(&pool, &dir, targets).await?;
             tracing::info!(?report, "seed finished");
             Ok(())
         }

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::auth::Access;
 use crate::config::ApiConfig;
 use crate::keys::KeyVerifier;
+use crate::links::targets::TargetPolicy;
 use crate::outbox::Propagator;
 use crate::ratelimit::RateLimiter;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub propagator: Propagator,
     /// API keys and rate limits.
     pub access: Access,
+    /// Which link targets this deployment refuses (own hosts, blocklist).
+    pub targets: Arc<TargetPolicy>,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
         let limiter = valkey.clone().map(|v| RateLimiter::new(v, prefix));
         let verifier = KeyVerifier::new(db.clone(), config.api_key_cache());
         let access = Access::new(&config, verifier, limiter);
+        let targets = Arc::new(config.target_policy()?);
         Ok(Self {
             propagator: Propagator::new(
                 nats.clone(),
@@ -69,6 +73,7 @@ impl AppState {
             metrics: ApiMetrics::new(),
             nats,
             access,
+            targets,
         })
     }
 }

@@ -1,6 +1,10 @@
 //! Field-by-field reading of JSON request bodies, collecting every problem
 //! so one response names each bad field. No HTTP types here: domain models
 //! implement [`FromJson`] and stay independent of the web framework.
+//!
+//! Every reader refuses a NUL character (`\u0000`) in what it returns,
+//! nested keys and values of objects included: PostgreSQL cannot store one
+//! in `text` or `jsonb`, so it is the client's `400`, not a failed insert.
 
 use serde_json::{Map, Value};
 
@@ -38,6 +42,20 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// The problem reported for a value holding a NUL character.
+pub const NUL_PROBLEM: &str = "must not contain a NUL character";
+
+/// Whether a JSON value holds a NUL character anywhere (strings, object
+/// keys, nested values).
+pub fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -86,6 +104,10 @@ impl<'a> Fields<'a> {
     pub fn optional_string(&mut self, field: &str) -> Option<String> {
         match self.obj.get(field) {
             None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.contains('\0') => {
+                self.error(field, NUL_PROBLEM);
+                None
+            }
             Some(Value::String(s)) if s.trim().is_empty() => {
                 self.error(field, "must not be empty");
                 None
@@ -114,6 +136,10 @@ impl<'a> Fields<'a> {
     pub fn optional_exact_string(&mut self, field: &str) -> Option<String> {
         match self.obj.get(field) {
             None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.contains('\0') => {
+                self.error(field, NUL_PROBLEM);
+                None
+            }
             Some(Value::String(s)) if s.is_empty() => {
                 self.error(field, "must not be empty");
                 None
@@ -132,6 +158,10 @@ impl<'a> Fields<'a> {
         match self.obj.get(field) {
             None => None,
             Some(Value::Null) => Some(None),
+            Some(Value::String(s)) if s.contains('\0') => {
+                self.error(field, NUL_PROBLEM);
+                None
+            }
             Some(Value::String(s)) => Some(Some(s.trim().to_owned())),
             Some(_) => {
                 self.error(field, "must be a string or null");
@@ -185,6 +215,13 @@ impl<'a> Fields<'a> {
     pub fn optional_object(&mut self, field: &str) -> Option<Map<String, Value>> {
         match self.obj.get(field) {
             None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) if holds_nul(v) => {
+                self.error(
+                    field,
+                    "must not contain a NUL character in any key or value",
+                );
+                None
+            }
             Some(Value::Object(o)) => Some(o.clone()),
             Some(_) => {
                 self.error(field, "must be a JSON object");
@@ -200,5 +237,40 @@ impl<'a> Fields<'a> {
         } else {
             Err(ApiError::Validation(self.errors))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_reader_refuses_nul() {
+        let body = json!({
+            "a": "x\0", "b": "\0", "c": {"k": ["ok", {"deep": "\0"}]},
+            "d": {"k\0": 1}, "e": "fine", "f": {"k": "v"}
+        });
+        let obj = body.as_object().expect("object").clone();
+        let mut f = Fields::new(&obj);
+        assert_eq!(f.required_string("a"), None);
+        assert_eq!(f.optional_exact_string("b"), None);
+        assert_eq!(f.optional_object("c"), None);
+        assert_eq!(f.optional_object("d"), None);
+        assert_eq!(f.required_string("e").as_deref(), Some("fine"));
+        assert!(f.optional_object("f").is_some());
+        let Err(ApiError::Validation(details)) = f.finish() else {
+            panic!("validation error expected");
+        };
+        assert_eq!(
+            details.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(details["a"], NUL_PROBLEM);
+        let obj = json!({"t": "a\0"}).as_object().expect("object").clone();
+        let mut f = Fields::new(&obj);
+        assert_eq!(f.nullable_string("t"), None);
+        assert!(f.has_errors());
     }
 }

@@ -12,8 +12,9 @@ pub enum RedirectError {
     /// No cache held the code and Postgres could not be asked.
     #[error("link store unavailable: {0}")]
     Unavailable(String),
-    /// The stored target cannot be sent as a `Location` header.
-    #[error("stored target is not a valid header value (url_id {0})")]
+    /// The stored target fails the target rule (or cannot be a `Location`
+    /// header); logged as a warning where it was found.
+    #[error("stored target is unusable (url_id {0})")]
     BadTarget(i64),
 }
 
@@ -28,8 +29,7 @@ impl IntoResponse for RedirectError {
                     "Service temporarily unavailable",
                 )
             }
-            RedirectError::BadTarget(url_id) => {
-                tracing::error!(url_id, "stored target cannot be sent as a Location header");
+            RedirectError::BadTarget(_) => {
                 error_body(StatusCode::BAD_GATEWAY, "Link target is unusable")
             }
         }

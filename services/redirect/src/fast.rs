@@ -94,7 +94,7 @@ impl FastPath {
             return None;
         }
         let target = self.state.links.cached(code).await?;
-        // An unusable stored URL is the router's 502 to give.
+        // (Never fails for a checked target; if it did, the router answers.)
         let location = target.location()?;
         let headers = req.headers();
         let request_id = request_id(headers);

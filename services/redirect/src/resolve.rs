@@ -22,6 +22,15 @@
 //!
 //! Valkey errors are cache misses. A Postgres error is an error only when no
 //! cache could answer.
+//!
+//! Whatever layer a target comes from, it is checked against the shared
+//! target rule ([`shortline_shared::target_url`]: http or https, a host, no
+//! whitespace, control characters or userinfo) once, as it is loaded, and
+//! its `Location` value is made then (the stored text when ASCII, its
+//! RFC 3986 form otherwise). A target that fails (written around the API,
+//! or a Valkey value that is not what a replica wrote) is answered 502,
+//! logged as a warning, never cached in L1 and never written to L2; an L1
+//! hit serves only what passed.
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -32,6 +41,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use shortline_shared::cache::{CacheError, Valkey};
+use shortline_shared::target_url::{self, TargetUrlError};
 use sqlx::PgPool;
 
 use crate::code::CodeKey;
@@ -48,18 +58,27 @@ const TOMBSTONE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an invalidation is remembered for the epoch check.
 const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
 
-/// What a redirect needs to know about an active link. Small and cheap to
-/// clone, so that an L1 entry holds it inline: an L1 hit reads the entry
-/// moka already touched and one allocation holding the URL's bytes. The
-/// `Location` value is copied from them per request, which costs less than
-/// reaching a shared header value and its reference count elsewhere in
-/// memory (measured with `examples/hotpath.rs`).
+/// What a redirect needs to know about an active link whose target passed
+/// the target rule. Small and cheap to clone, so that an L1 entry holds it
+/// inline: an L1 hit reads the entry moka already touched and one
+/// allocation holding the `Location` bytes. The header value is copied from
+/// them per request, which costs less than reaching a shared header value
+/// and its reference count elsewhere in memory (measured with
+/// `examples/hotpath.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub url_id: i64,
     pub user_id: i64,
-    /// The stored URL, exactly.
+    /// The `Location`: the stored URL exactly when it is ASCII, else its
+    /// RFC 3986 form.
     url: Arc<str>,
+}
+
+/// A stored target that fails the target rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadTarget {
+    pub url_id: i64,
+    pub problem: TargetUrlError,
 }
 
 /// A `urls` row as the lookup reads it.
@@ -71,43 +90,51 @@ struct TargetRow {
 }
 
 impl Target {
-    pub fn new(url_id: i64, user_id: i64, original_url: &str) -> Self {
-        Self {
+    /// The target of a link whose stored URL is `original_url`, if that
+    /// passes the target rule.
+    pub fn checked(url_id: i64, user_id: i64, original_url: &str) -> Result<Self, BadTarget> {
+        let parsed =
+            target_url::parse(original_url).map_err(|problem| BadTarget { url_id, problem })?;
+        Ok(Self {
             url_id,
             user_id,
-            url: Arc::from(original_url),
-        }
+            url: Arc::from(target_url::location(original_url, &parsed)),
+        })
     }
 
-    /// The `Location` of the redirect; `None` when the stored URL cannot be
-    /// one (every URL the API accepts can; for any other the redirect
-    /// answers 502).
+    /// The `Location` of the redirect (`None` cannot happen for a checked
+    /// target; the caller answers 502 if it did).
     pub fn location(&self) -> Option<HeaderValue> {
         HeaderValue::from_str(&self.url).ok()
     }
 
-    /// The stored URL, exactly.
-    pub fn original_url(&self) -> &str {
+    /// The `Location` text: the stored URL exactly when it is ASCII.
+    pub fn location_text(&self) -> &str {
         &self.url
     }
 
+    /// The L2 value (its `Location` text, which checks as itself).
     fn to_l2(&self) -> String {
         format!("{}\t{}\t{}", self.url_id, self.user_id, self.url)
     }
-
-    fn from_l2(value: &str) -> Option<Self> {
-        let mut parts = value.splitn(3, '\t');
-        Some(Self::new(
-            parts.next()?.parse().ok()?,
-            parts.next()?.parse().ok()?,
-            parts.next()?,
-        ))
-    }
 }
 
-impl From<TargetRow> for Target {
-    fn from(row: TargetRow) -> Self {
-        Self::new(row.url_id, row.user_id, &row.original_url)
+/// The parts of an L2 value (`url_id \t user_id \t url`), unchecked;
+/// `None` when it does not have that shape.
+fn split_l2(value: &str) -> Option<(i64, i64, &str)> {
+    let mut parts = value.splitn(3, '\t');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?,
+    ))
+}
+
+impl TryFrom<TargetRow> for Target {
+    type Error = BadTarget;
+
+    fn try_from(row: TargetRow) -> Result<Self, BadTarget> {
+        Self::checked(row.url_id, row.user_id, &row.original_url)
     }
 }
 
@@ -366,7 +393,10 @@ impl LinkCache {
                 .entry(key.clone())
                 .or_try_insert_with(self.load(code))
                 .await
-                .map_err(|e| RedirectError::Unavailable(e.to_string()))?;
+                .map_err(|e| match &*e {
+                    RedirectError::BadTarget(url_id) => RedirectError::BadTarget(*url_id),
+                    other => RedirectError::Unavailable(other.to_string()),
+                })?;
             let fresh = entry.is_fresh();
             let entry = entry.into_value();
             let lookup = Lookup {
@@ -473,7 +503,9 @@ impl LinkCache {
             match l2.get(&self.l2_key(code)).await {
                 Ok(Some(value)) if value == TOMBSTONE => tombstoned = true,
                 Ok(Some(value)) => {
-                    if let Some(target) = Target::from_l2(&value) {
+                    if let Some((url_id, user_id, url)) = split_l2(&value) {
+                        let target = Target::checked(url_id, user_id, url)
+                            .map_err(|bad| bad_target(code, Layer::L2, &bad))?;
                         return Ok(Entry {
                             target: Some(target),
                             epoch,
@@ -509,15 +541,19 @@ impl LinkCache {
         })
     }
 
+    /// The active link's target from Postgres (`None`: unknown or
+    /// inactive); a stored target failing the rule is an error.
     async fn load_db(&self, code: &str) -> Result<Option<Target>, RedirectError> {
-        sqlx::query_as::<_, TargetRow>(
+        let row = sqlx::query_as::<_, TargetRow>(
             "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
         )
         .bind(code)
         .fetch_optional(&self.0.db)
         .await
-        .map(|row| row.map(Target::from))
-        .map_err(|e| RedirectError::Unavailable(e.to_string()))
+        .map_err(|e| RedirectError::Unavailable(e.to_string()))?;
+        row.map(Target::try_from)
+            .transpose()
+            .map_err(|bad| bad_target(code, Layer::Db, &bad))
     }
 
     fn l2_failed(&self, op: &'static str, e: &CacheError) {
@@ -526,21 +562,64 @@ impl LinkCache {
     }
 }
 
+/// Logs a stored target that fails the rule; the request's 502.
+fn bad_target(code: &str, layer: Layer, bad: &BadTarget) -> RedirectError {
+    tracing::warn!(
+        short_code = code,
+        url_id = bad.url_id,
+        layer = layer.as_str(),
+        problem = %bad.problem,
+        "stored target fails the target rule; not serving or caching it"
+    );
+    RedirectError::BadTarget(bad.url_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn from_l2(value: &str) -> Option<Result<Target, BadTarget>> {
+        split_l2(value).map(|(url_id, user_id, url)| Target::checked(url_id, user_id, url))
+    }
+
     #[test]
-    fn l2_values_round_trip_urls_with_tabs_in_the_tail() {
-        let t = Target::new(7, 3, "https://example.com/a\tb?q=1");
-        assert_eq!(t.original_url(), "https://example.com/a\tb?q=1");
+    fn l2_values_round_trip_and_are_checked() {
+        let t = Target::checked(7, 3, "https://example.com/a?q=1#f").expect("valid");
         assert_eq!(
             t.location().as_ref().map(HeaderValue::as_bytes),
-            Some(&b"https://example.com/a\tb?q=1"[..])
+            Some(&b"https://example.com/a?q=1#f"[..])
         );
-        assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
-        assert_eq!(Target::from_l2("x\t1\thttps://a"), None);
-        assert_eq!(Target::from_l2(TOMBSTONE), None);
+        assert_eq!(from_l2(&t.to_l2()), Some(Ok(t)));
+        assert_eq!(from_l2("x\t1\thttps://a"), None);
+        assert_eq!(from_l2(TOMBSTONE), None);
+        // The tail is the URL whatever it holds, and it is checked.
+        assert_eq!(
+            split_l2("7\t3\thttps://example.com/a\tb"),
+            Some((7, 3, "https://example.com/a\tb"))
+        );
+        for bad in [
+            "7\t3\tjavascript:alert(1)",
+            "7\t3\thttps://example.com/a\tb",
+            "7\t3\thttps://trusted.com@evil.com/",
+            "7\t3\thttps://example.com/\u{1b}",
+        ] {
+            assert!(
+                matches!(from_l2(bad), Some(Err(BadTarget { url_id: 7, .. }))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_targets_get_an_rfc_3986_location() {
+        let t = Target::checked(1, 2, "https://bücher.example/straße?q=ü").expect("valid");
+        assert_eq!(
+            t.location_text(),
+            "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"
+        );
+        assert!(t.location().is_some());
+        // Its L2 value checks as itself.
+        assert_eq!(from_l2(&t.to_l2()), Some(Ok(t)));
     }
 
     #[test]
@@ -598,10 +677,17 @@ mod tests {
     }
 
     #[test]
-    fn a_url_that_cannot_be_a_header_has_no_location_but_keeps_its_text() {
-        let t = Target::new(1, 2, "https://example.com/\nx");
-        assert_eq!(t.location(), None);
-        assert_eq!(t.original_url(), "https://example.com/\nx");
-        assert_eq!(Target::from_l2(&t.to_l2()), Some(t));
+    fn a_url_that_cannot_be_a_header_is_not_a_target() {
+        assert_eq!(
+            Target::checked(1, 2, "https://example.com/\nx"),
+            Err(BadTarget {
+                url_id: 1,
+                problem: TargetUrlError::Whitespace
+            })
+        );
+        assert_eq!(
+            Target::checked(1, 2, "https://example.com/\u{7f}").map_err(|b| b.problem),
+            Err(TargetUrlError::ControlCharacter)
+        );
     }
 }

@@ -68,7 +68,8 @@ impl FromRequestParts<RedirectState> for RequestFacts {
     }
 }
 
-/// The redirect answer: 302, `Location` exactly the stored URL, `X-Cache`,
+/// The redirect answer: 302, `Location` (the stored URL exactly when it is
+/// ASCII, else its RFC 3986 form; see [`Target`]), `X-Cache`,
 /// no caching by browsers or proxies (a link can change), and an explicit
 /// empty length (which the router adds to a HEAD answer by itself, hyper
 /// alone does not).
@@ -88,7 +89,7 @@ pub fn found(location: HeaderValue, layer: Layer) -> Response {
         .into_response()
 }
 
-/// Answers 302 with `Location` exactly the stored URL and `X-Cache`; a GET
+/// Answers 302 with the target's `Location` and `X-Cache`; a GET
 /// also records one click.
 pub async fn redirect(
     State(state): State<RedirectState>,
@@ -102,9 +103,10 @@ pub async fn redirect(
     let lookup = state.links.lookup(&code).await?;
     state.metrics.lookup(lookup.layer, lookup.target.is_some());
     let target = lookup.target.ok_or(RedirectError::NotFound)?;
-    let location = target
-        .location()
-        .ok_or(RedirectError::BadTarget(target.url_id))?;
+    let Some(location) = target.location() else {
+        tracing::warn!(short_code = %code, url_id = target.url_id, "target cannot be a Location header");
+        return Err(RedirectError::BadTarget(target.url_id));
+    };
     if method == Method::GET {
         state.clicks.record(facts.click(&target, &code));
     }

@@ -1292,3 +1292,191 @@ async fn buffered_log_lines_are_written_every_interval(db: PgPool) {
     .await;
     binary.terminate();
 }
+
+/// What Valkey holds is checked like what Postgres holds: a target written
+/// into a link's Valkey key that fails the target rule (a `javascript:`
+/// URL, a control character, userinfo) is never a redirect. It is the JSON
+/// 502, it is not cached in L1, and no click is recorded.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_bad_target_in_valkey_is_a_502_and_is_not_cached(db: PgPool) {
+    let mut c = config(&shared_valkey(), &shared_nats());
+    // A slow machine must not turn the Valkey read into a Postgres answer.
+    c.valkey_timeout_ms = 10_000;
+    let subjects = Subjects::new(&c.common.nats_prefix);
+    let service = start(&c, &db).await;
+    let l2 = shortline_shared::cache::Valkey::connect(&shared_valkey(), &Default::default())
+        .expect("valkey client");
+    eventually("valkey connected", || async {
+        l2.is_connected()
+            && service
+                .state
+                .valkey
+                .as_ref()
+                .is_some_and(|v| v.is_connected())
+    })
+    .await;
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    for (code, poison) in [
+        ("pois01", "javascript:alert(1)"),
+        ("pois02", "https://example.com/\u{1b}[2J"),
+        ("pois03", "https://trusted.com@evil.com/"),
+        ("pois04", "data:text/html,<script>alert(1)</script>"),
+    ] {
+        let id = insert_link(&db, code, "https://example.com/real", true).await;
+        let key = format!("{}:link:{code}", c.common.nats_prefix);
+        l2.set(
+            &key,
+            &format!("{id}\t7\t{poison}"),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("poison the key");
+        for _ in 0..2 {
+            let reply = http
+                .get(format!("{}/{code}", served.base))
+                .send()
+                .await
+                .expect("reply");
+            assert_eq!(reply.status().as_u16(), 502, "{code}");
+            assert!(reply.headers().get("location").is_none(), "{code}");
+            let body: serde_json::Value = reply.json().await.expect("json");
+            assert_eq!(body["error"], "Link target is unusable");
+        }
+        assert!(
+            service.state.links.cached(code).await.is_none(),
+            "{code} must not be cached"
+        );
+        // The key is left as it was (the service never rewrites it as good).
+        assert_eq!(
+            l2.get(&key).await.expect("get"),
+            Some(format!("{id}\t7\t{poison}"))
+        );
+    }
+    served.stop().await;
+    service.shutdown().await;
+    assert_eq!(clicks(&shared_nats(), &subjects, 0).await.len(), 0);
+}
+
+/// A stored target that fails the rule (written around the API) is the 502
+/// from Postgres too, is not cached in L1 and is not written to Valkey.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_bad_target_in_postgres_is_a_502_and_is_cached_nowhere(db: PgPool) {
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = start(&c, &db).await;
+    let l2 = shortline_shared::cache::Valkey::connect(&shared_valkey(), &Default::default())
+        .expect("valkey client");
+    eventually("valkey connected", || async { l2.is_connected() }).await;
+    for (code, stored) in [
+        ("badpg1", "javascript:alert(1)"),
+        ("badpg2", "https://example.com/\u{7}"),
+        ("badpg3", "https://example.com/\u{7f}"),
+        ("badpg4", "https://trusted.com@evil.com/"),
+    ] {
+        insert_link(&db, code, stored, true).await;
+        for _ in 0..2 {
+            let reply = get(&service, &format!("/{code}")).await;
+            assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{code}");
+            assert_eq!(reply.header("location"), "");
+            assert_eq!(reply.json()["error"], "Link target is unusable");
+        }
+        assert!(service.state.links.cached(code).await.is_none(), "{code}");
+        // A good link's load writes Valkey off the request path; give a bad
+        // one the same chance before checking it was not written.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let key = format!("{}:link:{code}", c.common.nats_prefix);
+        assert_eq!(l2.get(&key).await.expect("get"), None, "{code}");
+    }
+    service.shutdown().await;
+}
+
+/// A header cannot carry raw non-ASCII: the `Location` of such a target is
+/// its RFC 3986 form (punycode host, percent-encoded UTF-8), from every
+/// layer and on both paths; ASCII targets stay exactly as stored.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn non_ascii_targets_redirect_to_their_rfc_3986_form(db: PgPool) {
+    let stored = "https://bücher.example/straße?q=ü#é";
+    let encoded = "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC#%C3%A9";
+    insert_link(&db, "idn001", stored, true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = start(&c, &db).await;
+    let first = get(&service, "/idn001").await;
+    assert_eq!(
+        (
+            first.status,
+            first.header("location"),
+            first.header("x-cache")
+        ),
+        (StatusCode::FOUND, encoded, "MISS")
+    );
+    let served = Served::start(&service).await;
+    let fast = no_redirects()
+        .get(format!("{}/idn001", served.base))
+        .send()
+        .await
+        .expect("fast");
+    assert_eq!(fast.status().as_u16(), 302);
+    assert_eq!(fast.headers()["location"].as_bytes(), encoded.as_bytes());
+    assert_eq!(fast.headers()["x-cache"], "HIT");
+    served.stop().await;
+
+    // A second replica reads it from Valkey.
+    let replica = start(&c, &db).await;
+    let mut from_l2 = get(&replica, "/idn001").await;
+    for _ in 0..50 {
+        if from_l2.header("x-cache") == "HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        replica.state.links.invalidate_all_local();
+        from_l2 = get(&replica, "/idn001").await;
+    }
+    assert_eq!(
+        (from_l2.header("location"), from_l2.header("x-cache")),
+        (encoded, "HIT")
+    );
+    service.shutdown().await;
+    replica.shutdown().await;
+}
+
+/// A client's `X-Request-ID` is echoed only when short and plain, on the
+/// fast path and through the router alike; otherwise it is replaced.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn client_request_ids_are_capped_on_both_paths(db: PgPool) {
+    insert_link(&db, "rqid01", "https://example.com/r", true).await;
+    let c = config(&shared_valkey(), &shared_nats());
+    let service = start(&c, &db).await;
+    let served = Served::start(&service).await;
+    let http = no_redirects();
+    // Loads it into L1: the next GET is the fast path's.
+    let miss = http
+        .get(format!("{}/rqid01", served.base))
+        .send()
+        .await
+        .expect("miss");
+    assert_eq!(miss.headers()["x-cache"], "MISS");
+    let long = "r".repeat(8000);
+    for path in ["/rqid01", "/absent", "/health"] {
+        for (sent, echoed) in [("ok-1.2_3:4", true), (long.as_str(), false), ("a b", false)] {
+            let reply = http
+                .get(format!("{}{path}", served.base))
+                .header("x-request-id", sent)
+                .send()
+                .await
+                .expect("reply");
+            if path == "/rqid01" {
+                assert_eq!(reply.headers()["x-cache"], "HIT");
+            }
+            let got = reply.headers()["x-request-id"].to_str().expect("ascii");
+            if echoed {
+                assert_eq!(got, sent, "{path}");
+            } else {
+                assert_eq!(got.len(), 26, "{path}");
+                assert!(got.parse::<ulid::Ulid>().is_ok(), "{path}: {got}");
+            }
+        }
+    }
+    served.stop().await;
+    service.shutdown().await;
+}

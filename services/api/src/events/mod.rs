@@ -28,14 +28,21 @@ pub async fn list(
     Ok(page.slice(rows, |e| e.id))
 }
 
-/// Records a client-submitted event; 404 when the link or user is unknown.
+/// Records a client-submitted event; 404 when the link or user is unknown,
+/// 400 (naming `user_id`) when the user is not the link's owner.
 pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> {
     let mut tx = state.db.begin().await?;
-    if links::repo::get(&mut tx, new.url_id).await?.is_none() {
+    let Some(link) = links::repo::get(&mut tx, new.url_id).await? else {
         return Err(ApiError::NotFound("URL not found"));
-    }
+    };
     if !users::repo::exists(&mut tx, new.user_id).await? {
         return Err(ApiError::NotFound("User not found"));
+    }
+    if link.user_id != new.user_id {
+        return Err(ApiError::field(
+            "user_id",
+            format!("user {} does not own url {}", new.user_id, link.id),
+        ));
     }
     let record = EventRecord::now(
         new.url_id,

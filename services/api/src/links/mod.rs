@@ -1,6 +1,6 @@
 //! Links: creation with collision-safe short codes, edits that log one
-//! `updated` event per changed field, soft deletion, and statistics
-//! (`stats`).
+//! `updated` event per changed field, soft deletion, statistics (`stats`),
+//! and the deployment's target policy (`targets`).
 //!
 //! Each mutation commits the row change, its event-log row(s) and an outbox
 //! row in one transaction.
@@ -9,6 +9,7 @@ pub mod codes;
 pub mod model;
 pub mod repo;
 pub mod stats;
+pub mod targets;
 
 use serde_json::{Value, json};
 use shortline_shared::events::{Change, ChangeEnvelope};
@@ -29,6 +30,7 @@ const MAX_CODE_ATTEMPTS: usize = 8;
 
 /// Creates a link; also says whether every redirect replica confirmed it.
 pub async fn create(state: &AppState, new: NewLink) -> Result<(Link, Propagation), ApiError> {
+    state.targets.check(&new.original_url)?;
     let mut tx = state.db.begin().await?;
     if !users::repo::exists(&mut tx, new.user_id).await? {
         return Err(ApiError::NotFound("User not found"));
@@ -120,6 +122,9 @@ pub async fn update(
     id: i64,
     patch: LinkPatch,
 ) -> Result<(Link, Propagation), ApiError> {
+    if let Some(url) = &patch.original_url {
+        state.targets.check(url)?;
+    }
     let mut tx = state.db.begin().await?;
     let current = repo::lock(&mut tx, id)
         .await?

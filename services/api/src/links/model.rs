@@ -4,12 +4,10 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use shortline_shared::events::LinkSnapshot;
+use shortline_shared::target_url;
 
 use super::codes;
 use crate::validate::{Fields, FromJson};
-
-/// Longest target URL accepted.
-pub const MAX_URL_LEN: usize = 2048;
 
 /// A link (the contract calls it a url).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
@@ -130,37 +128,11 @@ fn checked_url(f: &mut Fields<'_>, url: String) -> Option<String> {
 }
 
 /// Why a target URL is unusable, if it is: it must be an absolute `http` or
-/// `https` URL with a host, without whitespace, at most 2048 characters.
+/// `https` URL with a host, without whitespace, control characters or
+/// userinfo, at most 2048 bytes (the shared rule,
+/// [`shortline_shared::target_url`], that the redirect applies too).
 pub fn check_url(s: &str) -> Result<(), &'static str> {
-    if s.len() > MAX_URL_LEN {
-        return Err("must be at most 2048 characters");
-    }
-    if s.chars().any(char::is_whitespace) {
-        return Err("must not contain whitespace");
-    }
-    // `url` normalises `http:x.io` and `http:///x.io` into valid URLs; a
-    // link target must spell out `scheme://host` itself.
-    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &s[8..]
-    } else if lower.starts_with("http://") {
-        &s[7..]
-    } else if url::Url::parse(s).is_ok() {
-        return Err("must use http or https");
-    } else {
-        return Err("must be an absolute http or https URL");
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err("must have a host");
-    }
-    let parsed = url::Url::parse(s).map_err(|_| "must be an absolute http or https URL")?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must use http or https");
-    }
-    match parsed.host_str() {
-        Some(h) if !h.is_empty() => Ok(()),
-        _ => Err("must have a host"),
-    }
+    target_url::parse(s).map(drop).map_err(|e| e.problem())
 }
 
 #[cfg(test)]
@@ -188,6 +160,10 @@ mod tests {
             "javascript:alert(1)",
             "",
             "https://:80/x",
+            "https://x.io/\u{7}",
+            "https://x.io/\u{1b}",
+            "https://x.io/\u{7f}",
+            "https://trusted.com@evil.com/",
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }

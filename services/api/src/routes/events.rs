@@ -21,7 +21,7 @@ pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new().api_route(
         "/events",
         get_with(list_events, |op| op.tag("events").summary("List events").description("Ordered by id; filter by `url_id`, `user_id`, `event_type`. Without `page`/`per_page`/`after_id` every match is returned. Keyset paging: `after_id=N` returns the matches with an id above N (`per_page` of them, default 100) and cannot be combined with `page`; it stays fast at any depth, unlike deep `page` numbers. A page cut short by its size carries `Link: <…>; rel=\"next\"` with the same filters and `after_id` set to its last id."))
-            .post_with(record_event, |op| not_found(op.tag("events").summary("Record an event").description("`details` must be a JSON object. A `redirect` event counts in the link's statistics."), "URL not found / User not found")),
+            .post_with(record_event, |op| not_found(op.tag("events").summary("Record an event").description("`details` must be a JSON object. `user_id` must be the owner of `url_id` (400 naming `user_id` otherwise). A `redirect` event counts in the link's statistics."), "URL not found / User not found")),
     )
 }
 

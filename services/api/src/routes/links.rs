@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Listed, Propagated, conflict, not_found};
+use super::{Created, Listed, Propagated, conflict, not_found, unprocessable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
@@ -28,15 +28,15 @@ pub fn routes() -> ApiRouter<AppState> {
             "/urls",
             get_with(list_links, |op| op.tag("urls").summary("List links").description("Ordered by id; filter by `user_id` and `is_active`. Without `page`/`per_page` every match is returned."))
                 .post_with(create_link, |op| {
-                    let op = op.tag("urls").summary("Create a link").description("Generates a 6-character base62 code unless `short_code` is given. Logs a `created` event.");
-                    conflict(not_found(op, "User not found"), "short_code already exists")
+                    let op = op.tag("urls").summary("Create a link").description("Generates a 6-character base62 code unless `short_code` is given. Logs a `created` event. `original_url` must be an absolute http(s) URL with a host and no whitespace, control characters or userinfo (400 otherwise); a target on this service's own public hosts or a blocklisted domain is 422.");
+                    unprocessable(conflict(not_found(op, "User not found"), "short_code already exists"), TARGET_REFUSED)
                 }),
         )
         .api_route(
             "/urls/{id}",
             get_with(get_link, |op| not_found(op.tag("urls").summary("Get a link").description("Deactivated and deleted links still read back, with `is_active: false`."), "URL not found"))
                 .put_with(update_link, |op| {
-                    not_found(op.tag("urls").summary("Update a link").description("Any of `title`, `is_active` (strict boolean), `original_url`. Bumps `updated_at`; logs one `updated` event per changed field."), "URL not found")
+                    unprocessable(not_found(op.tag("urls").summary("Update a link").description("Any of `title`, `is_active` (strict boolean), `original_url` (the rules of `POST /urls`). Bumps `updated_at`; logs one `updated` event per changed field."), "URL not found"), TARGET_REFUSED)
                 })
                 .delete_with(delete_link, |op| {
                     not_found(op.tag("urls").summary("Delete a link").description("Soft delete: `is_active=false` and a `deleted` event. A second delete is 404."), "URL not found")
@@ -51,6 +51,9 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(link_stats, |op| not_found(op.tag("urls").summary("A link's statistics").description("All-time `redirect_count` and `last_redirect_at`, plus, over the range `from`..`to` (UTC; default the 7 days before now): `series`, redirects per `hour` or `day` bucket with empty buckets as 0 (at most 2000 buckets), and, for the range's days, `top_referrers` (10), `browsers`, `operating_systems`, `devices` and `bots`. Bad values, `from` after `to` or too many buckets: 400 naming the field."), "URL not found")),
         )
 }
+
+/// The 422 of a refused target.
+const TARGET_REFUSED: &str = "`original_url` points at this service itself or at a blocklisted domain (`details.original_url` says which)";
 
 /// Filters and paging of `GET /urls`.
 #[derive(Debug, Deserialize, JsonSchema)]

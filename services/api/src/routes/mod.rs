@@ -138,6 +138,14 @@ pub fn conflict<'a>(op: TransformOperation<'a>, message: &'static str) -> Transf
     op.response_with::<409, Json<ErrorBody>, _>(|r| r.description(message))
 }
 
+/// Documents a 422 (a well-formed value a policy refuses) with the given message.
+pub fn unprocessable<'a>(
+    op: TransformOperation<'a>,
+    message: &'static str,
+) -> TransformOperation<'a> {
+    op.response_with::<422, Json<ErrorBody>, _>(|r| r.description(message))
+}
+
 /// `200` with a JSON array and, when the page size cut the list short, a
 /// `Link: <next>; rel="next"` header (RFC 8288) for the next page: the same
 /// path and filters with `per_page` and `after_id` set (keyset paging).

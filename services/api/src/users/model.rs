@@ -6,6 +6,11 @@ use serde::Serialize;
 
 use crate::validate::{Fields, FromJson};
 
+/// Longest `username` or `email`, in bytes, wherever it comes from (JSON or
+/// CSV): both columns carry a B-tree index, which refuses entries above
+/// ~2.7 kB.
+pub const MAX_USER_FIELD_BYTES: usize = 1_024;
+
 /// A user as the contract shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct User {
@@ -21,16 +26,22 @@ pub struct User {
 /// `POST /users` body.
 #[derive(Debug, Clone, JsonSchema)]
 pub struct NewUser {
-    /// Non-empty, unique among users.
+    /// Non-empty, unique among users, at most 1024 bytes.
     pub username: String,
-    /// A valid address, unique among users (case-insensitive).
+    /// A valid address, unique among users (case-insensitive), at most 1024
+    /// bytes.
     pub email: String,
 }
 
 impl FromJson for NewUser {
     fn from_json(f: &mut Fields<'_>) -> Option<Self> {
-        let username = f.required_string("username");
-        let email = f.required_string("email").and_then(|e| checked_email(f, e));
+        let username = f
+            .required_string("username")
+            .and_then(|u| checked_len(f, "username", u));
+        let email = f
+            .required_string("email")
+            .and_then(|e| checked_len(f, "email", e))
+            .and_then(|e| checked_email(f, e));
         Some(NewUser {
             username: username?,
             email: email?,
@@ -53,8 +64,10 @@ impl UserPatch {
 
 impl FromJson for UserPatch {
     fn from_json(f: &mut Fields<'_>) -> Option<Self> {
-        let username = nonnull_string(f, "username");
-        let email = nonnull_string(f, "email").and_then(|e| checked_email(f, e));
+        let username = nonnull_string(f, "username").and_then(|u| checked_len(f, "username", u));
+        let email = nonnull_string(f, "email")
+            .and_then(|e| checked_len(f, "email", e))
+            .and_then(|e| checked_email(f, e));
         Some(UserPatch { username, email })
     }
 }
@@ -65,6 +78,25 @@ fn nonnull_string(f: &mut Fields<'_>, field: &str) -> Option<String> {
         f.required_string(field)
     } else {
         None
+    }
+}
+
+/// `Err` when a username or email is longer than [`MAX_USER_FIELD_BYTES`].
+pub fn check_user_field_len(value: &str) -> Result<(), &'static str> {
+    if value.len() > MAX_USER_FIELD_BYTES {
+        Err("must be at most 1024 bytes")
+    } else {
+        Ok(())
+    }
+}
+
+fn checked_len(f: &mut Fields<'_>, field: &str, value: String) -> Option<String> {
+    match check_user_field_len(&value) {
+        Ok(()) => Some(value),
+        Err(problem) => {
+            f.error(field, problem);
+            None
+        }
     }
 }
 
@@ -89,7 +121,14 @@ pub fn is_valid_email(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_valid_email;
+    use super::{MAX_USER_FIELD_BYTES, check_user_field_len, is_valid_email};
+
+    #[test]
+    fn length_limit_is_in_bytes() {
+        assert!(check_user_field_len(&"a".repeat(MAX_USER_FIELD_BYTES)).is_ok());
+        assert!(check_user_field_len(&"a".repeat(MAX_USER_FIELD_BYTES + 1)).is_err());
+        assert!(check_user_field_len(&"é".repeat(MAX_USER_FIELD_BYTES / 2 + 1)).is_err());
+    }
 
     #[test]
     fn email_rules() {

@@ -334,3 +334,40 @@ async fn bad_keyset_parameters_are_400(db: PgPool) {
         .await
         .assert_error(StatusCode::NOT_FOUND);
 }
+
+/// An event's user must own its link: another (existing) user's id is a 400
+/// naming `user_id`, and nothing is recorded.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn an_event_for_another_users_link_is_400(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let owner = app.user("owner").await["id"].as_i64().expect("id");
+    let other = app.user("other").await["id"].as_i64().expect("id");
+    let link = app.link(owner, "https://a.io").await;
+    let res = app
+        .post(
+            "/events",
+            json!({"url_id": link["id"], "user_id": other, "event_type": "redirect"}),
+        )
+        .await;
+    let err = res.assert_error(StatusCode::BAD_REQUEST);
+    let problem = err["details"]["user_id"].as_str().expect("names user_id");
+    assert!(problem.contains("does not own"), "{problem}");
+    assert_eq!(
+        app.get(&format!("/events?user_id={other}"))
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    let stats = app.get(&format!("/urls/{}/stats", link["id"])).await.json();
+    assert_eq!(stats["redirect_count"], 0);
+    // The owner may.
+    let ok = app
+        .post(
+            "/events",
+            json!({"url_id": link["id"], "user_id": owner, "event_type": "redirect"}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+}

@@ -139,7 +139,7 @@ async fn bulk_import_edge_cases(db: PgPool) {
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn seed_loader_loads_everything_and_reruns_safely(db: PgPool) {
-    let report = shortline_api::import::seed_dir(&db, &seed_dir())
+    let report = shortline_api::import::seed_dir(&db, &seed_dir(), Default::default())
         .await
         .expect("seed loads");
     assert_eq!(
@@ -154,7 +154,7 @@ async fn seed_loader_loads_everything_and_reruns_safely(db: PgPool) {
         353
     );
 
-    let again = shortline_api::import::seed_dir(&db, &seed_dir())
+    let again = shortline_api::import::seed_dir(&db, &seed_dir(), Default::default())
         .await
         .expect("re-run");
     assert_eq!(
@@ -191,9 +191,13 @@ async fn seed_loader_loads_everything_and_reruns_safely(db: PgPool) {
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn seed_loader_keeps_links_of_a_skipped_duplicate_user(db: PgPool) {
-    let report = shortline_api::import::seed_dir(&db, &seed_dir().join("variants/lucianlavric"))
-        .await
-        .expect("loads");
+    let report = shortline_api::import::seed_dir(
+        &db,
+        &seed_dir().join("variants/lucianlavric"),
+        Default::default(),
+    )
+    .await
+    .expect("loads");
     assert_eq!(report.users.rows, 400);
     assert_eq!(report.users.inserted, 399);
     assert_eq!(report.urls.inserted, 2000, "no link is lost");
@@ -217,7 +221,7 @@ async fn seeded_redirects_feed_the_rollup_backlog_once(db: PgPool) {
          3,7,1,redirect,2025-06-01 11:05:00,{}\n",
     )
     .expect("events.csv");
-    let report = shortline_api::import::seed_dir(&db, &dir)
+    let report = shortline_api::import::seed_dir(&db, &dir, Default::default())
         .await
         .expect("seed loads");
     assert_eq!(report.events.inserted, 3);
@@ -242,7 +246,7 @@ async fn seeded_redirects_feed_the_rollup_backlog_once(db: PgPool) {
             (String::new(), "other".to_owned(), false),
         ]
     );
-    shortline_api::import::seed_dir(&db, &dir)
+    shortline_api::import::seed_dir(&db, &dir, Default::default())
         .await
         .expect("re-run");
     assert_eq!(count(&db, "SELECT count(*) FROM rollup_backlog").await, 2);
@@ -263,4 +267,143 @@ async fn seeded_redirects_feed_the_rollup_backlog_once(db: PgPool) {
     .expect("hourly");
     assert_eq!(hours, vec![("10".to_owned(), 1), ("11".to_owned(), 1)]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One CSV row with an id near the `bigint` maximum used to move the users
+/// sequence there, after which every `POST /users` (and every CSV row
+/// without an id) failed with `nextval: reached maximum value`. Such a row is
+/// now a per-row problem and id allocation keeps working.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn an_imported_id_cannot_exhaust_the_users_id_sequence(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let res = app
+        .upload_csv(
+            "/users/bulk",
+            "file",
+            b"id,username,email,created_at\n9223372036854775807,x1,x1@example.com,2025-01-01T00:00:00\n9007199254740992,x2,x2@example.com,\n",
+        )
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+    let created = app
+        .post(
+            "/users",
+            json!({"username": "a9", "email": "a9@example.com"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json());
+    let report = res.json();
+    assert_eq!(
+        (report["count"].as_u64(), report["inserted"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let errors = report["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{report}");
+    for (e, line) in errors.iter().zip([2, 3]) {
+        assert_eq!(e["line"], line);
+        assert!(
+            e["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("id: must be at most 9007199254740991")),
+            "{e}"
+        );
+    }
+    let no_id = app
+        .upload_csv(
+            "/users/bulk",
+            "file",
+            b"username,email\nb9,b9@example.com\n",
+        )
+        .await
+        .json();
+    assert_eq!(no_id["inserted"], 1, "{no_id}");
+
+    // The ceiling itself is accepted, and allocation carries on above it.
+    let top = app
+        .upload_csv(
+            "/users/bulk",
+            "file",
+            b"id,username,email\n9007199254740991,c9,c9@example.com\n",
+        )
+        .await
+        .json();
+    assert_eq!(top["inserted"], 1, "{top}");
+    assert_eq!(app.user("d9").await["id"], 9_007_199_254_740_992_i64);
+}
+
+/// The seed loader holds urls and events to the same ceiling: ids above it
+/// are skipped rows, and the API still allocates ids afterwards.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn seeded_ids_cannot_exhaust_the_urls_and_events_sequences(db: PgPool) {
+    let dir = std::env::temp_dir().join(format!("shortline-seed-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("users.csv"),
+        "id,username,email,created_at\n1,owner,owner@example.com,\n9223372036854775807,huge,huge@example.com,\n",
+    )
+    .expect("users.csv");
+    std::fs::write(
+        dir.join("urls.csv"),
+        "id,user_id,short_code,original_url,title,is_active,created_at,updated_at\n\
+         1,1,seed01,https://example.com/a,,True,,\n\
+         9223372036854775807,1,huge01,https://example.com/b,,True,,\n\
+         2,9223372036854775807,huge02,https://example.com/c,,True,,\n",
+    )
+    .expect("urls.csv");
+    std::fs::write(
+        dir.join("events.csv"),
+        "id,url_id,user_id,event_type,timestamp,details\n\
+         1,1,1,created,2025-06-01 10:00:00,{}\n\
+         9223372036854775807,1,1,created,2025-06-01 10:00:00,{}\n",
+    )
+    .expect("events.csv");
+    let report = shortline_api::import::seed_dir(&db, &dir, Default::default())
+        .await
+        .expect("seed loads");
+
+    let app = TestApp::new(db.clone()).await;
+    let uid = app.user("after").await["id"].as_i64().expect("id");
+    assert_eq!(uid, 2);
+    let link = app.link(uid, "https://example.com/new").await;
+    assert_eq!(link["id"], 2);
+    let event = app
+        .post(
+            "/events",
+            json!({"url_id": link["id"], "user_id": uid, "event_type": "click"}),
+        )
+        .await;
+    assert_eq!(event.status, StatusCode::CREATED, "{}", event.json());
+    assert_eq!((report.users.rows, report.users.inserted), (2, 1));
+    assert_eq!((report.urls.rows, report.urls.inserted), (3, 1));
+    assert_eq!((report.events.rows, report.events.inserted), (2, 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A NUL in any CSV cell is a per-row problem, never a failed import.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn nul_in_a_csv_cell_is_a_row_problem(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let res = app
+        .upload_csv(
+            "/users/bulk",
+            "file",
+            b"id,username,email\n1,a\0b,ab@example.com\n2,cd,c\0d@example.com\n3,ok,ok@example.com\n",
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let report = res.json();
+    assert_eq!(report["inserted"], 1, "{report}");
+    let problems: Vec<&str> = report["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["problem"].as_str())
+        .collect();
+    assert_eq!(problems.len(), 2, "{report}");
+    assert!(problems[0].starts_with("username:"), "{problems:?}");
+    assert!(problems[1].starts_with("email:"), "{problems:?}");
 }

@@ -12,4 +12,5 @@ mod outbox;
 mod propagation;
 mod stats;
 mod support;
+mod targets;
 mod users;

@@ -288,3 +288,71 @@ async fn deleting_a_user_deactivates_their_links(db: PgPool) {
     .await
     .assert_error(StatusCode::NOT_FOUND);
 }
+
+/// `username` and `email` have one length limit (1024 bytes) wherever they
+/// come from: POST, PUT and the CSV import.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn usernames_and_emails_are_at_most_1024_bytes_everywhere(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let huge = "u".repeat(60_000);
+    let long_email = format!("{}@example.com", "e".repeat(1024));
+    let res = app
+        .post(
+            "/users",
+            json!({"username": huge, "email": "h@example.com"}),
+        )
+        .await;
+    let err = res.assert_error(StatusCode::BAD_REQUEST);
+    assert!(err["details"]["username"].is_string(), "{err}");
+    let res = app
+        .post("/users", json!({"username": "h", "email": long_email}))
+        .await;
+    let err = res.assert_error(StatusCode::BAD_REQUEST);
+    assert!(err["details"]["email"].is_string(), "{err}");
+
+    // At the limit is fine.
+    let id = app
+        .post(
+            "/users",
+            json!({"username": "u".repeat(1024), "email": "ok@example.com"}),
+        )
+        .await
+        .json()["id"]
+        .as_i64()
+        .expect("created");
+    for body in [
+        json!({"username": "u".repeat(1025)}),
+        json!({"email": long_email}),
+    ] {
+        let res = app.put(&format!("/users/{id}"), body.clone()).await;
+        res.assert_error(StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(
+        app.get(&format!("/users/{id}")).await.json()["email"],
+        "ok@example.com"
+    );
+
+    // The CSV path says the same.
+    let csv = format!(
+        "username,email\n{},a@example.com\nb,{long_email}\n",
+        "u".repeat(1025)
+    );
+    let report = app
+        .upload_csv("/users/bulk", "file", csv.as_bytes())
+        .await
+        .json();
+    assert_eq!(report["inserted"], 0, "{report}");
+    let problems: Vec<&str> = report["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["problem"].as_str())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "username: must be at most 1024 bytes",
+            "email: must be at most 1024 bytes"
+        ]
+    );
+}
