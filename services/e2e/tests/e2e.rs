@@ -272,6 +272,122 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
     }
 }
 
+/// A takedown while NATS is away: the API tombstones Valkey itself and says
+/// the change is unconfirmed; the redirect replica, no longer reading the
+/// change stream, re-reads what L1 holds within a second, so the link stops
+/// redirecting although no change event can reach it.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_takedown_takes_effect_while_nats_is_down(db: PgPool) {
+    let prefix = unique_prefix();
+    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let mut nats = testing::OwnServer::start(testing::ServerKind::Nats).await;
+    let client = shortline_shared::nats::connect(&nats.url(), "e2e-takedown")
+        .await
+        .expect("nats");
+    let api = shortline_api::router(shortline_e2e::api_state_with_valkey(
+        db.clone(),
+        &prefix,
+        Some(client.clone()),
+        Duration::from_secs(5),
+        &valkey_url,
+    ));
+    let mut config =
+        RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats.url(), &prefix);
+    config.change_stream_wait_ms = 30_000;
+    let service = Service::start_with_pool(&config, db.clone())
+        .await
+        .expect("redirect");
+    let fast = FastPath::new(service.state.clone());
+    let (_, link) = user_with_link(&api, "takedown", "https://example.com/phish").await;
+    let code = link["short_code"].as_str().expect("code").to_owned();
+    // Valkey holds the link, as it does once the creation's short-lived
+    // tombstone is gone and a replica loaded it (written here rather than
+    // waited for).
+    let valkey =
+        shortline_shared::cache::Valkey::connect(&valkey_url, &Default::default()).expect("valkey");
+    let key = shortline_shared::cache::link_key(&prefix, &code);
+    let value = format!(
+        "{}\t{}\thttps://example.com/phish",
+        link["id"], link["user_id"]
+    );
+    let mut stored = false;
+    for _ in 0..100 {
+        if valkey
+            .set(
+                &key,
+                &value,
+                Duration::from_secs(600),
+                Duration::from_secs(1),
+            )
+            .await
+            .is_ok()
+        {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stored, "the link is in Valkey");
+    // And in L1.
+    for _ in 0..2 {
+        assert_eq!(
+            redirect_get(&fast, &code).await,
+            (StatusCode::FOUND, "https://example.com/phish".to_owned())
+        );
+    }
+
+    nats.stop();
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/urls/{}", link["id"]))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"is_active": false}"#))
+        .expect("request");
+    let reply = testing::call(api.clone(), request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("shortline-propagation"), "unconfirmed");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _) = redirect_get(&fast, &code).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deactivated link still redirects with NATS down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it stays down.
+    for _ in 0..20 {
+        assert_eq!(redirect_get(&fast, &code).await.0, StatusCode::NOT_FOUND);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // NATS back: changes flow through the stream again and are confirmed.
+    nats.resume().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let request = Request::builder()
+            .method(Method::PUT)
+            .uri(format!("/urls/{}", link["id"]))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"title": "checked"}"#))
+            .expect("request");
+        let reply = testing::call(api.clone(), request).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        if reply.header("shortline-propagation") == "acknowledged" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "changes are not confirmed after NATS came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    service.shutdown().await;
+}
+
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
     let prefix = unique_prefix();

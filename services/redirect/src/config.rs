@@ -60,6 +60,13 @@ pub struct RedirectConfig {
     #[arg(long, env = "REDIRECT_CHANGE_STREAM_WAIT_MS", default_value_t = 2000)]
     pub change_stream_wait_ms: u64,
 
+    /// While this replica does not read the link-change stream (NATS away),
+    /// L1 entries older than this are re-read from Valkey or Postgres, so
+    /// that a takedown (which the API writes to Valkey itself) is served
+    /// within this time.
+    #[arg(long, env = "REDIRECT_DEGRADED_L1_TTL_MS", default_value_t = 1000)]
+    pub degraded_l1_ttl_ms: u64,
+
     /// Clicks held in memory waiting for NATS; what overflows is dropped and
     /// counted.
     #[arg(long, env = "CLICK_BUFFER", default_value_t = 100_000)]

@@ -52,7 +52,7 @@ pub struct Invalidator {
     unapplied: BTreeSet<u64>,
     /// The current consumer's name (deleted on a clean stop).
     consumer: Option<String>,
-    /// Set once the first consumer is in place.
+    /// True while a consumer is in place and being read.
     reading: tokio::sync::watch::Sender<bool>,
 }
 
@@ -69,7 +69,8 @@ impl Invalidator {
         }
     }
 
-    /// Becomes true once this replica reads the change stream.
+    /// True while this replica reads the change stream (false before the
+    /// first consumer is in place and whenever it is lost).
     pub fn reading(&self) -> tokio::sync::watch::Receiver<bool> {
         self.reading.subscribe()
     }
@@ -83,6 +84,7 @@ impl Invalidator {
                 () = cancel.cancelled() => break,
                 r = self.consume() => r,
             };
+            self.reading.send_replace(false);
             match result {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {

@@ -158,6 +158,13 @@ impl Service {
         let invalidator = Invalidator::new(nats.clone(), subjects, links.clone());
         let mut reading = invalidator.reading();
         tasks.spawn(invalidator.run(stop.clone()));
+        tasks.spawn(guard_l1(
+            links.clone(),
+            nats.clone(),
+            reading.clone(),
+            Duration::from_millis(config.degraded_l1_ttl_ms.max(1)),
+            stop.clone(),
+        ));
         tasks.spawn(publisher.run(stop.clone()));
         // Serve only once changes reach this replica, unless NATS is away:
         // then serve anyway (L1 is dropped when the stream is read).
@@ -200,6 +207,48 @@ impl Service {
         self.tasks.wait().await;
         if let Some(v) = &self.state.valkey {
             v.quit().await;
+        }
+    }
+}
+
+/// While this replica does not read the change stream (before the first
+/// consumer, NATS away, consumer lost), changes may happen that it cannot
+/// hear about: every `ttl` it stops trusting what L1 loaded, so each cached
+/// link is re-read from Valkey (where the API tombstones changed links
+/// itself) or Postgres at most once per `ttl`.
+async fn guard_l1(
+    links: LinkCache,
+    nats: async_nats::Client,
+    reading: tokio::sync::watch::Receiver<bool>,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ttl);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now; start-up waits for the stream on its own.
+    tick.tick().await;
+    let mut degraded = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let healthy = *reading.borrow() && shortline_shared::nats::is_connected(&nats);
+        if !healthy {
+            links.distrust_cached();
+        }
+        if healthy == degraded {
+            degraded = !healthy;
+            if degraded {
+                tracing::warn!(
+                    ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                    "not reading link changes: cached links are re-read from Valkey or PostgreSQL at most this often"
+                );
+            } else {
+                tracing::info!(
+                    "reading link changes again: cached links are trusted until changed"
+                );
+            }
         }
     }
 }

@@ -48,10 +48,11 @@ use crate::code::CodeKey;
 use crate::error::RedirectError;
 use crate::state::RedirectMetrics;
 
-/// The L2 value meaning "changed just now: ask Postgres".
-const TOMBSTONE: &str = "!";
+/// The L2 value meaning "changed just now: ask Postgres" (the API writes it
+/// too, right after a link change commits).
+const TOMBSTONE: &str = shortline_shared::cache::LINK_TOMBSTONE;
 /// How long a tombstone lives (far longer than any lookup takes).
-const TOMBSTONE_TTL: Duration = Duration::from_secs(10);
+const TOMBSTONE_TTL: Duration = shortline_shared::cache::LINK_TOMBSTONE_TTL;
 /// Longest wait for a tombstone write's reply (longer than lookups may
 /// wait: a lost tombstone leaves the old target in L2 for its TTL).
 const TOMBSTONE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -474,6 +475,17 @@ impl LinkCache {
         }
     }
 
+    /// Stops trusting every L1 entry loaded so far (they are re-read from
+    /// Valkey or Postgres on their next use) without dropping them. Called
+    /// every `REDIRECT_DEGRADED_L1_TTL_MS` while this replica does not read
+    /// the change stream, so that a change it cannot hear about (the API
+    /// tombstones Valkey itself) is served within that time.
+    pub fn distrust_cached(&self) {
+        let inner = &self.0;
+        let epoch = inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        inner.floor.store(epoch, Ordering::Release);
+    }
+
     /// Whether no invalidation of `code` happened after `entry`'s load began.
     /// Free when nothing at all was invalidated since; one load from the
     /// folded table when something else was; a map lookup only when the
@@ -490,7 +502,7 @@ impl LinkCache {
     }
 
     fn l2_key(&self, code: &str) -> String {
-        format!("{}:link:{code}", self.0.key_prefix)
+        shortline_shared::cache::link_key(&self.0.key_prefix, code)
     }
 
     /// L2, then Postgres (writing what Postgres found back to L2).
