@@ -66,7 +66,7 @@ pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
     let nats = config.common.connect_nats("shortline-api").await?;
     let subjects = config.common.subjects();
     Ok(AppState {
-        db,
+        db: db.into(),
         propagator: Propagator::new(Some(nats.clone()), &subjects, config.invalidation_wait()),
         subjects,
         config: Arc::new(config),
@@ -84,14 +84,14 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     let relay_stop = CancellationToken::new();
     let _probe = Dependencies {
-        postgres: Some(state.db.clone()),
+        postgres: Some(state.db.pool().clone()),
         valkey: None,
         nats: state.nats.clone(),
     }
     .observe(relay_stop.clone());
     if let Some(client) = state.nats.clone() {
         let relay = OutboxRelay::new(
-            state.db.clone(),
+            state.db.pool().clone(),
             client,
             state.subjects.clone(),
             state.config.outbox_poll(),

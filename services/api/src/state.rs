@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use opentelemetry::metrics::Counter;
+use shortline_shared::db::Db;
 use shortline_shared::events::Subjects;
-use sqlx::PgPool;
 
 use crate::config::ApiConfig;
 use crate::outbox::Propagator;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: PgPool,
+    /// The pool behind the database circuit breaker: while PostgreSQL is
+    /// known down, `acquire`/`begin` fail at once (503).
+    pub db: Db,
     pub subjects: Subjects,
     pub config: Arc<ApiConfig>,
     pub metrics: ApiMetrics,

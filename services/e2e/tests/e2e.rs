@@ -127,7 +127,7 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
         .expect("nats");
     let api_config = ApiConfig::for_urls("postgres://unused", &nats_url);
     let state = AppState {
-        db: db.clone(),
+        db: db.clone().into(),
         subjects: subjects.clone(),
         propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
         config: Arc::new(api_config),
@@ -288,7 +288,7 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
         .await
         .expect("nats");
     let api = shortline_api::router(AppState {
-        db: db.clone(),
+        db: db.clone().into(),
         subjects: subjects.clone(),
         propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
         config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),
@@ -406,7 +406,7 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
     let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
     let subjects = Subjects::new(&prefix);
     let api = shortline_api::router(AppState {
-        db: db.clone(),
+        db: db.clone().into(),
         subjects: subjects.clone(),
         propagator: Propagator::new(None, &subjects, Duration::from_secs(2)),
         config: Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),

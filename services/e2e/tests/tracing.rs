@@ -127,7 +127,7 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
         .await
         .expect("nats");
     let api = shortline_api::router(AppState {
-        db: db.clone(),
+        db: db.clone().into(),
         subjects: subjects.clone(),
         propagator: Propagator::new(Some(client.clone()), &subjects, Duration::from_secs(30)),
         config: std::sync::Arc::new(ApiConfig::for_urls("postgres://unused", &nats_url)),

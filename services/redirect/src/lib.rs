@@ -130,7 +130,7 @@ impl Service {
             )
         };
         let links = LinkCache::new(
-            db.clone(),
+            db.clone().into(),
             valkey.clone(),
             &CacheSettings {
                 l1_capacity: config.l1_capacity,

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use shortline_shared::cache::{CacheError, Valkey};
-use sqlx::PgPool;
+use shortline_shared::db::Db;
 
 use crate::code::CodeKey;
 use crate::error::RedirectError;
@@ -218,7 +218,9 @@ pub struct CacheSettings {
 pub struct LinkCache(Arc<Inner>);
 
 struct Inner {
-    db: PgPool,
+    /// Postgres behind the circuit breaker: while it is known down, a miss
+    /// answers 503 at once instead of waiting for a connection.
+    db: Db,
     l1: Option<moka::future::Cache<CodeKey, Entry, Hasher>>,
     l2: Option<Valkey>,
     l2_ttl: Duration,
@@ -309,7 +311,7 @@ impl Untrusted {
 
 impl LinkCache {
     pub fn new(
-        db: PgPool,
+        db: Db,
         l2: Option<Valkey>,
         settings: &CacheSettings,
         metrics: RedirectMetrics,
@@ -510,14 +512,16 @@ impl LinkCache {
     }
 
     async fn load_db(&self, code: &str) -> Result<Option<Target>, RedirectError> {
+        let unavailable = |e: sqlx::Error| RedirectError::Unavailable(e.to_string());
+        let mut conn = self.0.db.acquire().await.map_err(unavailable)?;
         sqlx::query_as::<_, TargetRow>(
             "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
         )
         .bind(code)
-        .fetch_optional(&self.0.db)
+        .fetch_optional(&mut *conn)
         .await
         .map(|row| row.map(Target::from))
-        .map_err(|e| RedirectError::Unavailable(e.to_string()))
+        .map_err(unavailable)
     }
 
     fn l2_failed(&self, op: &'static str, e: &CacheError) {

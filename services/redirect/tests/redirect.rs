@@ -626,6 +626,60 @@ async fn postgres_unreachable_cached_links_still_redirect(db: PgPool) {
     l2_only.shutdown().await;
 }
 
+/// Postgres away: codes no cache holds answer 503 at once while the
+/// database is known down (not after the pool's acquire timeout each), and
+/// the replica recovers by itself when Postgres is back.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn postgres_away_uncached_codes_fail_fast_and_recover(db: PgPool) {
+    insert_link(&db, "later1", "https://example.com/later", true).await;
+    let opts = db.connect_options().as_ref().clone();
+    let target: SocketAddr = ([127, 0, 0, 1], opts.get_port()).into();
+    let mut proxy = TcpProxy::start(target).await;
+    // The production pool's acquire timeout (shared::db::PoolSettings).
+    let through_proxy = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(opts.port(proxy.addr().port()));
+    let service = start(&config(&shared_valkey(), &shared_nats()), &through_proxy).await;
+    assert_eq!(
+        get(&service, "/nosuch0").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    proxy.cut().await;
+    // The first miss finds out (it may wait for the pool's timeout).
+    assert_eq!(
+        get(&service, "/nosuch1").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // 3 s each would be a minute; fail-fast answers take milliseconds.
+    let unavailable = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut unavailable = 0;
+        for i in 0..20 {
+            let reply = get(&service, &format!("/never{i}")).await;
+            assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(reply.json()["error"].is_string());
+            unavailable += 1;
+        }
+        unavailable
+    })
+    .await
+    .expect("20 misses while Postgres is away finish within seconds, not a minute");
+    assert_eq!(unavailable, 20);
+
+    proxy.heal().await;
+    eventually(
+        "the replica asks Postgres again once it is back",
+        || async { get(&service, "/later1").await.status == StatusCode::FOUND },
+    )
+    .await;
+    assert_eq!(
+        get(&service, "/later1").await.header("location"),
+        "https://example.com/later"
+    );
+    service.shutdown().await;
+}
+
 /// A replica that served (and cached) links before it could read the change
 /// stream (NATS not there yet) drops them once it reads it: a change made
 /// meanwhile never reached it.

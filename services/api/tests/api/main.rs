@@ -7,6 +7,7 @@ mod events;
 mod import;
 mod links;
 mod openapi;
+mod outage;
 mod outbox;
 mod stats;
 mod support;

@@ -67,7 +67,7 @@ impl TestApp {
     pub async fn with_prefix(db: PgPool, prefix: &str) -> Self {
         let config = ApiConfig::for_urls("postgres://unused", "nats://unused");
         let state = AppState {
-            db: db.clone(),
+            db: db.clone().into(),
             subjects: Subjects::new(prefix),
             config: Arc::new(ApiConfig {
                 csv_max_bytes: 1024 * 1024,
