@@ -4,6 +4,7 @@
 //! hold the domain (each with `model.rs` and its SQL in `repo.rs`); `outbox`
 //! publishes committed changes to JetStream; `import` loads CSV files;
 //! `extract`, `validate` and `paging` turn requests into checked values;
+//! `row_stream` streams unpaged lists from a cursor;
 //! `error` maps every failure to a JSON response.
 
 pub mod config;
@@ -16,6 +17,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod paging;
 pub mod routes;
+pub mod row_stream;
 pub mod state;
 pub mod users;
 pub mod validate;

@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Listed, conflict, not_found};
+use super::{Created, ListOf, Listed, conflict, not_found};
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
@@ -95,13 +95,13 @@ pub struct StatsParams {
 async fn list_links(
     State(state): State<AppState>,
     Params(p): Params<ListLinksParams>,
-) -> Result<Json<Vec<Link>>, ApiError> {
+) -> Result<ListOf<Link>, ApiError> {
     let page = Page::resolve(p.page, p.per_page)?;
     let filter = LinkFilter {
         user_id: p.user_id,
         is_active: p.is_active,
     };
-    Ok(Json(links::list(&state, filter, page).await?))
+    Ok(ListOf(links::list(&state, filter, page).await?))
 }
 
 async fn create_link(

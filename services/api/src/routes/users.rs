@@ -10,7 +10,7 @@ use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, conflict, not_found};
+use super::{Created, ListOf, conflict, not_found};
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody, Params};
 use crate::import::{self, BulkReport};
@@ -65,9 +65,9 @@ pub struct ListUsersParams {
 async fn list_users(
     State(state): State<AppState>,
     Params(p): Params<ListUsersParams>,
-) -> Result<Json<Vec<User>>, ApiError> {
+) -> Result<ListOf<User>, ApiError> {
     let page = Page::resolve(p.page, p.per_page)?;
-    Ok(Json(users::list(&state, page).await?))
+    Ok(ListOf(users::list(&state, page).await?))
 }
 
 async fn create_user(
