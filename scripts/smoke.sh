@@ -10,6 +10,7 @@
 #   PUT  /urls/{id}           deactivate, then GET /{short_code} is 404 JSON at once
 #   GET  /no-such-code        404 JSON
 #   GET  /metrics             404 (never exposed through the edge)
+#   POST /urls with 10 MB     413 JSON, 20 times in a row (never a 502 from the edge)
 #
 # EDGE_URL overrides the edge address (default http://$EDGE_LISTEN).
 set -euo pipefail
@@ -20,7 +21,8 @@ EDGE_URL="${EDGE_URL:-http://$EDGE_LISTEN}"
 
 failures=0
 body_file="$(mktemp)"
-trap 'rm -f "$body_file"' EXIT
+big_file=""
+trap 'rm -f "$body_file" "$big_file"' EXIT
 
 # request METHOD PATH [JSON BODY] -> sets STATUS and BODY
 request() {
@@ -155,6 +157,32 @@ check "GET unknown code" 404 && {
 
 request GET /metrics
 check "GET /metrics through the edge is not exposed" 404 || true
+
+# A body far over JSON_MAX_BYTES: the API reads and discards the rest before it answers 413,
+# so the edge, still sending the body, relays the 413 instead of a 502 for a reset connection.
+big_file="$(mktemp)"
+head -c 10485760 /dev/zero | tr '\0' 'a' >"$big_file"
+oversized=()
+for _ in $(seq 20); do
+	STATUS="$(curl -sS --max-time 30 -o "$body_file" -w '%{http_code}' -X POST "$EDGE_URL/urls" \
+		-H 'Content-Type: application/json' --data-binary "@$big_file")" || STATUS="000"
+	BODY="$(cat "$body_file")"
+	if [[ $STATUS == 413 ]] && ! json_check 'isinstance(v.get("error"), str)' >/dev/null 2>&1; then
+		STATUS="413-not-json"
+	fi
+	oversized+=("$STATUS")
+done
+rm -f "$big_file"
+not_413=0
+for status in "${oversized[@]}"; do
+	[[ $status == 413 ]] || not_413=$((not_413 + 1))
+done
+if ((not_413 == 0)); then
+	log "ok   POST /urls with a 10 MB body: 413 JSON 20 times"
+else
+	log "FAIL POST /urls with a 10 MB body: want 413 JSON 20 times, got ${oversized[*]}"
+	failures=$((failures + 1))
+fi
 
 if [[ $failures -gt 0 ]]; then
 	log "$failures check(s) failed"

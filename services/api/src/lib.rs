@@ -51,6 +51,9 @@ pub fn router(state: AppState) -> Router {
             get(shortline_shared::telemetry::metrics_handler),
         )
         .fallback(|| async { ApiError::NotFound("Not found") })
+        .layer(axum::middleware::from_fn(
+            shortline_shared::http::drain_unread_body,
+        ))
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(state);
     with_common_layers(

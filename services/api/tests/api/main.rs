@@ -2,6 +2,7 @@
 //! real PostgreSQL (one fresh database per test) and, for the outbox, a real
 //! NATS JetStream server (`NATS_URL`).
 
+mod edge;
 mod errors;
 mod events;
 mod import;
