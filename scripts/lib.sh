@@ -91,6 +91,9 @@ export VALKEY_URL="${VALKEY_URL:-$LOCAL_VALKEY_URL}"
 export NATS_URL="${NATS_URL:-$LOCAL_NATS_URL}"
 export API_LISTEN="${API_LISTEN:-127.0.0.1:18080}"
 export REDIRECT_LISTEN="${REDIRECT_LISTEN:-127.0.0.1:18081}"
+# Where a stopping redirect service writes the clicks it could not publish (NATS down); the
+# next start publishes and deletes them.
+export CLICK_SPILL_DIR="${CLICK_SPILL_DIR:-$STATE_DIR/spill}"
 export ANALYTICS_LISTEN="${ANALYTICS_LISTEN:-127.0.0.1:18082}"
 export LOG_FORMAT="${LOG_FORMAT:-json}"
 export RUST_LOG="${RUST_LOG:-info}"
@@ -143,7 +146,13 @@ pid_is() {
 	[[ ${arg0##*/} == "$2" ]]
 }
 
-# stop_pid NAME PIDFILE PROGRAM: SIGTERM, wait up to 10 s, then SIGKILL; removes PIDFILE.
+# How long a stop waits after SIGTERM before SIGKILL. It must exceed what a service's
+# graceful shutdown may take: the redirect service finishes in-flight requests, tries to
+# publish its click buffer for CLICK_FLUSH_TIMEOUT_SECS (5 s), then spills the rest to a file.
+SHORTLINE_STOP_TIMEOUT="${SHORTLINE_STOP_TIMEOUT:-20}"
+
+# stop_pid NAME PIDFILE PROGRAM: SIGTERM, wait up to $SHORTLINE_STOP_TIMEOUT s (20), then
+# SIGKILL; removes PIDFILE.
 stop_pid() {
 	local name="$1" file="$2" prog="$3" pid
 	if ! pid="$(read_pid "$file")"; then
@@ -161,18 +170,18 @@ stop_pid() {
 	rm -f "$file"
 }
 
-# terminate_pid PID [NAME]: SIGTERM, wait up to 10 s, then SIGKILL (logged when NAME is
-# given); reaps PID when it is a child of this shell.
+# terminate_pid PID [NAME]: SIGTERM, wait up to $SHORTLINE_STOP_TIMEOUT s (20), then SIGKILL
+# (logged when NAME is given); reaps PID when it is a child of this shell.
 terminate_pid() {
 	local pid="$1" name="${2:-}" i
 	pid_alive "$pid" || return 0
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < SHORTLINE_STOP_TIMEOUT * 10; i++)); do
 		pid_alive "$pid" || break
 		sleep 0.1
 	done
 	if pid_alive "$pid"; then
-		[[ -n $name ]] && log "$name: still alive after 10 s, sending SIGKILL"
+		[[ -n $name ]] && log "$name: still alive after $SHORTLINE_STOP_TIMEOUT s, sending SIGKILL"
 		kill -KILL "$pid" 2>/dev/null || true
 		sleep 0.2
 	fi

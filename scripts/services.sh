@@ -8,7 +8,8 @@
 # the dev environment (scripts/lib.sh), logs in .local/logs/<name>.log, pid files in
 # .local/run/<name>.pid, and waits for GET /health on each. edge = Traefik on EDGE_LISTEN
 # (127.0.0.1:8000) with config/traefik/ rendered into .local/traefik/.
-# stop: SIGTERM by pid, up to 10 s, then SIGKILL.
+# stop: SIGTERM by pid, up to SHORTLINE_STOP_TIMEOUT (20 s: longer than the redirect
+# service's click flush timeout plus its spill), then SIGKILL.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"

@@ -11,6 +11,7 @@
 #   GET  /no-such-code        404 JSON
 #   GET  /metrics             404 (never exposed through the edge)
 #   GET  /users without a key 401 problem with WWW-Authenticate: Bearer; with the key: RateLimit
+#   POST /urls with 10 MB     413 JSON, 20 times in a row (never a 502 from the edge)
 #
 # Requests send the admin key from SHORTLINE_API_KEY, else .local/api-key (make up writes it).
 # EDGE_URL overrides the edge address (default http://$EDGE_LISTEN).
@@ -25,7 +26,8 @@ if [[ -n ${SHORTLINE_API_KEY:-} ]]; then auth=(-H "Authorization: Bearer $SHORTL
 
 failures=0
 body_file="$(mktemp)"
-trap 'rm -f "$body_file"' EXIT
+big_file=""
+trap 'rm -f "$body_file" "$big_file"' EXIT
 
 # request METHOD PATH [JSON BODY] -> sets STATUS and BODY
 request() {
@@ -181,6 +183,32 @@ if [[ ${#auth[@]} -gt 0 ]]; then
 		log "FAIL GET /users with the key: no RateLimit fields in: $(tr '\n' ' ' <<<"$headers")"
 		failures=$((failures + 1))
 	fi
+fi
+
+# A body far over JSON_MAX_BYTES: the API reads and discards the rest before it answers 413,
+# so the edge, still sending the body, relays the 413 instead of a 502 for a reset connection.
+big_file="$(mktemp)"
+head -c 10485760 /dev/zero | tr '\0' 'a' >"$big_file"
+oversized=()
+for _ in $(seq 20); do
+	STATUS="$(curl -sS --max-time 30 -o "$body_file" -w '%{http_code}' "${auth[@]}" -X POST "$EDGE_URL/urls" \
+		-H 'Content-Type: application/json' --data-binary "@$big_file")" || STATUS="000"
+	BODY="$(cat "$body_file")"
+	if [[ $STATUS == 413 ]] && ! json_check 'isinstance(v.get("error"), str)' >/dev/null 2>&1; then
+		STATUS="413-not-json"
+	fi
+	oversized+=("$STATUS")
+done
+rm -f "$big_file"
+not_413=0
+for status in "${oversized[@]}"; do
+	[[ $status == 413 ]] || not_413=$((not_413 + 1))
+done
+if ((not_413 == 0)); then
+	log "ok   POST /urls with a 10 MB body: 413 JSON 20 times"
+else
+	log "FAIL POST /urls with a 10 MB body: want 413 JSON 20 times, got ${oversized[*]}"
+	failures=$((failures + 1))
 fi
 
 if [[ $failures -gt 0 ]]; then

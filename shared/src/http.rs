@@ -3,7 +3,9 @@
 //! [`is_acceptable_request_id`]; otherwise a ULID replaces it), one access-log
 //! line per request, HTTP metrics, a request timeout, panic capture, and the
 //! rule that every error response is JSON, including the ones axum and tower
-//! produce themselves (404, 405, 408, 413, 500).
+//! produce themselves (404, 405, 408, 413, 500). Also here:
+//! [`drain_unread_body`], so that an early error answer (413) reaches a
+//! client behind a proxy instead of a reset connection.
 //!
 //! Error bodies are RFC 9457 problem documents that also keep the
 //! contract's `error` field: `{"type": "about:blank", "title": "Not Found",
@@ -383,6 +385,84 @@ fn json_errors(response: Response<Body>, wants_problem: bool) -> Response<Body> 
 fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
     error_body(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+}
+
+/// Most request-body bytes [`drain_unread_body`] reads and throws away.
+pub const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Longest time [`drain_unread_body`] spends reading.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Middleware: when a handler answers an error (typically 413, body too
+/// large) before reading the whole request body, read the rest of it, up to
+/// [`DRAIN_MAX_BYTES`] within [`DRAIN_TIMEOUT`], and throw it away before
+/// the response goes out.
+///
+/// Closing the connection on an unread body instead (what the server does
+/// otherwise) makes a proxy that is still sending it (the edge) see a reset
+/// and answer 502 in place of our 413. A body beyond the bound still gets
+/// the connection closed.
+pub async fn drain_unread_body(req: Request, next: Next) -> Response<Body> {
+    use futures::StreamExt;
+    let (parts, body) = req.into_parts();
+    let shared = Arc::new(UnreadBody {
+        stream: std::sync::Mutex::new(Some(body.into_data_stream())),
+        finished: std::sync::atomic::AtomicBool::new(false),
+    });
+    let reader = shared.clone();
+    let stream = futures::stream::poll_fn(move |cx| {
+        let mut guard = match reader.stream.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(stream) = guard.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let polled = stream.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            reader
+                .finished
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    });
+    let response = next
+        .run(Request::from_parts(parts, Body::from_stream(stream)))
+        .await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !shared.finished.load(std::sync::atomic::Ordering::Acquire)
+    {
+        let rest = match shared.stream.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(mut rest) = rest {
+            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                let mut read = 0usize;
+                while let Some(Ok(chunk)) = rest.next().await {
+                    read += chunk.len();
+                    if read > DRAIN_MAX_BYTES {
+                        return false;
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(drained, Ok(true)) {
+                tracing::debug!(
+                    status = status.as_u16(),
+                    "unread request body too large or slow to drain; closing the connection"
+                );
+            }
+        }
+    }
+    response
+}
+
+/// The request body as the handler sees it, kept reachable for the drain.
+struct UnreadBody {
+    stream: std::sync::Mutex<Option<axum::body::BodyDataStream>>,
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// `GET /health`: liveness only, never touches a dependency.

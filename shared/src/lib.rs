@@ -1,9 +1,9 @@
 //! Plumbing and event contracts shared by the Shortline services.
 //!
 //! Nothing here knows about a particular service's domain: `db` owns the pool
-//! and the migrator, `breakdown` how a redirect is classified for the
-//! per-link breakdowns, `cache` the Valkey client, `client_ip` who a
-//! request came from behind proxies, `config` the settings every service
+//! (behind a circuit breaker) and the migrator, `breakdown` how a redirect is
+//! classified for the per-link breakdowns, `cache` the Valkey client,
+//! `client_ip` who a request came from behind proxies, `config` the settings every service
 //! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
 //! `telemetry` logs, metrics and traces, `probe` the dependency and pool

@@ -241,9 +241,11 @@ impl Drop for OwnServer {
 
 /// Forwards a loopback port to a target until cut: [`TcpProxy::cut`] closes
 /// the listener and every open connection, so the target looks gone to
-/// clients while it keeps running for everyone else.
+/// clients while it keeps running for everyone else; [`TcpProxy::heal`]
+/// opens the same port again.
 pub struct TcpProxy {
     addr: SocketAddr,
+    target: SocketAddr,
     cut: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -253,8 +255,31 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
         let addr = listener.local_addr().expect("proxy addr");
         let cut = CancellationToken::new();
-        let stop = cut.clone();
-        let task = tokio::spawn(async move {
+        let task = Self::forward(listener, target, cut.clone());
+        Self {
+            addr,
+            target,
+            cut,
+            task,
+        }
+    }
+
+    /// Listens on the proxy's port again after [`TcpProxy::cut`].
+    pub async fn heal(&mut self) {
+        assert!(self.cut.is_cancelled(), "the proxy is not cut");
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("proxy binds its port again");
+        self.cut = CancellationToken::new();
+        self.task = Self::forward(listener, self.target, self.cut.clone());
+    }
+
+    fn forward(
+        listener: TcpListener,
+        target: SocketAddr,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
             loop {
                 let (mut inbound, _) = tokio::select! {
                     () = stop.cancelled() => return,
@@ -274,8 +299,7 @@ impl TcpProxy {
                     }
                 });
             }
-        });
-        Self { addr, cut, task }
+        })
     }
 
     /// The proxy's own address (point clients here).

@@ -5,8 +5,8 @@
 //! `auth` checks API keys in front of the routes and `ratelimit` counts
 //! requests in Valkey; `outbox` publishes committed changes to JetStream;
 //! `import` loads CSV files; `extract`, `validate` and `paging` turn
-//! requests into checked values; `error` maps every failure to a JSON
-//! problem response.
+//! requests into checked values; `row_stream` streams unpaged lists from a
+//! cursor; `error` maps every failure to a JSON problem response.
 
 pub mod auth;
 pub mod config;
@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod paging;
 pub mod ratelimit;
 pub mod routes;
+pub mod row_stream;
 pub mod state;
 pub mod users;
 pub mod validate;
@@ -56,6 +57,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(
+            shortline_shared::http::drain_unread_body,
+        ))
         .layer(DefaultBodyLimit::max(json_limit))
         .with_state(state);
     with_common_layers(
@@ -88,14 +92,14 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     let relay_stop = CancellationToken::new();
     let _probe = Dependencies {
-        postgres: Some(state.db.clone()),
+        postgres: Some(state.db.pool().clone()),
         valkey: state.access.limiter.as_ref().map(|l| l.valkey().clone()),
         nats: state.nats.clone(),
     }
     .observe(relay_stop.clone());
     if let Some(client) = state.nats.clone() {
         let relay = OutboxRelay::new(
-            state.db.clone(),
+            state.db.pool().clone(),
             client,
             state.subjects.clone(),
             state.config.outbox_poll(),

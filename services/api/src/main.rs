@@ -83,7 +83,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn keys(config: &ApiConfig, command: KeysCommand) -> anyhow::Result<()> {
     use shortline_api::keys::{self, KeyVerifier, model::NewKey};
-    let pool = shortline_shared::db::pool(&config.common.database_url, &Default::default())?;
+    let pool: shortline_shared::db::Db =
+        shortline_shared::db::pool(&config.common.database_url, &Default::default())?.into();
     match command {
         KeysCommand::Create {
             admin: _,

@@ -5,9 +5,11 @@
 //!
 //! A page that was cut short by its size reports the id after which the next
 //! page starts ([`Slice::next_after_id`]); the routes turn it into a
-//! `Link: <…>; rel="next"` header.
+//! `Link: <…>; rel="next"` header. Everything ([`Page::ALL`]) is not read
+//! into memory: it is streamed ([`Rows::All`], see `row_stream`).
 
 use crate::error::{ApiError, FieldErrors};
+use crate::row_stream::RowStream;
 
 /// Largest page served; larger `per_page` values are clamped to it.
 pub const MAX_PER_PAGE: i64 = 1000;
@@ -127,6 +129,20 @@ impl Page {
             items: rows,
             next_after_id,
         }
+    }
+}
+
+/// What a list read: one page (at most [`MAX_PER_PAGE`] rows, in memory),
+/// or every match as a stream.
+pub enum Rows<T> {
+    Page(Slice<T>),
+    All(RowStream<T>),
+}
+
+impl Page {
+    /// Whether this is every match (streamed) rather than a page.
+    pub fn is_all(&self) -> bool {
+        self.limit.is_none()
     }
 }
 

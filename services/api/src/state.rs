@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use opentelemetry::metrics::Counter;
 use shortline_shared::cache::{Valkey, ValkeySettings};
+use shortline_shared::db::Db;
 use shortline_shared::events::Subjects;
-use sqlx::PgPool;
 
 use crate::auth::Access;
 use crate::config::ApiConfig;
@@ -18,7 +18,9 @@ use crate::ratelimit::RateLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: PgPool,
+    /// The pool behind the database circuit breaker: while PostgreSQL is
+    /// known down, `acquire`/`begin` fail at once (503).
+    pub db: Db,
     pub subjects: Subjects,
     pub config: Arc<ApiConfig>,
     pub metrics: ApiMetrics,
@@ -39,9 +41,10 @@ impl AppState {
     /// connecting in the background.
     pub fn new(
         config: ApiConfig,
-        db: PgPool,
+        db: impl Into<Db>,
         nats: Option<async_nats::Client>,
     ) -> anyhow::Result<Self> {
+        let db: Db = db.into();
         let subjects = config.common.subjects();
         let valkey = if config.valkey_url.trim().is_empty() {
             None

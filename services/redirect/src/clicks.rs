@@ -10,7 +10,9 @@
 //! message with `Nats-Msg-Id` = the batch ULID,
 //! and retries a batch until it is acknowledged; the stream's duplicate
 //! window drops a batch sent twice. On shutdown it publishes what is left,
-//! for at most `CLICK_FLUSH_TIMEOUT_SECS`.
+//! for at most `CLICK_FLUSH_TIMEOUT_SECS`, and writes what it still could
+//! not publish to a spill file in `CLICK_SPILL_DIR` (see [`crate::spill`]),
+//! which a replica publishes later: a graceful shutdown loses no click.
 //!
 //! Also here: the client address that goes into a click, taken from
 //! `X-Forwarded-For` only when the peer is a trusted proxy, and always cut
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::click_record::ClickRecord;
+use crate::spill::SpillDir;
 use crate::state::RedirectMetrics;
 
 /// Longest `User-Agent` / `Referer` kept in a click.
@@ -73,6 +76,9 @@ pub struct PublisherSettings {
     pub batch_max: usize,
     pub linger: Duration,
     pub flush_timeout: Duration,
+    /// Where the shutdown flush writes what it could not publish (`None`:
+    /// it is dropped and counted).
+    pub spill: Option<SpillDir>,
 }
 
 /// The publishing side: a task that owns the buffer's receiver.
@@ -137,15 +143,23 @@ impl ClickPublisher {
             }
             self.record_depth();
             let clicks = batch.drain(..).map(ClickRecord::into_click).collect();
-            if let Err(unsent) = self.publish_until_acked(clicks, &cancel, None).await {
-                self.flush(unsent).await;
+            if let Err(unsent) = self
+                .publish_until_acked(ClickBatch::new(clicks), &cancel, None)
+                .await
+            {
+                self.flush(vec![unsent]).await;
                 return;
             }
             if cancel.is_cancelled() {
                 break;
             }
         }
-        let pending = batch.into_iter().map(ClickRecord::into_click).collect();
+        let pending: Vec<Click> = batch.into_iter().map(ClickRecord::into_click).collect();
+        let pending = if pending.is_empty() {
+            Vec::new()
+        } else {
+            vec![ClickBatch::new(pending)]
+        };
         self.flush(pending).await;
     }
 
@@ -159,57 +173,91 @@ impl ClickPublisher {
         }
     }
 
-    /// After the signal: no new clicks; publish everything buffered, within
-    /// the flush timeout; count the rest as dropped.
-    async fn flush(mut self, mut pending: Vec<Click>) {
+    /// After the signal: no new clicks; publish everything buffered (the
+    /// batches given first, keeping their ids), within the flush timeout;
+    /// spill the rest to a file, or count it as dropped when that fails.
+    async fn flush(mut self, mut pending: Vec<ClickBatch>) {
         self.rx.close();
+        let max = self.settings.batch_max.max(1);
+        let mut rest = Vec::new();
         while let Ok(click) = self.rx.try_recv() {
-            pending.push(click.into_click());
+            rest.push(click.into_click());
+            if rest.len() == max {
+                pending.push(ClickBatch::new(std::mem::take(&mut rest)));
+            }
         }
-        let total = pending.len();
+        if !rest.is_empty() {
+            pending.push(ClickBatch::new(rest));
+        }
+        let total: usize = pending.iter().map(|b| b.clicks.len()).sum();
         if total == 0 {
             return;
         }
         tracing::info!(clicks = total, "flushing buffered clicks before exit");
         let deadline = Instant::now() + self.settings.flush_timeout;
         let never = CancellationToken::new();
-        let max = self.settings.batch_max.max(1);
-        let mut lost = 0usize;
-        while !pending.is_empty() {
-            let rest = pending.split_off(pending.len().min(max));
-            let chunk = std::mem::replace(&mut pending, rest);
-            if let Err(unsent) = self
-                .publish_until_acked(chunk, &never, Some(deadline))
+        let mut unsent = Vec::new();
+        let mut batches = pending.into_iter();
+        for batch in batches.by_ref() {
+            if let Err(batch) = self
+                .publish_until_acked(batch, &never, Some(deadline))
                 .await
             {
-                lost = unsent.len() + pending.len();
+                unsent.push(batch);
                 break;
             }
         }
-        if lost > 0 {
-            self.metrics
-                .clicks_dropped
-                .add(lost as u64, &[KeyValue::new("reason", "shutdown")]);
-            tracing::error!(
-                clicks = lost,
-                "NATS unavailable at shutdown; buffered clicks were lost"
-            );
-        } else {
+        unsent.extend(batches);
+        let left: usize = unsent.iter().map(|b| b.clicks.len()).sum();
+        if left == 0 {
             tracing::info!(clicks = total, "buffered clicks flushed");
+        } else {
+            self.spill(unsent, left).await;
         }
         self.record_depth();
     }
 
-    /// Sends one batch until JetStream acknowledges it. Gives the clicks back
-    /// when `cancel` fires or `deadline` passes first.
+    /// Writes what the flush could not publish to a spill file.
+    async fn spill(&self, batches: Vec<ClickBatch>, clicks: usize) {
+        let written = match self.settings.spill.clone() {
+            Some(dir) => tokio::task::spawn_blocking(move || dir.write(&batches))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r),
+            None => Err(std::io::Error::other("CLICK_SPILL_DIR is empty")),
+        };
+        match written {
+            Ok(path) => {
+                self.metrics.clicks_spilled.add(clicks as u64, &[]);
+                tracing::warn!(
+                    clicks,
+                    file = %path.display(),
+                    "NATS unavailable at shutdown; buffered clicks spilled to a file (a replica publishes them later)"
+                );
+            }
+            Err(e) => {
+                self.metrics
+                    .clicks_dropped
+                    .add(clicks as u64, &[KeyValue::new("reason", "shutdown")]);
+                tracing::error!(
+                    clicks,
+                    error = %e,
+                    "NATS unavailable at shutdown and the clicks could not be spilled; they were lost"
+                );
+            }
+        }
+    }
+
+    /// Sends one batch until JetStream acknowledges it. Gives the batch back
+    /// when `cancel` fires or `deadline` passes first (an attempt under way
+    /// is cut off at the deadline).
     async fn publish_until_acked(
         &mut self,
-        clicks: Vec<Click>,
+        batch: ClickBatch,
         cancel: &CancellationToken,
         deadline: Option<Instant>,
-    ) -> Result<(), Vec<Click>> {
-        let count = clicks.len() as u64;
-        let batch = ClickBatch::new(clicks);
+    ) -> Result<(), ClickBatch> {
+        let count = batch.clicks.len() as u64;
         let payload: bytes::Bytes = match serde_json::to_vec(&batch) {
             Ok(p) => p.into(),
             Err(e) => {
@@ -221,11 +269,16 @@ impl ClickPublisher {
         let span = tracing::info_span!("clicks.publish", otel.kind = "producer", clicks = count);
         loop {
             let started = Instant::now();
-            match self
+            let attempt = self
                 .publish_once(&batch, payload.clone())
-                .instrument(span.clone())
-                .await
-            {
+                .instrument(span.clone());
+            let result = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), attempt)
+                    .await
+                    .unwrap_or_else(|_| Err("flush deadline passed".into())),
+                None => attempt.await,
+            };
+            match result {
                 Ok(()) => {
                     self.metrics.clicks_published.add(count, &[]);
                     self.metrics.click_batch_size.record(count, &[]);
@@ -242,11 +295,11 @@ impl ClickPublisher {
             }
             self.record_depth();
             let wait = match deadline {
-                Some(d) if Instant::now() + backoff >= d => return Err(batch.clicks),
+                Some(d) if Instant::now() + backoff >= d => return Err(batch),
                 _ => backoff,
             };
             tokio::select! {
-                () = cancel.cancelled() => return Err(batch.clicks),
+                () = cancel.cancelled() => return Err(batch),
                 () = tokio::time::sleep(wait) => {},
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -259,29 +312,10 @@ impl ClickPublisher {
         payload: bytes::Bytes,
     ) -> Result<(), async_nats::Error> {
         if !self.stream_ready {
-            tokio::time::timeout(
-                ACK_TIMEOUT,
-                ensure_stream(&self.js, clicks_stream_config(&self.subjects)),
-            )
-            .await??;
+            ensure_clicks_stream(&self.js, &self.subjects).await?;
             self.stream_ready = true;
         }
-        let mut message = PublishMessage::build()
-            .payload(payload)
-            .message_id(batch.batch_id.to_string());
-        if shortline_shared::telemetry::tracing_enabled() {
-            // The analytics consumer's span for this batch becomes a child
-            // of the publish span.
-            let mut headers = async_nats::HeaderMap::new();
-            shortline_shared::telemetry::inject_current(&mut TraceHeadersMut(&mut headers));
-            message = message.headers(headers);
-        }
-        let ack = self
-            .js
-            .send_publish(self.subjects.clicks(), message)
-            .await?;
-        tokio::time::timeout(ACK_TIMEOUT, ack).await??;
-        Ok(())
+        send_batch(&self.js, &self.subjects, batch, payload).await
     }
 
     fn record_depth(&self) {
@@ -289,6 +323,52 @@ impl ClickPublisher {
             .click_buffer_depth
             .record(self.rx.len() as u64, &[]);
     }
+}
+
+/// Creates or updates the click stream (bounded by the ack timeout).
+pub(crate) async fn ensure_clicks_stream(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+) -> Result<(), async_nats::Error> {
+    tokio::time::timeout(
+        ACK_TIMEOUT,
+        ensure_stream(js, clicks_stream_config(subjects)),
+    )
+    .await??;
+    Ok(())
+}
+
+/// Publishes one encoded batch with `Nats-Msg-Id` = its batch id and waits
+/// for JetStream's ack.
+async fn send_batch(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    batch: &ClickBatch,
+    payload: bytes::Bytes,
+) -> Result<(), async_nats::Error> {
+    let mut message = PublishMessage::build()
+        .payload(payload)
+        .message_id(batch.batch_id.to_string());
+    if shortline_shared::telemetry::tracing_enabled() {
+        // The analytics consumer's span for this batch becomes a child of
+        // the publish span.
+        let mut headers = async_nats::HeaderMap::new();
+        shortline_shared::telemetry::inject_current(&mut TraceHeadersMut(&mut headers));
+        message = message.headers(headers);
+    }
+    let ack = js.send_publish(subjects.clicks(), message).await?;
+    tokio::time::timeout(ACK_TIMEOUT, ack).await??;
+    Ok(())
+}
+
+/// Publishes a batch as it is (its own batch id), for replaying spill files.
+pub(crate) async fn publish_batch(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    batch: &ClickBatch,
+) -> Result<(), async_nats::Error> {
+    let payload = serde_json::to_vec(batch)?;
+    send_batch(js, subjects, batch, payload.into()).await
 }
 
 pub use shortline_shared::client_ip::TrustedProxies;

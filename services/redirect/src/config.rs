@@ -80,9 +80,24 @@ pub struct RedirectConfig {
     #[arg(long, env = "CLICK_LINGER_MS", default_value_t = 5)]
     pub click_linger_ms: u64,
 
-    /// How long a stopping service keeps trying to publish buffered clicks.
-    #[arg(long, env = "CLICK_FLUSH_TIMEOUT_SECS", default_value_t = 10)]
+    /// How long a stopping service keeps trying to publish buffered clicks
+    /// before it writes the rest to a spill file (stop grace periods must
+    /// leave room for this: scripts/services.sh, compose, k8s, Helm).
+    #[arg(long, env = "CLICK_FLUSH_TIMEOUT_SECS", default_value_t = 5)]
     pub click_flush_timeout_secs: u64,
+
+    /// Where a stopping service writes the clicks it could not publish (one
+    /// fsync'ed file per shutdown), and where every replica looks for such
+    /// files to publish and delete. Share it between replicas (a volume) so
+    /// that any of them replays; empty disables spilling (unpublished
+    /// clicks are then dropped at shutdown).
+    #[arg(long, env = "CLICK_SPILL_DIR", default_value = ".local/spill")]
+    pub click_spill_dir: String,
+
+    /// How often a running replica looks for spill files to replay (also
+    /// once at start).
+    #[arg(long, env = "CLICK_SPILL_REPLAY_SECS", default_value_t = 30)]
+    pub click_spill_replay_secs: u64,
 
     /// Log lines (one per request) gather in memory and are written to
     /// stdout together this often, at shutdown, and whenever 64 KiB have
@@ -144,5 +159,15 @@ impl RedirectConfig {
 
     pub fn click_flush_timeout(&self) -> Duration {
         Duration::from_secs(self.click_flush_timeout_secs)
+    }
+
+    /// `None` when spilling is disabled.
+    pub fn click_spill_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = self.click_spill_dir.trim();
+        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
+    }
+
+    pub fn click_spill_replay(&self) -> Duration {
+        Duration::from_secs(self.click_spill_replay_secs.max(1))
     }
 }

@@ -6,7 +6,8 @@
 //! through the tiered cache (moka, Valkey, Postgres); `invalidate` drops
 //! changed links from the caches as the write side's change events arrive;
 //! `clicks` turns every redirect into a click event published to JetStream
-//! in batches, off the request path; `error` maps failures to JSON.
+//! in batches, off the request path, and `spill` keeps what a shutdown could
+//! not publish for a replica to replay; `error` maps failures to JSON.
 //! Liveness, readiness and metrics are served beside the redirect route.
 
 pub mod click_record;
@@ -18,6 +19,7 @@ pub mod fast;
 pub mod invalidate;
 pub mod resolve;
 pub mod routes;
+pub mod spill;
 pub mod state;
 
 use std::sync::Arc;
@@ -43,6 +45,7 @@ use crate::clicks::{PublisherSettings, TrustedProxies};
 use crate::config::RedirectConfig;
 use crate::invalidate::Invalidator;
 use crate::resolve::{CacheSettings, LinkCache};
+use crate::spill::{SpillDir, SpillReplayer};
 use crate::state::{RedirectMetrics, RedirectState, Shared};
 
 /// The HTTP application.
@@ -130,7 +133,7 @@ impl Service {
             )
         };
         let links = LinkCache::new(
-            db.clone(),
+            db.clone().into(),
             valkey.clone(),
             &CacheSettings {
                 l1_capacity: config.l1_capacity,
@@ -142,6 +145,7 @@ impl Service {
             metrics.clone(),
         );
         let nats = config.common.connect_nats("shortline-redirect").await?;
+        let spill = config.click_spill_dir().map(SpillDir::new);
         let (clicks, publisher) = clicks::channel(
             nats.clone(),
             subjects.clone(),
@@ -150,11 +154,22 @@ impl Service {
                 batch_max: config.click_batch_max,
                 linger: config.click_linger(),
                 flush_timeout: config.click_flush_timeout(),
+                spill: spill.clone(),
             },
             metrics.clone(),
         );
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
+        if let Some(dir) = spill {
+            let replayer = SpillReplayer {
+                dir,
+                js: async_nats::jetstream::new(nats.clone()),
+                subjects: subjects.clone(),
+                interval: config.click_spill_replay(),
+                metrics: metrics.clone(),
+            };
+            tasks.spawn(replayer.run(stop.clone()));
+        }
         let invalidator = Invalidator::new(nats.clone(), subjects, links.clone());
         let mut reading = invalidator.reading();
         tasks.spawn(invalidator.run(stop.clone()));

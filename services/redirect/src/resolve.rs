@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use shortline_shared::cache::{CacheError, Valkey};
+use shortline_shared::db::Db;
 use shortline_shared::target_url::{self, TargetUrlError};
-use sqlx::PgPool;
 
 use crate::code::CodeKey;
 use crate::error::RedirectError;
@@ -246,7 +246,9 @@ pub struct CacheSettings {
 pub struct LinkCache(Arc<Inner>);
 
 struct Inner {
-    db: PgPool,
+    /// Postgres behind the circuit breaker: while it is known down, a miss
+    /// answers 503 at once instead of waiting for a connection.
+    db: Db,
     l1: Option<moka::future::Cache<CodeKey, Entry, Hasher>>,
     l2: Option<Valkey>,
     l2_ttl: Duration,
@@ -337,7 +339,7 @@ impl Untrusted {
 
 impl LinkCache {
     pub fn new(
-        db: PgPool,
+        db: Db,
         l2: Option<Valkey>,
         settings: &CacheSettings,
         metrics: RedirectMetrics,
@@ -556,13 +558,15 @@ impl LinkCache {
     /// The active link's target from Postgres (`None`: unknown or
     /// inactive); a stored target failing the rule is an error.
     async fn load_db(&self, code: &str) -> Result<Option<Target>, RedirectError> {
+        let unavailable = |e: sqlx::Error| RedirectError::Unavailable(e.to_string());
+        let mut conn = self.0.db.acquire().await.map_err(unavailable)?;
         let row = sqlx::query_as::<_, TargetRow>(
             "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
         )
         .bind(code)
-        .fetch_optional(&self.0.db)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(|e| RedirectError::Unavailable(e.to_string()))?;
+        .map_err(unavailable)?;
         row.map(Target::try_from)
             .transpose()
             .map_err(|bad| bad_target(code, Layer::Db, &bad))

@@ -64,10 +64,15 @@ pub struct Instruments {
     /// Clicks accepted into the buffer.
     pub clicks_buffered: Counter<u64>,
     /// Clicks lost, by reason (`overflow`: buffer full; `shutdown`: not
-    /// published before the flush deadline).
+    /// published before the flush deadline and not spilled either).
     pub clicks_dropped: Counter<u64>,
     /// Clicks acknowledged by JetStream.
     pub clicks_published: Counter<u64>,
+    /// Clicks written to a spill file at shutdown (NATS unavailable).
+    pub clicks_spilled: Counter<u64>,
+    /// Spilled clicks published from a spill file (by whichever replica
+    /// replayed it).
+    pub clicks_replayed: Counter<u64>,
     /// Batch publishes that failed (the batch is retried).
     pub click_publish_failures: Counter<u64>,
     /// Clicks waiting in the buffer.
@@ -110,6 +115,16 @@ impl RedirectMetrics {
                 .u64_counter("shortline.clicks.published")
                 .with_description("Click events acknowledged by JetStream")
                 .build(),
+            clicks_spilled: meter
+                .u64_counter("shortline.clicks.spilled")
+                .with_description(
+                    "Click events written to a spill file at shutdown because NATS was unavailable",
+                )
+                .build(),
+            clicks_replayed: meter
+                .u64_counter("shortline.clicks.replayed")
+                .with_description("Spilled click events published from a spill file")
+                .build(),
             click_publish_failures: meter
                 .u64_counter("shortline.clicks.publish.failures")
                 .with_description("Click batch publishes that failed and will be retried")
@@ -145,6 +160,8 @@ impl RedirectMetrics {
             &instruments.valkey_errors,
             &instruments.clicks_buffered,
             &instruments.clicks_published,
+            &instruments.clicks_spilled,
+            &instruments.clicks_replayed,
             &instruments.click_publish_failures,
         ] {
             counter.add(0, &[]);

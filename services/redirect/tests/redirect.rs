@@ -36,7 +36,14 @@ fn config(valkey: &str, nats: &str) -> RedirectConfig {
     // Tests expecting cache hits must not start before the change stream is
     // read, however slow the machine (L1 is dropped when it is).
     c.change_stream_wait_ms = 30_000;
+    // Each test its own spill directory (replicas replay what they find).
+    c.click_spill_dir = spill_dir().display().to_string();
     c
+}
+
+/// A fresh directory name for click spill files (not created).
+fn spill_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("shortline-spill-{}", unique_prefix()))
 }
 
 /// Starts a service on the test's database.
@@ -626,6 +633,60 @@ async fn postgres_unreachable_cached_links_still_redirect(db: PgPool) {
     l2_only.shutdown().await;
 }
 
+/// Postgres away: codes no cache holds answer 503 at once while the
+/// database is known down (not after the pool's acquire timeout each), and
+/// the replica recovers by itself when Postgres is back.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn postgres_away_uncached_codes_fail_fast_and_recover(db: PgPool) {
+    insert_link(&db, "later1", "https://example.com/later", true).await;
+    let opts = db.connect_options().as_ref().clone();
+    let target: SocketAddr = ([127, 0, 0, 1], opts.get_port()).into();
+    let mut proxy = TcpProxy::start(target).await;
+    // The production pool's acquire timeout (shared::db::PoolSettings).
+    let through_proxy = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(opts.port(proxy.addr().port()));
+    let service = start(&config(&shared_valkey(), &shared_nats()), &through_proxy).await;
+    assert_eq!(
+        get(&service, "/nosuch0").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    proxy.cut().await;
+    // The first miss finds out (it may wait for the pool's timeout).
+    assert_eq!(
+        get(&service, "/nosuch1").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // 3 s each would be a minute; fail-fast answers take milliseconds.
+    let unavailable = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut unavailable = 0;
+        for i in 0..20 {
+            let reply = get(&service, &format!("/never{i}")).await;
+            assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(reply.json()["error"].is_string());
+            unavailable += 1;
+        }
+        unavailable
+    })
+    .await
+    .expect("20 misses while Postgres is away finish within seconds, not a minute");
+    assert_eq!(unavailable, 20);
+
+    proxy.heal().await;
+    eventually(
+        "the replica asks Postgres again once it is back",
+        || async { get(&service, "/later1").await.status == StatusCode::FOUND },
+    )
+    .await;
+    assert_eq!(
+        get(&service, "/later1").await.header("location"),
+        "https://example.com/later"
+    );
+    service.shutdown().await;
+}
+
 /// A replica that served (and cached) links before it could read the change
 /// stream (NATS not there yet) drops them once it reads it: a change made
 /// meanwhile never reached it.
@@ -772,6 +833,78 @@ async fn shutdown_flushes_the_click_buffer(db: PgPool) {
         .await
         .expect("shutdown finishes");
     assert_eq!(clicks(&shared_nats(), &subjects, 25).await.len(), 25);
+}
+
+/// A graceful shutdown (SIGTERM) while NATS is down loses no click: the
+/// binary spills its buffer to a file within its flush timeout, and the next
+/// replica to start with NATS up publishes every click once and deletes the
+/// file.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn clicks_buffered_during_a_nats_outage_survive_a_graceful_shutdown(db: PgPool) {
+    const N: usize = 37;
+    insert_link(&db, "spill1", "https://example.com/s", true).await;
+    let mut nats = OwnServer::start(ServerKind::Nats).await;
+    let prefix = unique_prefix();
+    let subjects = Subjects::new(&prefix);
+    let dir = spill_dir();
+    let dir_text = dir.display().to_string();
+    let binary = Binary::start(
+        &db,
+        &[
+            ("NATS_URL", nats.url().as_str()),
+            ("NATS_PREFIX", prefix.as_str()),
+            ("CLICK_SPILL_DIR", dir_text.as_str()),
+            ("CLICK_FLUSH_TIMEOUT_SECS", "1"),
+        ],
+    );
+    let http = no_redirects();
+    binary.wait_ready(&http).await;
+    nats.stop();
+    for _ in 0..N {
+        let res = http
+            .get(format!("{}/spill1", binary.base))
+            .send()
+            .await
+            .expect("redirect");
+        assert_eq!(res.status(), reqwest::StatusCode::FOUND);
+    }
+    let lines = binary.terminate();
+    let spills = shortline_redirect::spill::SpillDir::new(&dir);
+    let files = spills.files().expect("spill dir lists");
+    assert_eq!(files.len(), 1, "one spill file; log: {lines:#?}");
+    let spilled: Vec<_> = shortline_redirect::spill::SpillDir::read(&files[0])
+        .expect("spill file reads")
+        .into_iter()
+        .flat_map(|b| b.clicks)
+        .collect();
+    assert_eq!(spilled.len(), N, "every buffered click is in the file");
+    assert!(spilled.iter().all(|c| c.short_code == "spill1"));
+
+    nats.resume().await;
+    let mut c = config(&shared_valkey(), &nats.url());
+    c.common.nats_prefix = prefix.clone();
+    c.click_spill_dir = dir_text.clone();
+    let replica = start(&c, &db).await;
+    eventually("the spill file is replayed and deleted", || async {
+        spills.files().map(|f| f.is_empty()).unwrap_or(false)
+    })
+    .await;
+    let got = clicks(&nats.url(), &subjects, N).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = clicks(&nats.url(), &subjects, N).await;
+    assert_eq!((got.len(), again.len()), (N, N), "every click once");
+    let mut ids: Vec<_> = again.iter().map(|k| k.event_id).collect();
+    let mut want: Vec<_> = spilled.iter().map(|k| k.event_id).collect();
+    ids.sort();
+    want.sort();
+    assert_eq!(ids, want, "the clicks keep their ULIDs");
+    let metrics = String::from_utf8(get(&replica, "/metrics").await.body.to_vec()).expect("text");
+    assert_eq!(
+        sample(&metrics, "shortline_clicks_replayed_total", &[]),
+        Some(37.0)
+    );
+    replica.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]

@@ -10,22 +10,29 @@ pub mod repo;
 
 use self::model::{Event, EventFilter, EventRecord, NewEvent};
 use crate::error::ApiError;
-use crate::paging::{Page, Slice};
+use crate::paging::{Page, Rows};
+use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::{links, users};
 
 /// The event type that counts towards a link's redirect statistics.
 pub const REDIRECT: &str = "redirect";
 
-/// One page of the log; `next_after_id` is set when the page size cut it.
+/// One page of the log (`next_after_id` set when the page size cut it), or
+/// every match as a stream.
 pub async fn list(
     state: &AppState,
     filter: &EventFilter,
     page: Page,
-) -> Result<Slice<Event>, ApiError> {
+) -> Result<Rows<Event>, ApiError> {
+    if page.is_all() {
+        let mut tx = row_stream::begin(&state.db).await?;
+        repo::declare_all(&mut tx, filter).await?;
+        return Ok(Rows::All(RowStream::start(tx).await?));
+    }
     let mut conn = state.db.acquire().await?;
     let rows = repo::list(&mut conn, filter, page.with_lookahead()).await?;
-    Ok(page.slice(rows, |e| e.id))
+    Ok(Rows::Page(page.slice(rows, |e| e.id)))
 }
 
 /// Records a client-submitted event; 404 when the link or user is unknown,
@@ -58,16 +65,25 @@ pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> 
     Ok(event)
 }
 
-/// One page of a link's events; 404 when the link does not exist.
-pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Slice<Event>, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    if links::repo::get(&mut conn, url_id).await?.is_none() {
-        return Err(ApiError::NotFound("URL not found"));
-    }
+/// One page of a link's events, or all of them as a stream; 404 when the
+/// link does not exist.
+pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Rows<Event>, ApiError> {
     let filter = EventFilter {
         url_id: Some(url_id),
         ..Default::default()
     };
+    if page.is_all() {
+        let mut tx = row_stream::begin(&state.db).await?;
+        if links::repo::get(&mut tx, url_id).await?.is_none() {
+            return Err(ApiError::NotFound("URL not found"));
+        }
+        repo::declare_all(&mut tx, &filter).await?;
+        return Ok(Rows::All(RowStream::start(tx).await?));
+    }
+    let mut conn = state.db.acquire().await?;
+    if links::repo::get(&mut conn, url_id).await?.is_none() {
+        return Err(ApiError::NotFound("URL not found"));
+    }
     let rows = repo::list(&mut conn, &filter, page.with_lookahead()).await?;
-    Ok(page.slice(rows, |e| e.id))
+    Ok(Rows::Page(page.slice(rows, |e| e.id)))
 }

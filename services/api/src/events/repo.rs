@@ -6,6 +6,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::model::{Event, EventFilter, EventRecord};
 use crate::paging::Page;
+use crate::row_stream;
 
 pub async fn insert(conn: &mut PgConnection, e: &EventRecord) -> Result<Event, sqlx::Error> {
     sqlx::query_as::<_, Event>(
@@ -31,9 +32,26 @@ pub async fn list(
     filter: &EventFilter,
     page: Page,
 ) -> Result<Vec<Event>, sqlx::Error> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT id, url_id, user_id, event_type, occurred_at, details FROM events WHERE TRUE",
-    );
+    select("", filter, page)
+        .build_query_as::<Event>()
+        .fetch_all(conn)
+        .await
+}
+
+/// Opens the `row_stream` cursor over every event matching the filters, by
+/// id (the transaction's; read it with `RowStream`).
+pub async fn declare_all(conn: &mut PgConnection, filter: &EventFilter) -> Result<(), sqlx::Error> {
+    select(&row_stream::declare_prefix(), filter, Page::ALL)
+        .build()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn select(init: &str, filter: &EventFilter, page: Page) -> QueryBuilder<Postgres> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "{init}SELECT id, url_id, user_id, event_type, occurred_at, details FROM events WHERE TRUE"
+    ));
     if let Some(url_id) = filter.url_id {
         q.push(" AND url_id = ").push_bind(url_id);
     }
@@ -53,7 +71,7 @@ pub async fn list(
     if page.offset > 0 {
         q.push(" OFFSET ").push_bind(page.offset);
     }
-    q.build_query_as::<Event>().fetch_all(conn).await
+    q
 }
 
 /// Counts one more redirect of a link (same transaction as the `redirect`

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::PgPool;
+use shortline_shared::db::Db;
 use subtle::ConstantTimeEq;
 
 use self::model::{ApiKey, CreatedKey, KeyMaterial, NewKey, Scope};
@@ -26,7 +26,7 @@ use crate::users;
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Creates a key; 404 when its user does not exist.
-pub async fn create(db: &PgPool, new: NewKey) -> Result<CreatedKey, ApiError> {
+pub async fn create(db: &Db, new: NewKey) -> Result<CreatedKey, ApiError> {
     let mut tx = db.begin().await?;
     if let Some(user_id) = new.user_id
         && !users::repo::exists(&mut tx, user_id).await?
@@ -43,13 +43,13 @@ pub async fn create(db: &PgPool, new: NewKey) -> Result<CreatedKey, ApiError> {
     })
 }
 
-pub async fn list(db: &PgPool, user_id: Option<i64>) -> Result<Vec<ApiKey>, ApiError> {
+pub async fn list(db: &Db, user_id: Option<i64>) -> Result<Vec<ApiKey>, ApiError> {
     let mut conn = db.acquire().await?;
     Ok(repo::list(&mut conn, user_id).await?)
 }
 
 /// Revokes a key; 404 when it does not exist or was revoked already.
-pub async fn revoke(db: &PgPool, id: i64) -> Result<ApiKey, ApiError> {
+pub async fn revoke(db: &Db, id: i64) -> Result<ApiKey, ApiError> {
     let mut conn = db.acquire().await?;
     let key = repo::revoke(&mut conn, id)
         .await?
@@ -70,7 +70,7 @@ pub struct VerifiedKey {
 /// Checks presented keys against the database, remembering answers briefly.
 #[derive(Clone)]
 pub struct KeyVerifier {
-    db: PgPool,
+    db: Db,
     /// Public id → the key's record (`None`: no such key).
     known: moka::future::Cache<String, Option<Arc<KeyRecord>>>,
     /// Keys whose `last_used_at` was written lately.
@@ -78,7 +78,7 @@ pub struct KeyVerifier {
 }
 
 impl KeyVerifier {
-    pub fn new(db: PgPool, cache_ttl: Duration) -> Self {
+    pub fn new(db: Db, cache_ttl: Duration) -> Self {
         Self {
             db,
             known: moka::future::Cache::builder()
@@ -101,7 +101,8 @@ impl KeyVerifier {
         let record = self
             .known
             .try_get_with(public_id.to_owned(), async move {
-                repo::find(&db, &id).await.map(|r| r.map(Arc::new))
+                let mut conn = db.acquire().await?;
+                repo::find(&mut conn, &id).await.map(|r| r.map(Arc::new))
             })
             .await
             .map_err(|e| match Arc::into_inner(e) {
@@ -143,7 +144,11 @@ impl KeyVerifier {
         self.touched.insert(key_id, ());
         let db = self.db.clone();
         tokio::spawn(async move {
-            if let Err(e) = repo::touch(&db, key_id).await {
+            let touched = match db.acquire().await {
+                Ok(mut conn) => repo::touch(&mut conn, key_id).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = touched {
                 tracing::warn!(key_id, error = %e, "could not record an api key's last use");
             }
         });

@@ -1,7 +1,7 @@
 //! SQL for API keys.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::model::{ApiKey, KeyMaterial, NewKey};
 
@@ -74,7 +74,10 @@ pub struct KeyRecord {
 }
 
 /// The key with this public id, if there is one.
-pub async fn find(pool: &PgPool, public_id: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+pub async fn find(
+    conn: &mut PgConnection,
+    public_id: &str,
+) -> Result<Option<KeyRecord>, sqlx::Error> {
     sqlx::query_as::<_, KeyRecord>(
         "SELECT k.id, k.secret_hash, k.user_id, k.rate_limit_per_minute, k.expires_at,
                 k.revoked_at IS NOT NULL AS revoked,
@@ -84,15 +87,15 @@ pub async fn find(pool: &PgPool, public_id: &str) -> Result<Option<KeyRecord>, s
          FROM api_keys k WHERE k.public_id = $1",
     )
     .bind(public_id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
 }
 
 /// Records that a key was used now.
-pub async fn touch(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+pub async fn touch(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

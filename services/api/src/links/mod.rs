@@ -20,7 +20,8 @@ use self::repo::LinkFilter;
 use crate::error::ApiError;
 use crate::events::model::EventRecord;
 use crate::outbox::Propagation;
-use crate::paging::Page;
+use crate::paging::{Page, Rows, Slice};
+use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::{events, outbox, users};
 
@@ -110,9 +111,23 @@ pub async fn owner(state: &AppState, id: i64) -> Result<Option<i64>, ApiError> {
     Ok(repo::get(&mut conn, id).await?.map(|l| l.user_id))
 }
 
-pub async fn list(state: &AppState, filter: LinkFilter, page: Page) -> Result<Vec<Link>, ApiError> {
+/// One page of links, or every match as a stream.
+pub async fn list(
+    state: &AppState,
+    filter: LinkFilter,
+    page: Page,
+) -> Result<Rows<Link>, ApiError> {
+    if page.is_all() {
+        let mut tx = row_stream::begin(&state.db).await?;
+        repo::declare_all(&mut tx, filter).await?;
+        return Ok(Rows::All(RowStream::start(tx).await?));
+    }
     let mut conn = state.db.acquire().await?;
-    Ok(repo::list(&mut conn, filter, page).await?)
+    let links = repo::list(&mut conn, filter, page).await?;
+    Ok(Rows::Page(Slice {
+        items: links,
+        next_after_id: None,
+    }))
 }
 
 /// Applies a patch. Every field given bumps `updated_at`; each field whose

@@ -6,6 +6,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use super::model::Link;
 use super::stats::{Interval, SeriesPoint};
 use crate::paging::Page;
+use crate::row_stream;
 
 const SELECT: &str = "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls";
 
@@ -71,7 +72,24 @@ pub async fn list(
     filter: LinkFilter,
     page: Page,
 ) -> Result<Vec<Link>, sqlx::Error> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT);
+    select("", filter, page)
+        .build_query_as::<Link>()
+        .fetch_all(conn)
+        .await
+}
+
+/// Opens the `row_stream` cursor over every link matching the filters, by
+/// id (the transaction's; read it with `RowStream`).
+pub async fn declare_all(conn: &mut PgConnection, filter: LinkFilter) -> Result<(), sqlx::Error> {
+    select(&row_stream::declare_prefix(), filter, Page::ALL)
+        .build()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn select(init: &str, filter: LinkFilter, page: Page) -> QueryBuilder<Postgres> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("{init}{SELECT}"));
     q.push(" WHERE TRUE");
     if let Some(user_id) = filter.user_id {
         q.push(" AND user_id = ").push_bind(user_id);
@@ -86,7 +104,7 @@ pub async fn list(
     if page.offset > 0 {
         q.push(" OFFSET ").push_bind(page.offset);
     }
-    q.build_query_as::<Link>().fetch_all(conn).await
+    q
 }
 
 /// Writes a link's editable fields and bumps `updated_at`; reactivating a

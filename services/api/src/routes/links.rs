@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Listed, Propagated, conflict, not_found, unprocessable};
+use super::{Created, ListOf, Listed, Propagated, conflict, not_found, unprocessable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
@@ -100,14 +100,14 @@ async fn list_links(
     State(state): State<AppState>,
     caller: Caller,
     Params(mut p): Params<ListLinksParams>,
-) -> Result<Json<Vec<Link>>, ApiError> {
+) -> Result<ListOf<Link>, ApiError> {
     p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve(p.page, p.per_page)?;
     let filter = LinkFilter {
         user_id: p.user_id,
         is_active: p.is_active,
     };
-    Ok(Json(links::list(&state, filter, page).await?))
+    Ok(ListOf(links::list(&state, filter, page).await?))
 }
 
 async fn create_link(

@@ -16,6 +16,7 @@ use aide::openapi::{
 use aide::operation::OperationOutput;
 use aide::transform::TransformOperation;
 use axum::Json;
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -23,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::ErrorBody;
 use crate::outbox::Propagation;
-use crate::paging::{Page, Slice};
+use crate::paging::{Page, Rows};
 use crate::state::AppState;
 
 /// Every API route (the redirect route lives in the redirect service).
@@ -146,24 +147,62 @@ pub fn unprocessable<'a>(
     op.response_with::<422, Json<ErrorBody>, _>(|r| r.description(message))
 }
 
-/// `200` with a JSON array and, when the page size cut the list short, a
+/// `200` with a JSON array: a page, serialised at once, or every match,
+/// streamed as a chunked body (see `row_stream`). Documented exactly as
+/// `Json<Vec<T>>`.
+pub struct ListOf<T>(pub Rows<T>);
+
+impl<T> IntoResponse for ListOf<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Serialize + Send + Unpin + 'static,
+{
+    fn into_response(self) -> Response {
+        match self.0 {
+            Rows::Page(slice) => Json(slice.items).into_response(),
+            Rows::All(rows) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                Body::from_stream(rows.into_body_stream()),
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for ListOf<T> {
+    type Inner = Vec<T>;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        Json::<Vec<T>>::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Json::<Vec<T>>::inferred_responses(ctx, op)
+    }
+}
+
+/// [`ListOf`] and, when the page size cut the list short, a
 /// `Link: <next>; rel="next"` header (RFC 8288) for the next page: the same
 /// path and filters with `per_page` and `after_id` set (keyset paging).
 pub struct Listed<T> {
-    pub items: Vec<T>,
+    pub rows: ListOf<T>,
     pub next: Option<String>,
 }
 
 impl<T> Listed<T> {
     /// `path` and `filters` (the request without its paging parameters)
     /// rebuild the URL of the next page, if there is one.
-    pub fn new(
-        slice: Slice<T>,
-        page: Page,
-        path: &str,
-        filters: &[(&str, Option<String>)],
-    ) -> Self {
-        let next = slice.next_after_id.map(|after_id| {
+    pub fn new(rows: Rows<T>, page: Page, path: &str, filters: &[(&str, Option<String>)]) -> Self {
+        let next_after_id = match &rows {
+            Rows::Page(slice) => slice.next_after_id,
+            Rows::All(_) => None,
+        };
+        let next = next_after_id.map(|after_id| {
             let mut query = url::form_urlencoded::Serializer::new(String::new());
             for (name, value) in filters {
                 if let Some(value) = value {
@@ -177,15 +216,18 @@ impl<T> Listed<T> {
             format!("{path}?{}", query.finish())
         });
         Self {
-            items: slice.items,
+            rows: ListOf(rows),
             next,
         }
     }
 }
 
-impl<T: Serialize> IntoResponse for Listed<T> {
+impl<T> IntoResponse for Listed<T>
+where
+    ListOf<T>: IntoResponse,
+{
     fn into_response(self) -> Response {
-        let mut res = Json(self.items).into_response();
+        let mut res = self.rows.into_response();
         if let Some(link) = self
             .next
             .and_then(|next| HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).ok())

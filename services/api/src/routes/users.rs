@@ -10,7 +10,7 @@ use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Propagated, conflict, not_found};
+use super::{Created, ListOf, Propagated, conflict, not_found};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody, Params};
@@ -67,10 +67,10 @@ async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
     Params(p): Params<ListUsersParams>,
-) -> Result<Json<Vec<User>>, ApiError> {
+) -> Result<ListOf<User>, ApiError> {
     caller.require_admin()?;
     let page = Page::resolve(p.page, p.per_page)?;
-    Ok(Json(users::list(&state, page).await?))
+    Ok(ListOf(users::list(&state, page).await?))
 }
 
 async fn create_user(

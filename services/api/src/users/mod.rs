@@ -9,7 +9,8 @@ use shortline_shared::events::{Change, ChangeEnvelope, UserSnapshot};
 use self::model::{NewUser, User, UserPatch};
 use crate::error::ApiError;
 use crate::outbox::Propagation;
-use crate::paging::Page;
+use crate::paging::{Page, Rows, Slice};
+use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::{links, outbox};
 
@@ -31,9 +32,19 @@ pub async fn get(state: &AppState, id: i64) -> Result<User, ApiError> {
         .ok_or(ApiError::NotFound("User not found"))
 }
 
-pub async fn list(state: &AppState, page: Page) -> Result<Vec<User>, ApiError> {
+/// One page of users, or all of them as a stream.
+pub async fn list(state: &AppState, page: Page) -> Result<Rows<User>, ApiError> {
+    if page.is_all() {
+        let mut tx = row_stream::begin(&state.db).await?;
+        repo::declare_all(&mut tx).await?;
+        return Ok(Rows::All(RowStream::start(tx).await?));
+    }
     let mut conn = state.db.acquire().await?;
-    Ok(repo::list(&mut conn, page).await?)
+    let users = repo::list(&mut conn, page).await?;
+    Ok(Rows::Page(Slice {
+        items: users,
+        next_after_id: None,
+    }))
 }
 
 /// Applies any subset of the fields; `{}` returns the user unchanged.

@@ -4,6 +4,7 @@ use sqlx::PgConnection;
 
 use super::model::{NewUser, User, UserPatch};
 use crate::paging::Page;
+use crate::row_stream;
 
 pub async fn insert(conn: &mut PgConnection, new: &NewUser) -> Result<User, sqlx::Error> {
     sqlx::query_as::<_, User>(
@@ -31,6 +32,18 @@ pub async fn exists(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Erro
     .bind(id)
     .fetch_one(conn)
     .await
+}
+
+/// Opens the `row_stream` cursor over every live user, by id (the
+/// transaction's; read it with `RowStream`).
+pub async fn declare_all(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{}SELECT id, username, email, created_at FROM users WHERE deleted_at IS NULL ORDER BY id",
+        row_stream::declare_prefix()
+    )))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn list(conn: &mut PgConnection, page: Page) -> Result<Vec<User>, sqlx::Error> {

@@ -371,3 +371,149 @@ async fn an_event_for_another_users_link_is_400(db: PgPool) {
         .await;
     assert_eq!(ok.status, StatusCode::CREATED);
 }
+
+/// Just what the streamed-list checks read of each row.
+#[derive(serde::Deserialize)]
+struct Row {
+    id: i64,
+    #[serde(default)]
+    event_type: Option<String>,
+}
+
+/// Parses a list body into its rows (typed: 200k rows as JSON values would
+/// take hundreds of megabytes in the test itself).
+fn rows(res: &crate::support::TestResponse) -> Vec<Row> {
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&res.body[..res.body.len().min(500)])
+    );
+    serde_json::from_slice(&res.body).expect("a JSON array of rows")
+}
+
+/// Asserts a list is every id in `expect`, in order, and came as a stream
+/// (chunked: no `Content-Length`), not a body built whole in memory.
+fn assert_streamed(res: &crate::support::TestResponse, expect: &[i64], what: &str) {
+    assert!(
+        res.headers.get("content-length").is_none(),
+        "{what}: an unpaged list is streamed, not buffered (content-length {:?})",
+        res.headers.get("content-length")
+    );
+    assert_eq!(
+        res.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "{what}"
+    );
+    let got: Vec<i64> = rows(res).iter().map(|r| r.id).collect();
+    assert_eq!(got.len(), expect.len(), "{what}: row count");
+    assert_eq!(
+        (got.first(), got.last()),
+        (expect.first(), expect.last()),
+        "{what}: first and last ids"
+    );
+    assert!(got == expect, "{what}: every id once, ascending");
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn unpaged_lists_stream_every_row(db: PgPool) {
+    let app = TestApp::new(db.clone()).await;
+    let uid = app.user("streamer").await["id"].as_i64().expect("id");
+    let lid = app.link(uid, "https://stream.example/0").await["id"]
+        .as_i64()
+        .expect("id");
+    // 200k events (half of them the link's), 511 more users (512 in all:
+    // a multiple of the stream's batch), 599 more links.
+    sqlx::query(
+        "INSERT INTO events (event_id, url_id, user_id, event_type, details)
+         SELECT 'bulk-' || g, CASE WHEN g % 2 = 0 THEN $1 ELSE 0 END, $2,
+                CASE WHEN g % 3 = 0 THEN 'shared' ELSE 'bulk' END,
+                jsonb_build_object('n', g, 'note', repeat('x', 40))
+         FROM generate_series(1, 200000) g",
+    )
+    .bind(lid)
+    .bind(uid)
+    .execute(&db)
+    .await
+    .expect("insert events");
+    sqlx::query(
+        "INSERT INTO users (username, email)
+         SELECT 'bulk' || g, 'bulk' || g || '@example.com' FROM generate_series(1, 511) g",
+    )
+    .execute(&db)
+    .await
+    .expect("insert users");
+    sqlx::query(
+        "INSERT INTO urls (user_id, short_code, original_url)
+         SELECT $1, 'bulk' || g, 'https://stream.example/' || g FROM generate_series(1, 599) g",
+    )
+    .bind(uid)
+    .execute(&db)
+    .await
+    .expect("insert links");
+    let ids = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(lid)
+                .fetch_all(&db)
+                .await
+                .expect("ids")
+        }
+    };
+
+    let all = ids("SELECT id FROM events WHERE $1::int8 IS NOT NULL ORDER BY id").await;
+    assert_eq!(
+        all.len(),
+        200_001,
+        "the link's `created` event and 200k more"
+    );
+    assert_streamed(&app.get("/events").await, &all, "GET /events");
+    assert_streamed(
+        &app.get("/events?event_type=shared").await,
+        &ids("SELECT id FROM events WHERE $1::int8 IS NOT NULL AND event_type = 'shared' ORDER BY id").await,
+        "GET /events?event_type=shared",
+    );
+    assert_streamed(
+        &app.get(&format!("/urls/{lid}/events")).await,
+        &ids("SELECT id FROM events WHERE url_id = $1 ORDER BY id").await,
+        "GET /urls/{id}/events",
+    );
+    assert_streamed(
+        &app.get("/users").await,
+        &ids("SELECT id FROM users WHERE $1::int8 IS NOT NULL ORDER BY id").await,
+        "GET /users",
+    );
+    assert_streamed(
+        &app.get(&format!("/urls?user_id={uid}")).await,
+        &ids("SELECT id FROM urls WHERE $1::int8 IS NOT NULL ORDER BY id").await,
+        "GET /urls?user_id=",
+    );
+    // Rows are the contract's objects, whole.
+    let users = app.get("/users").await.json();
+    assert_eq!(users.as_array().map(Vec::len), Some(512));
+    assert_eq!(users[0]["username"], "streamer");
+    assert!(is_wire_timestamp(&users[511]["created_at"]));
+    let typed = rows(&app.get("/events?event_type=shared").await);
+    assert!(
+        typed
+            .iter()
+            .all(|r| r.event_type.as_deref() == Some("shared"))
+    );
+
+    // Nothing matching: an empty array, still streamed.
+    assert_streamed(&app.get("/events?event_type=none").await, &[], "no match");
+    // Errors before the first row are ordinary JSON errors.
+    app.get("/events?user_id=x")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    app.get("/urls/999999/events")
+        .await
+        .assert_error(StatusCode::NOT_FOUND);
+    // Pages are unchanged: bounded, with their `Link` header.
+    let page = app.get("/events?per_page=1000").await;
+    assert_eq!(rows(&page).len(), 1000);
+    assert!(next_link(&page).is_some());
+}

@@ -3,11 +3,13 @@
 //! NATS JetStream server (`NATS_URL`).
 
 mod auth;
+mod edge;
 mod errors;
 mod events;
 mod import;
 mod links;
 mod openapi;
+mod outage;
 mod outbox;
 mod propagation;
 mod stats;

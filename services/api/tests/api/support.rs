@@ -96,7 +96,7 @@ impl TestApp {
     /// A new key: admin (`user_id` None) or acting as that user.
     pub async fn make_key(db: &PgPool, user_id: Option<i64>) -> String {
         shortline_api::keys::create(
-            db,
+            &db.clone().into(),
             NewKey {
                 user_id,
                 name: "test".into(),
