@@ -24,15 +24,17 @@ fi
 [[ -x $API_BIN ]] || die "$API_BIN not found; run 'make build' first"
 ensure_state_dirs
 if [[ -s $API_KEY_FILE ]] &&
-	SHORTLINE_API_KEY="$(cat "$API_KEY_FILE")" bash "$SCRIPTS/env.sh" "$API_BIN" keys verify 2>/dev/null; then
+	SHORTLINE_API_KEY="$(cat "$API_KEY_FILE")" RUST_LOG=warn bash "$SCRIPTS/env.sh" "$API_BIN" keys verify >/dev/null 2>&1; then
 	log "admin API key in $API_KEY_FILE is valid"
 	exit 0
 fi
 (
 	umask 077
-	bash "$SCRIPTS/env.sh" "$API_BIN" keys create --admin --name "make up (local admin)" --key-only \
-		>"$API_KEY_FILE.new"
+	# Log lines go to stdout too: keep only the key's line.
+	RUST_LOG=warn bash "$SCRIPTS/env.sh" "$API_BIN" keys create --admin --name "make up (local admin)" --key-only |
+		grep '^sl_' | tail -n 1 >"$API_KEY_FILE.new"
 )
+[[ -s $API_KEY_FILE.new ]] || die "shortline-api keys create printed no key"
 mv "$API_KEY_FILE.new" "$API_KEY_FILE"
 chmod 600 "$API_KEY_FILE"
 log "created an admin API key in $API_KEY_FILE (mode 0600). Use it as:"
