@@ -473,9 +473,13 @@ async fn valkey_users_are_refused_what_is_not_theirs() {
         "a key outside shortline:* is refused"
     );
 
-    // Lua (a rate limiter's script) on its keys; admin-only and dangerous
-    // commands and other keys are refused.
-    let script = "return redis.call('INCR', KEYS[1])";
+    // Lua on its keys, shaped like the api's GCRA limiter (the server clock,
+    // GET, SET with PX); admin-only and dangerous commands and other keys are
+    // refused.
+    let script = "local t = redis.call('TIME') \
+        local v = (tonumber(redis.call('GET', KEYS[1])) or 0) + 1 \
+        redis.call('SET', KEYS[1], string.format('%d', v), 'PX', 60000 + (t[2] % 2)) \
+        return v";
     let replies = valkey
         .valkey_session(
             Some("shortline"),
