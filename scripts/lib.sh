@@ -27,6 +27,12 @@ LOCAL_DATABASE_URL="postgres://shortline@127.0.0.1:$PG_PORT/shortline"
 LOCAL_VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT"
 LOCAL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 
+# Credentials of the local NATS and Valkey (scripts/servers.sh generates them on first start;
+# dir 0700, one 0600 file per password). NATS: users admin, api, redirect, analytics
+# (config/nats/auth.conf); Valkey: users admin and shortline (config/valkey/acl.conf).
+SECRETS_DIR="$STATE_DIR/secrets"
+SECRET_NAMES=(nats-admin nats-api nats-redirect nats-analytics valkey-admin valkey-shortline)
+
 # The OS user that runs postgres when the scripts run as root (postgres refuses root).
 PG_SYSTEM_USER="shortline"
 
@@ -69,6 +75,65 @@ redact_url() {
 	printf '%s://%s\n' "$scheme" "$rest"
 }
 
+# local_secret NAME: prints the password in $SECRETS_DIR/NAME (fails when there is none).
+local_secret() {
+	local value
+	[[ -f $SECRETS_DIR/$1 ]] || return 1
+	read -r value <"$SECRETS_DIR/$1" || [[ -n $value ]] || return 1
+	printf '%s\n' "$value"
+}
+
+# ensure_local_secrets: generates every missing password (48 hex characters from
+# /dev/urandom: URL-safe, so they go into URLs as they are). Existing ones are kept.
+ensure_local_secrets() {
+	local name value
+	mkdir -p "$STATE_DIR"
+	(
+		umask 077
+		mkdir -p "$SECRETS_DIR"
+	)
+	chmod 700 "$SECRETS_DIR"
+	for name in "${SECRET_NAMES[@]}"; do
+		[[ -s $SECRETS_DIR/$name ]] && continue
+		value="$(head -c 24 /dev/urandom | od -An -v -tx1 | tr -d ' \n')"
+		[[ ${#value} == 48 ]] || die "could not generate a password from /dev/urandom"
+		(
+			umask 077
+			printf '%s\n' "$value" >"$SECRETS_DIR/$name.tmp"
+		)
+		mv -f "$SECRETS_DIR/$name.tmp" "$SECRETS_DIR/$name"
+		log "generated the local $name password in $SECRETS_DIR/$name"
+	done
+}
+
+# url_has_userinfo URL: the URL names a user (user@ or user:password@).
+url_has_userinfo() {
+	local rest="${1#*://}"
+	rest="${rest%%[/?#]*}"
+	[[ $rest == *@* ]]
+}
+
+# url_with_user URL USER PASSWORD: URL with its user and password replaced (PASSWORD must be
+# URL-safe, as the generated ones are).
+url_with_user() {
+	local url="$1" scheme rest auth
+	[[ $url == *://* ]] || url="nats://$url"
+	scheme="${url%%://*}"
+	rest="${url#*://}"
+	auth="${rest%%[/?#]*}"
+	rest="${rest#"$auth"}"
+	printf '%s://%s:%s@%s%s\n' "$scheme" "$2" "$3" "${auth##*@}" "$rest"
+}
+
+# url_logs_in_as_local_admin URL SECRET: the URL names no user, or the local admin user with
+# the password in $SECRETS_DIR/SECRET (what use_local_credentials below makes of it).
+url_logs_in_as_local_admin() {
+	url_has_userinfo "$1" || return 0
+	local password
+	password="$(local_secret "$2")" || return 1
+	[[ $1 == "$(url_with_user "$1" admin "$password")" ]]
+}
+
 # url_is_local URL PORT: true when URL points at this machine's loopback on PORT.
 url_is_local() {
 	local host port
@@ -89,6 +154,25 @@ if [[ -n ${NATS_URL:-} ]] && ! url_is_local "$NATS_URL" "$NATS_PORT"; then EXTER
 export DATABASE_URL="${DATABASE_URL:-$LOCAL_DATABASE_URL}"
 export VALKEY_URL="${VALKEY_URL:-$LOCAL_VALKEY_URL}"
 export NATS_URL="${NATS_URL:-$LOCAL_NATS_URL}"
+
+# use_local_credentials: a local VALKEY_URL / NATS_URL without a user gets the admin user of
+# the local server (the test suite, operator shells and tools use these; scripts/services.sh
+# gives each service its own user instead). External URLs, and URLs that already name a
+# user, are left as they are. Call it again once scripts/servers.sh has generated the
+# passwords.
+use_local_credentials() {
+	local password
+	if [[ $EXTERNAL_VALKEY == 0 ]] && ! url_has_userinfo "$VALKEY_URL" &&
+		password="$(local_secret valkey-admin)"; then
+		VALKEY_URL="$(url_with_user "$VALKEY_URL" admin "$password")"
+	fi
+	if [[ $EXTERNAL_NATS == 0 ]] && ! url_has_userinfo "$NATS_URL" &&
+		password="$(local_secret nats-admin)"; then
+		NATS_URL="$(url_with_user "$NATS_URL" admin "$password")"
+	fi
+	export VALKEY_URL NATS_URL
+}
+use_local_credentials
 export API_LISTEN="${API_LISTEN:-127.0.0.1:18080}"
 export REDIRECT_LISTEN="${REDIRECT_LISTEN:-127.0.0.1:18081}"
 # Where a stopping redirect service writes the clicks it could not publish (NATS down); the

@@ -6,7 +6,13 @@
 #
 # start is idempotent: a server whose pid file names a live process that answers is left
 # alone. Servers whose URL (DATABASE_URL, VALKEY_URL, NATS_URL) points elsewhere are never
-# started or stopped here. State lives in .local/ (pgdata, valkey, nats, logs, run).
+# started or stopped here. State lives in .local/ (pgdata, valkey, nats, logs, run, secrets).
+#
+# NATS and Valkey require a user and password: the first start generates random passwords
+# into .local/secrets/ (dir 0700, files 0600), and the servers start with
+# config/nats/auth.conf (users admin, api, redirect, analytics; the passwords reach
+# nats-server through its environment) and config/valkey/acl.conf rendered into
+# .local/valkey/acl.conf (users admin and shortline; the default user is off).
 #
 # As root, postgres runs as the unprivileged system user "shortline" (created if absent).
 # When that user cannot reach the clone (e.g. it lives under /root), the PostgreSQL programs
@@ -269,28 +275,76 @@ status_postgres() {
 VALKEY_PIDFILE="$RUN_DIR/valkey.pid"
 VALKEY_LOG="$LOG_DIR/valkey.log"
 
-valkey_ping() {
-	# shellcheck disable=SC2016  # $1 expands in the inner shell
-	timeout 3 bash -c '
+# valkey_ask [USER]: logs in as USER (password from $SECRETS_DIR/valkey-USER, passed through
+# the environment, never on a command line) when given, then sends PING; prints the reply.
+valkey_ask() {
+	local password=""
+	if [[ -n ${1:-} ]]; then password="$(local_secret "valkey-$1")" || password=""; fi
+	# shellcheck disable=SC2016  # $1.. expand in the inner shell
+	VALKEY_ASK_PASSWORD="$password" timeout 3 bash -c '
 		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		if [[ -n $2 ]]; then
+			p="$VALKEY_ASK_PASSWORD"
+			printf "*3\r\n\$4\r\nAUTH\r\n\$%d\r\n%s\r\n\$%d\r\n%s\r\n" "${#2}" "$2" "${#p}" "$p" >&3
+			IFS= read -r -t 2 reply <&3 || exit 1
+			[[ $reply == "+OK"* ]] || { printf "%s\n" "$reply"; exit 0; }
+		fi
 		printf "PING\r\n" >&3
 		IFS= read -r -t 2 reply <&3 || exit 1
-		[[ $reply == "+PONG"* ]]
-	' _ "$VALKEY_PORT" 2>/dev/null
+		printf "%s\n" "$reply"
+	' _ "$VALKEY_PORT" "${1:-}" 2>/dev/null
+}
+
+# The server answers PING as the admin user.
+valkey_ping() {
+	local reply
+	reply="$(valkey_ask admin)" || return 1
+	[[ $reply == "+PONG"* ]]
+}
+
+# valkey_requires_login: a client that does not log in is refused.
+valkey_requires_login() {
+	local reply
+	reply="$(valkey_ask)" || return 1
+	[[ $reply == "-NOAUTH"* ]]
+}
+
+# valkey_render_acl: config/valkey/acl.conf with the passwords filled in, into
+# .local/valkey/acl.conf (0600).
+valkey_render_acl() {
+	local text admin shortline dest="$STATE_DIR/valkey/acl.conf"
+	admin="$(local_secret valkey-admin)" || die "valkey: no admin password in $SECRETS_DIR"
+	shortline="$(local_secret valkey-shortline)" || die "valkey: no shortline password in $SECRETS_DIR"
+	text="$(<"$SHORTLINE_ROOT/config/valkey/acl.conf")"
+	text="${text//@@VALKEY_ADMIN_PASSWORD@@/$admin}"
+	text="${text//@@VALKEY_SHORTLINE_PASSWORD@@/$shortline}"
+	[[ $text != *@@*@@* ]] || die "valkey: unreplaced placeholder in config/valkey/acl.conf"
+	(
+		umask 077
+		printf '%s\n' "$text" >"$dest.tmp"
+	)
+	mv -f "$dest.tmp" "$dest"
+	printf '%s\n' "$dest"
 }
 
 start_valkey() {
 	local pid
 	if pid="$(read_pid "$VALKEY_PIDFILE")" && pid_is "$pid" valkey-server; then
-		wait_for 10 "$pid" valkey valkey_ping || die "valkey: pid $pid is alive but does not answer"
+		if ! valkey_requires_login; then
+			die "valkey: pid $pid runs without the ACL (started before credentials were added); restart it: $0 stop valkey && $0 start valkey"
+		fi
+		wait_for 10 "$pid" valkey valkey_ping || die "valkey: pid $pid is alive but does not answer to the admin user"
 		log "valkey: already running (pid $pid)"
 		return 0
 	fi
 	rm -f "$VALKEY_PIDFILE"
 	port_open "$VALKEY_PORT" && die "valkey: port $VALKEY_PORT is taken by another process (set VALKEY_URL to use that server, or free the port)"
 	mkdir -p "$STATE_DIR/valkey"
-	log "valkey: starting on 127.0.0.1:$VALKEY_PORT"
-	spawn "$VALKEY_LOG" "$VALKEY_PIDFILE" "$VALKEY_SERVER" --bind 127.0.0.1 --port "$VALKEY_PORT" \
+	local acl
+	acl="$(valkey_render_acl)"
+	log "valkey: starting on 127.0.0.1:$VALKEY_PORT (users from config/valkey/acl.conf)"
+	# The rendered ACL first: it is the configuration file, the arguments add to it.
+	spawn "$VALKEY_LOG" "$VALKEY_PIDFILE" "$VALKEY_SERVER" "$acl" --bind 127.0.0.1 --port "$VALKEY_PORT" \
 		--save "" --appendonly no --dir "$STATE_DIR/valkey" --daemonize no --protected-mode yes
 	pid="$(cat "$VALKEY_PIDFILE")"
 	wait_for 20 "$pid" valkey valkey_ping || {
@@ -307,7 +361,7 @@ status_valkey() {
 	if is_external valkey; then
 		echo "valkey: external ($(redact_url "$VALKEY_URL"))"
 	elif pid="$(read_pid "$VALKEY_PIDFILE")" && pid_is "$pid" valkey-server && valkey_ping; then
-		echo "valkey: running pid $pid, $LOCAL_VALKEY_URL"
+		echo "valkey: running pid $pid, $LOCAL_VALKEY_URL (users admin, shortline: passwords in $SECRETS_DIR)"
 	else
 		echo "valkey: stopped"
 		return 1
@@ -324,10 +378,22 @@ nats_healthy() {
 	curl -fsS --max-time 2 "http://127.0.0.1:$NATS_MONITOR_PORT/healthz?js-enabled-only=true" >/dev/null
 }
 
+# nats_requires_login: the server's INFO says clients must authenticate.
+nats_requires_login() {
+	# shellcheck disable=SC2016  # $1 expands in the inner shell
+	timeout 3 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		IFS= read -r -t 2 info <&3 || exit 1
+		[[ $info == *"\"auth_required\":true"* ]]
+	' _ "$NATS_PORT" 2>/dev/null
+}
+
 start_nats() {
 	local pid
 	if pid="$(read_pid "$NATS_PIDFILE")" && pid_is "$pid" nats-server; then
 		wait_for 10 "$pid" nats nats_healthy || die "nats: pid $pid is alive but not healthy"
+		nats_requires_login ||
+			die "nats: pid $pid runs without config/nats/auth.conf (started before credentials were added); restart it: $0 stop nats && $0 start nats"
 		log "nats: already running (pid $pid)"
 		return 0
 	fi
@@ -335,9 +401,19 @@ start_nats() {
 	port_open "$NATS_PORT" && die "nats: port $NATS_PORT is taken by another process (set NATS_URL to use that server, or free the port)"
 	port_open "$NATS_MONITOR_PORT" && die "nats: monitoring port $NATS_MONITOR_PORT is taken by another process"
 	mkdir -p "$STATE_DIR/nats"
-	log "nats: starting on 127.0.0.1:$NATS_PORT (monitoring 127.0.0.1:$NATS_MONITOR_PORT, JetStream in $STATE_DIR/nats)"
-	spawn "$NATS_LOG" "$NATS_PIDFILE" "$NATS_SERVER" --name shortline-dev -a 127.0.0.1 -p "$NATS_PORT" \
-		--http_port "$NATS_MONITOR_PORT" -js -sd "$STATE_DIR/nats"
+	log "nats: starting on 127.0.0.1:$NATS_PORT (monitoring 127.0.0.1:$NATS_MONITOR_PORT, JetStream in $STATE_DIR/nats, users from config/nats/auth.conf)"
+	# The passwords reach the server through its environment only (auth.conf names them).
+	(
+		NATS_ADMIN_PASSWORD="$(local_secret nats-admin)" &&
+			NATS_API_PASSWORD="$(local_secret nats-api)" &&
+			NATS_REDIRECT_PASSWORD="$(local_secret nats-redirect)" &&
+			NATS_ANALYTICS_PASSWORD="$(local_secret nats-analytics)" ||
+			die "nats: a password is missing from $SECRETS_DIR"
+		export NATS_ADMIN_PASSWORD NATS_API_PASSWORD NATS_REDIRECT_PASSWORD NATS_ANALYTICS_PASSWORD
+		spawn "$NATS_LOG" "$NATS_PIDFILE" "$NATS_SERVER" -c "$SHORTLINE_ROOT/config/nats/auth.conf" \
+			--name shortline-dev -a 127.0.0.1 -p "$NATS_PORT" \
+			--http_port "$NATS_MONITOR_PORT" -js -sd "$STATE_DIR/nats"
+	)
 	pid="$(cat "$NATS_PIDFILE")"
 	wait_for 30 "$pid" nats nats_healthy || {
 		show_log_tail "$NATS_LOG"
@@ -353,7 +429,7 @@ status_nats() {
 	if is_external nats; then
 		echo "nats: external ($(redact_url "$NATS_URL"))"
 	elif pid="$(read_pid "$NATS_PIDFILE")" && pid_is "$pid" nats-server && nats_healthy 2>/dev/null; then
-		echo "nats: running pid $pid, $LOCAL_NATS_URL (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)"
+		echo "nats: running pid $pid, $LOCAL_NATS_URL (monitoring http://127.0.0.1:$NATS_MONITOR_PORT; users admin, api, redirect, analytics: passwords in $SECRETS_DIR)"
 	else
 		echo "nats: stopped"
 		return 1
@@ -371,6 +447,7 @@ do_start() {
 	# shellcheck source=scripts/tools.sh
 	source "$SCRIPTS/tools.sh"
 	ensure_state_dirs
+	ensure_local_secrets
 	for s in "$@"; do
 		if is_external "$s"; then
 			log "$s: using the server from the environment; not starting a local one"

@@ -10,6 +10,12 @@
 # (127.0.0.1:8000) with config/traefik/ rendered into .local/traefik/.
 # stop: SIGTERM by pid, up to SHORTLINE_STOP_TIMEOUT (20 s: longer than the redirect
 # service's click flush timeout plus its spill), then SIGKILL.
+#
+# Each service logs in to the local NATS as its own user (api, redirect, analytics: what
+# config/nats/auth.conf lets that user publish and subscribe) and to the local Valkey as the
+# user `shortline` (api and redirect; analytics does not use Valkey), with the passwords in
+# .local/secrets/. NATS_URL / VALKEY_URL given from outside (an external server, or a URL that
+# names its own user) are passed on unchanged.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -64,11 +70,14 @@ start_service() {
 	port_open "${addr##*:}" "${addr%:*}" && die "$name: $addr is taken by another process"
 	log "$name: starting $bin on $addr"
 	printf '\n==== %s start %s ====\n' "$name" "$(date -u +%FT%TZ)" >>"$logfile"
-	if [[ $name == api ]]; then
-		spawn "$logfile" "$pidfile" "$bin" serve
-	else
-		spawn "$logfile" "$pidfile" "$bin"
-	fi
+	(
+		service_credentials "$name"
+		if [[ $name == api ]]; then
+			spawn "$logfile" "$pidfile" "$bin" serve
+		else
+			spawn "$logfile" "$pidfile" "$bin"
+		fi
+	)
 	pid="$(cat "$pidfile")"
 	if ! wait_for 60 "$pid" "$name" health_ok "$addr"; then
 		show_log_tail "$logfile"
@@ -76,6 +85,24 @@ start_service() {
 		die "$name: did not become healthy"
 	fi
 	log "$name: healthy at http://$addr (pid $pid)"
+}
+
+# service_credentials NAME: exports the NATS_URL / VALKEY_URL service NAME runs with: its own
+# NATS user, and the Valkey user `shortline`, on the local servers (in a subshell: the
+# exports must not leak into the next service's).
+service_credentials() {
+	local name="$1" password
+	if [[ $EXTERNAL_NATS == 0 ]] && url_logs_in_as_local_admin "$NATS_URL" nats-admin; then
+		password="$(local_secret "nats-$name")" || die "$name: no NATS password in $SECRETS_DIR (run scripts/servers.sh start)"
+		NATS_URL="$(url_with_user "$NATS_URL" "$name" "$password")"
+	fi
+	export NATS_URL
+	if [[ $name == analytics ]]; then
+		unset VALKEY_URL
+	elif [[ $EXTERNAL_VALKEY == 0 ]] && url_logs_in_as_local_admin "$VALKEY_URL" valkey-admin; then
+		password="$(local_secret valkey-shortline)" || die "$name: no Valkey password in $SECRETS_DIR (run scripts/servers.sh start)"
+		export VALKEY_URL="$(url_with_user "$VALKEY_URL" shortline "$password")"
+	fi
 }
 
 # render_template SRC DEST NAME=VALUE...: replace each @@NAME@@ in SRC.

@@ -9,12 +9,16 @@
 #   GET  /events?url_id=…    two `redirect` events (HEAD logs none); stats redirect_count 2
 #   PUT  /urls/{id}           deactivate, then GET /{short_code} is 404 JSON at once
 #   GET  /no-such-code        404 JSON
-#   GET  /metrics             404 (never exposed through the edge)
+#   GET  /metrics             404 from the edge itself, also as /METRICS, //metrics, /metrics/
+#                             (no service's metrics are ever exposed through the edge)
 #   GET  /users without a key 401 problem with WWW-Authenticate: Bearer; with the key: RateLimit
 #   POST /urls with 10 MB     413 JSON, 20 times in a row (never a 502 from the edge)
+#   a burst of redirects      429 from the edge's rate limit once the burst is spent (the
+#                             redirect service never answers 429), then served again
 #
 # Requests send the admin key from SHORTLINE_API_KEY, else .local/api-key (make up writes it).
-# EDGE_URL overrides the edge address (default http://$EDGE_LISTEN).
+# EDGE_URL overrides the edge address (default http://$EDGE_LISTEN). SMOKE_RATE_LIMIT=0 skips
+# the rate-limit burst (for an edge configured with other limits).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -160,8 +164,56 @@ check "GET unknown code" 404 && {
 	}
 }
 
-request GET /metrics
-check "GET /metrics through the edge is not exposed" 404 || true
+for path in /metrics /METRICS //metrics /metrics/ /Metrics/x; do
+	request GET "$path"
+	if check "GET $path through the edge is not exposed" 404; then
+		# The edge's own 404, not a service's page (metrics text, or a JSON error).
+		if [[ $BODY == *"# TYPE"* || $BODY == *"# HELP"* || $BODY == "{"* ]]; then
+			log "FAIL GET $path: answered by a service, not by the edge: ${BODY:0:200}"
+			failures=$((failures + 1))
+		fi
+	fi
+done
+
+# The edge's rate limit on the redirect route (config/traefik/dynamic.yml: 100/s, burst 200
+# per client address): a burst of requests for an unknown code (cheap for the redirect
+# service) until the edge answers 429, then wait until it lets requests through again, so
+# whatever runs next is not limited.
+if [[ ${SMOKE_RATE_LIMIT:-1} != 0 ]]; then
+	if python3 - "$EDGE_URL/smoke-ratelimit-$suffix" <<'PYEOF'; then
+import sys, threading, urllib.error, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+url, seen, lock, stop = sys.argv[1], {}, threading.Lock(), threading.Event()
+def one(_):
+    if stop.is_set():
+        return
+    try:
+        code = urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    except Exception:
+        code = 0
+    with lock:
+        seen[code] = seen.get(code, 0) + 1
+    if code == 429:
+        stop.set()
+with ThreadPoolExecutor(max_workers=32) as pool:
+    list(pool.map(one, range(2000)))
+print(" ".join(f"{k}x{v}" for k, v in sorted(seen.items())), file=sys.stderr)
+sys.exit(0 if seen.get(429) and set(seen) <= {404, 429} else 1)
+PYEOF
+		log "ok   a burst of redirects gets 429 from the edge's rate limit"
+	else
+		log "FAIL a burst of redirects: no 429 from the edge (or other statuses; counts above)"
+		failures=$((failures + 1))
+	fi
+	for _ in $(seq 150); do
+		request GET "/smoke-ratelimit-$suffix"
+		[[ $STATUS != 429 ]] && break
+		sleep 0.2
+	done
+	check "GET /{short_code} once the rate limit refilled" 404 || true
+fi
 
 # Access control: no key is a 401 problem with a Bearer challenge; a key's answers carry the
 # IETF rate-limit fields.

@@ -3,7 +3,8 @@
 #
 # Installs the tools if needed, starts the local PostgreSQL / Valkey / NATS that are not
 # already running (and not given from outside through DATABASE_URL / VALKEY_URL / NATS_URL),
-# exports the URLs and SHORTLINE_TOOLS_DIR (absolute path of the tools venv; tests start their
+# exports the URLs (the local NATS and Valkey with their admin users, passwords from
+# .local/secrets/) and SHORTLINE_TOOLS_DIR (absolute path of the tools venv; tests start their
 # own valkey-server / nats-server from "$SHORTLINE_TOOLS_DIR/bin/"), runs
 #   cargo test --workspace --all-targets [EXTRA ARGS...]
 # and at the end stops only the servers this script started (a `make up` stack survives).
@@ -43,6 +44,9 @@ for s in postgres valkey nats; do
 	fi
 done
 
+# The local NATS and Valkey require a login: the tests use their admin users (with their own
+# subject and key prefixes). A first start has just generated the passwords.
+use_local_credentials
 export SHORTLINE_TOOLS_DIR
 # With a committed .sqlx/ the query macros need no live database at build time.
 if [[ -d $SHORTLINE_ROOT/.sqlx && -z ${SQLX_OFFLINE:-} ]]; then export SQLX_OFFLINE=true; fi

@@ -139,5 +139,6 @@ log "checking the renders (Kubernetes $K8S_VERSIONS schemas, policy, edge, parit
 log "rendered and schema-checked in $(($(date +%s) - started))s"
 "$PY" "$SCRIPTS/validate_deploy.py" --k8s-versions "$K8S_VERSIONS" "${renders[@]}" \
 	--external-secret helm-external=shortline-database \
+	--external-secret k3s=shortline-credentials --external-secret k3s-prometheus-operator=shortline-credentials \
 	--parity k3s:helm-default --parity k3s-prometheus-operator:helm-monitoring \
 	--compose compose.yml

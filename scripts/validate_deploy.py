@@ -20,8 +20,15 @@ stream is checked for
               container of every pod: requests and limits, no privilege escalation, read-only
               root filesystem, all capabilities dropped, non-root, RuntimeDefault seccomp
   edge        the IngressRoute's two rules are exactly the local edge's rules
-              (config/traefik/dynamic.yml), point at the api and redirect Services, and
-              deploy/compose-traefik.yml routes the same way
+              (config/traefik/dynamic.yml), point at the api and redirect Services, carry
+              rate-limit Middlewares equal to the local edge's, and
+              deploy/compose-traefik.yml routes and limits the same way
+  access      every pod (services, migrate Job, NATS, Valkey, the CloudNativePG instances) is
+              selected by a NetworkPolicy; the backing servers admit no edge and no other
+              namespace's pods but the operator's and Prometheus'; each service logs in to a
+              bundled NATS as its own user; the NATS auth.conf and Valkey acl.conf the
+              ConfigMaps carry are byte-identical to config/nats/auth.conf and
+              config/valkey/acl.conf
   backends    bundled CloudNativePG cluster size, NATS cluster routes match the StatefulSet,
               Valkey replicas follow a Service that selects the primary
   alerts      every PrometheusRule holds exactly the groups of
@@ -55,6 +62,7 @@ LISTEN_VARS = {"api": "API_LISTEN", "redirect": "REDIRECT_LISTEN", "analytics": 
 CRD_SCHEMAS = {
     ("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io_v1_cluster.json",
     ("traefik.io/v1alpha1", "IngressRoute"): "traefik.io_v1alpha1_ingressroute.json",
+    ("traefik.io/v1alpha1", "Middleware"): "traefik.io_v1alpha1_middleware.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
 }
@@ -395,6 +403,20 @@ def local_edge_rules() -> dict[str, str]:
     return {k: norm_rule(v["rule"]) for k, v in cfg["http"]["routers"].items()}
 
 
+def edge_limits(cfg: dict) -> dict[str, dict]:
+    """route name -> the rateLimit of its one middleware, in a Traefik file-provider config."""
+    out = {}
+    for router, r in cfg["http"]["routers"].items():
+        mws = r.get("middlewares", [])
+        if len(mws) == 1:
+            out[router] = cfg["http"].get("middlewares", {}).get(mws[0], {}).get("rateLimit")
+    return out
+
+
+def local_edge_limits() -> dict[str, dict]:
+    return edge_limits(yaml.safe_load((ROOT / "config" / "traefik" / "dynamic.yml").read_text()))
+
+
 def check_edge(name: str, docs: list[dict], rep: Report) -> None:
     rules = local_edge_rules()
     routes = by_kind(docs, "IngressRoute")
@@ -418,6 +440,16 @@ def check_edge(name: str, docs: list[dict], rep: Report) -> None:
         rep.check(find(docs, "Service", backends[0]) is not None, where, f"Service {backends[0]} is not defined")
     prio = {r["services"][0]["name"].rsplit("-", 1)[-1]: r.get("priority", 0) for r in got}
     rep.check(prio.get("api", 0) > prio.get("redirect", 0), where, "the api route must win over the catch-all")
+    limits = local_edge_limits()
+    for route in got:
+        svc = route["services"][0]["name"].rsplit("-", 1)[-1]
+        names = [m["name"] for m in route.get("middlewares", [])]
+        mws = [find(docs, "Middleware", n) for n in names]
+        if not rep.check(len(mws) == 1 and mws[0] is not None, where,
+                         f"the {svc} route does not carry exactly one defined rate-limit Middleware ({names})"):
+            continue
+        rep.check(mws[0]["spec"].get("rateLimit") == limits.get(svc), f"{name}: {ident(mws[0])}",
+                  f"rateLimit {mws[0]['spec'].get('rateLimit')} differs from the local edge's {limits.get(svc)}")
 
 
 def check_compose_edge(rep: Report) -> None:
@@ -425,6 +457,11 @@ def check_compose_edge(rep: Report) -> None:
     compose = yaml.safe_load((ROOT / "deploy" / "compose-traefik.yml").read_text())
     got = {k: norm_rule(v["rule"]) for k, v in compose["http"]["routers"].items()}
     rep.check(got == local, "deploy/compose-traefik.yml", "routers differ from config/traefik/dynamic.yml")
+    limits = local_edge_limits()
+    rep.check(set(limits) == {"api", "redirect"} and all(limits.values()), "config/traefik/dynamic.yml",
+              f"the api and redirect routers must each carry one rateLimit middleware: {limits}")
+    rep.check(edge_limits(compose) == limits, "deploy/compose-traefik.yml",
+              "rate limits differ from config/traefik/dynamic.yml")
 
 
 # -------------------------------------------------------------------------------- backends
@@ -456,6 +493,79 @@ def check_backends(name: str, docs: list[dict], min_pg: int, rep: Report) -> Non
                 svc = find(docs, "Service", primary)
                 ok = svc is not None and svc["spec"]["selector"].get("shortline.dev/valkey-role") == "primary"
                 rep.check(ok, where, f"--replicaof {primary} is not a Service selecting the primary")
+
+
+# ---------------------------------------------------------------------------------- access
+
+NATS_AUTH = ROOT / "config" / "nats" / "auth.conf"
+VALKEY_ACL = ROOT / "config" / "valkey" / "acl.conf"
+BACKENDS = ("nats", "valkey", "postgres")
+
+
+def policy_selects(policy: dict, labels: dict) -> bool:
+    sel = policy["spec"].get("podSelector", {})
+    if not all(labels.get(k) == v for k, v in sel.get("matchLabels", {}).items()):
+        return False
+    for expr in sel.get("matchExpressions", []):
+        if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return bool(sel)
+
+
+def check_access(name: str, docs: list[dict], rep: Report) -> None:
+    policies = by_kind(docs, "NetworkPolicy")
+    workloads = [d for d in docs if d["kind"] in POD_KINDS]
+    for w in workloads:
+        labels = pod_labels(w)
+        rep.check(any(policy_selects(p, labels) for p in policies), f"{name}: {ident(w)}",
+                  "no NetworkPolicy selects its pods")
+    for cl in by_kind(docs, "Cluster"):
+        labels = {"cnpg.io/cluster": cl["metadata"]["name"]}
+        rep.check(any(policy_selects(p, labels) for p in policies), f"{name}: {ident(cl)}",
+                  "no NetworkPolicy selects its instances (cnpg.io/cluster)")
+    for p in policies:
+        where = f"{name}: {ident(p)}"
+        rep.check("Ingress" in p["spec"].get("policyTypes", []), where, "does not restrict ingress")
+        comp = component(p)
+        peers = [peer for rule in p["spec"].get("ingress", []) for peer in rule.get("from", [])]
+        rep.check(all(peer for peer in peers), where, "an empty peer admits everyone")
+        if comp in BACKENDS:
+            for peer in peers:
+                ns = peer.get("namespaceSelector")
+                pod = peer.get("podSelector", {}).get("matchLabels", {})
+                rep.check(pod.get("app.kubernetes.io/name") != "traefik", where,
+                          "the edge must not reach a backing server")
+                if ns is not None:
+                    rep.check(bool(ns.get("matchLabels")), where, "admits pods of every namespace")
+        if comp in ("analytics", "migrate"):
+            for peer in peers:
+                pod = peer.get("podSelector", {}).get("matchLabels", {})
+                rep.check(pod.get("app.kubernetes.io/name") != "traefik", where,
+                          f"the edge must not reach {comp}")
+    # The configs the servers get are the committed ones.
+    for cm in by_kind(docs, "ConfigMap"):
+        data = cm.get("data", {})
+        if "auth.conf" in data:
+            rep.check(data["auth.conf"] == NATS_AUTH.read_text(), f"{name}: {ident(cm)}",
+                      "auth.conf differs from config/nats/auth.conf (copy it over)")
+        if "acl.conf.template" in data:
+            rep.check(data["acl.conf.template"] == VALKEY_ACL.read_text(), f"{name}: {ident(cm)}",
+                      "acl.conf.template differs from config/valkey/acl.conf (copy it over)")
+        if "nats.conf" in data:
+            rep.check("include ./auth.conf" in data["nats.conf"] and "auth.conf" in data,
+                      f"{name}: {ident(cm)}", "nats.conf does not include the users (auth.conf)")
+    bundled_nats = any(component(s) == "nats" for s in by_kind(docs, "StatefulSet"))
+    if bundled_nats:
+        for dep in by_kind(docs, "Deployment"):
+            svc = component(dep)
+            if svc not in SERVICES:
+                continue
+            env = {e["name"]: e for e in pod_spec(dep)["containers"][0].get("env", [])}
+            url = env.get("NATS_URL", {}).get("value", "")
+            rep.check(url.startswith(f"nats://{svc}:$(SHORTLINE_NATS_PASSWORD)@"), f"{name}: {ident(dep)}",
+                      f"NATS_URL does not log in as the {svc} user: {url!r}")
+            rep.check("secretKeyRef" in env.get("SHORTLINE_NATS_PASSWORD", {}).get("valueFrom", {}),
+                      f"{name}: {ident(dep)}", "the NATS password does not come from a Secret")
 
 
 # ---------------------------------------------------------------------------------- parity
@@ -507,10 +617,19 @@ def diff(a, b, path="") -> list[str]:
     return [] if a == b else [f"{path}: {json.dumps(a)[:120]} != {json.dumps(b)[:120]}"]
 
 
-def check_parity(a_name: str, a: list[dict], b_name: str, b: list[dict], rep: Report) -> None:
+def check_parity(a_name: str, a: list[dict], b_name: str, b: list[dict], rep: Report,
+                 external: dict[str, set[str]]) -> None:
     skip = {"Namespace"}  # helm installs into a namespace; it does not own it
-    ka = {(d["kind"], d["metadata"]["name"]): d for d in a if d["kind"] not in skip}
-    kb = {(d["kind"], d["metadata"]["name"]): d for d in b if d["kind"] not in skip}
+
+    def keep(d: dict, other: str) -> bool:
+        # A Secret one side creates and the other expects to exist (the chart generates the
+        # credentials; the plain manifests document creating them) is the same system.
+        if d["kind"] == "Secret" and d["metadata"]["name"] in external.get(other, set()):
+            return False
+        return d["kind"] not in skip
+
+    ka = {(d["kind"], d["metadata"]["name"]): d for d in a if keep(d, b_name)}
+    kb = {(d["kind"], d["metadata"]["name"]): d for d in b if keep(d, a_name)}
     where = f"parity {a_name} ~ {b_name}"
     rep.check(set(ka) == set(kb), where,
               f"objects only in {a_name}: {sorted(set(ka) - set(kb))}; only in {b_name}: {sorted(set(kb) - set(ka))}")
@@ -578,6 +697,7 @@ def main() -> int:
         if by_kind(docs, "IngressRoute"):
             check_edge(name, docs, rep)
         check_backends(name, docs, args.min_postgres_instances, rep)
+        check_access(name, docs, rep)
         check_alert_rules(name, docs, rep)
         kinds = sorted({d["kind"] for d in docs})
         status = "ok" if len(rep.errors) == before else f"{len(rep.errors) - before} problem(s)"
@@ -585,7 +705,7 @@ def main() -> int:
     for pair in args.parity:
         a, _, b = pair.partition(":")
         before = len(rep.errors)
-        check_parity(a, renders[a], b, renders[b], rep)
+        check_parity(a, renders[a], b, renders[b], rep, external)
         print(f"  parity {a} ~ {b}: {'ok' if len(rep.errors) == before else 'differs'}")
     check_compose_edge(rep)
     if args.compose:

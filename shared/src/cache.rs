@@ -10,9 +10,12 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fred::interfaces::EventInterface;
 use fred::prelude::{
-    ClientLike, Config, Error as FredError, Expiration, KeysInterface, Pool, ReconnectPolicy,
-    SetOptions,
+    ClientLike, Config, Error as FredError, ErrorKind, Expiration, KeysInterface, Pool,
+    ReconnectPolicy, SetOptions,
 };
 use fred::types::Builder;
 use fred::types::config::Options;
@@ -43,7 +46,35 @@ pub enum CacheError {
     #[error("valkey is not connected")]
     Disconnected,
     #[error("valkey: {0}")]
-    Command(#[from] FredError),
+    Command(FredError),
+}
+
+impl From<FredError> for CacheError {
+    fn from(e: FredError) -> Self {
+        if e.details().starts_with("NOPERM") {
+            // A misconfigured ACL, not a passing fault: say so (once; the
+            // callers log every failure at debug level).
+            log_once(
+                &PERMISSION_REFUSED,
+                &e,
+                "Valkey refused a command: the VALKEY_URL user lacks an ACL permission (docs/runbook.md, \"Access control\")",
+            );
+        }
+        Self::Command(e)
+    }
+}
+
+static PERMISSION_REFUSED: AtomicBool = AtomicBool::new(false);
+static LOGIN_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Logs an access error at error level the first time this process sees
+/// one of its kind, at debug level after that.
+fn log_once(seen: &AtomicBool, e: &FredError, message: &str) {
+    if seen.swap(true, Ordering::Relaxed) {
+        tracing::debug!(error = %e, "{message}");
+    } else {
+        tracing::error!(error = %e, "{message}");
+    }
 }
 
 /// Settings for [`Valkey::connect`].
@@ -103,6 +134,20 @@ impl Valkey {
             // Forever, 50 ms doubling up to 2 s between attempts.
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_pool(settings.pool_size.max(1))?;
+        for client in pool.clients() {
+            // Refused logins (wrong user or password in VALKEY_URL, or the
+            // user is off) otherwise only show as "unreachable" in /ready.
+            drop(client.on_error(|(e, _server)| async move {
+                if *e.kind() == ErrorKind::Auth {
+                    log_once(
+                        &LOGIN_REFUSED,
+                        &e,
+                        "Valkey refused the login: check the user and password in VALKEY_URL",
+                    );
+                }
+                Ok(())
+            }));
+        }
         // The handles end when the pool quits; nothing to join.
         drop(pool.connect_pool());
         Ok(Self { pool })

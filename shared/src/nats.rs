@@ -8,17 +8,153 @@ use crate::events::Subjects;
 
 /// Connects without blocking start-up: when NATS is down the client keeps
 /// retrying in the background and the service runs degraded meanwhile.
+///
+/// `url` may carry a user and password (`nats://api:secret@host:4222`, or a
+/// comma-separated list of such URLs): they are taken out of the URL,
+/// percent-decoded, and sent with the CONNECT (async-nats ignores URL
+/// credentials); the client itself only ever sees the URL without them, so
+/// no log line of its prints the password.
 pub async fn connect(
     url: &str,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+    let target = NatsTarget::parse(url).map_err(|e| {
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+    })?;
+    let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .max_reconnects(None)
-        .connect(url)
-        .await
+        .event_callback(|event| async move { log_event(&event) });
+    if let Some((user, password)) = target.credentials {
+        options = options.user_and_password(user, password);
+    }
+    options.connect(target.servers.as_str()).await
+}
+
+/// Logs what the server tells the client outside any request: a refused
+/// login or a permissions violation (the user of `NATS_URL` may not publish
+/// or subscribe to a subject: the operation is dropped, and a request waits
+/// for its timeout) would otherwise only show as timeouts.
+fn log_event(event: &async_nats::Event) {
+    use async_nats::{Event, ServerError};
+    match event {
+        Event::ServerError(ServerError::AuthorizationViolation) => {
+            tracing::error!("NATS refused the login: check the user and password in NATS_URL")
+        }
+        Event::ServerError(ServerError::Other(message))
+            if message
+                .to_ascii_lowercase()
+                .contains("permissions violation") =>
+        {
+            tracing::error!(
+                error = %message,
+                "NATS refused an operation: this service's NATS user lacks the permission (docs/runbook.md, \"Access control\")"
+            );
+        }
+        Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+        Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+        Event::Connected => tracing::info!("NATS connected"),
+        Event::SlowConsumer(sid) => tracing::warn!(subscription = sid, "NATS slow consumer"),
+        _ => {}
+    }
+}
+
+/// A `NATS_URL` taken apart: the server URLs without credentials, and the
+/// user and password that were in them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsTarget {
+    /// Comma-separated server URLs, credentials removed.
+    pub servers: String,
+    /// `(user, password)`, percent-decoded, when the URL named a user.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for NatsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTarget")
+            .field("servers", &self.servers)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a `NATS_URL` could not be taken apart. Never holds the password.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsUrlError {
+    #[error("NATS_URL entry {index} is not a URL: {reason}")]
+    Invalid {
+        index: usize,
+        reason: url::ParseError,
+    },
+    #[error("NATS_URL entry {index}: user name or password is not valid UTF-8 once decoded")]
+    Encoding { index: usize },
+    #[error("NATS_URL entries name different users or passwords")]
+    MixedCredentials,
+}
+
+impl NatsTarget {
+    /// Splits `url` (one URL, or several separated by commas). An entry
+    /// without `://` (`host:port`) is kept as it is and carries no
+    /// credentials; every entry that carries some must carry the same.
+    pub fn parse(url: &str) -> Result<Self, NatsUrlError> {
+        let mut servers = Vec::new();
+        let mut credentials: Option<(String, String)> = None;
+        for (index, entry) in url.split(',').map(str::trim).enumerate() {
+            if !entry.contains("://") {
+                servers.push(entry.to_owned());
+                continue;
+            }
+            let mut parsed =
+                url::Url::parse(entry).map_err(|reason| NatsUrlError::Invalid { index, reason })?;
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                let decode = |s: &str| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8()
+                        .map(|c| c.into_owned())
+                        .map_err(|_| NatsUrlError::Encoding { index })
+                };
+                let found = (
+                    decode(parsed.username())?,
+                    decode(parsed.password().unwrap_or_default())?,
+                );
+                match &credentials {
+                    Some(known) if *known != found => return Err(NatsUrlError::MixedCredentials),
+                    _ => credentials = Some(found),
+                }
+                // Both always succeed on a URL with a host (the only kind
+                // that can carry credentials).
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+            }
+            servers.push(parsed.to_string());
+        }
+        Ok(Self {
+            servers: servers.join(","),
+            credentials,
+        })
+    }
+}
+
+/// `url` with any password replaced by `***`, for log lines and error
+/// messages (each entry of a comma-separated list).
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|entry| match url::Url::parse(entry.trim()) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                let _ = parsed.set_password(Some("***"));
+                parsed.to_string()
+            }
+            Ok(_) => entry.trim().to_owned(),
+            // Unparseable: show nothing after a possible `user:` part.
+            Err(_) => match entry.rfind('@') {
+                Some(at) => format!("***@{}", &entry[at + 1..]),
+                None => entry.trim().to_owned(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whether the client currently holds a connection to the server.
@@ -119,6 +255,70 @@ pub async fn ensure_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_and_are_percent_decoded() {
+        let t = NatsTarget::parse("nats://api:s%40cr%3Aet%2F1@127.0.0.1:4222").expect("parses");
+        assert_eq!(t.servers, "nats://127.0.0.1:4222");
+        assert_eq!(
+            t.credentials,
+            Some(("api".to_owned(), "s@cr:et/1".to_owned()))
+        );
+        assert!(
+            !format!("{t:?}").contains("s@cr"),
+            "Debug shows no password"
+        );
+    }
+
+    #[test]
+    fn a_url_without_credentials_is_unchanged() {
+        let t = NatsTarget::parse("nats://127.0.0.1:54222").expect("parses");
+        assert_eq!(t.servers, "nats://127.0.0.1:54222");
+        assert_eq!(t.credentials, None);
+        let bare = NatsTarget::parse("127.0.0.1:4222").expect("parses");
+        assert_eq!(bare.servers, "127.0.0.1:4222");
+        assert_eq!(bare.credentials, None);
+    }
+
+    #[test]
+    fn every_server_of_a_list_loses_its_credentials() {
+        let t = NatsTarget::parse("nats://u:p@a:4222, nats://u:p@b:4222,nats://c:4222")
+            .expect("parses");
+        assert_eq!(t.servers, "nats://a:4222,nats://b:4222,nats://c:4222");
+        assert_eq!(t.credentials, Some(("u".to_owned(), "p".to_owned())));
+        assert!(matches!(
+            NatsTarget::parse("nats://u:p@a:4222,nats://v:q@b:4222"),
+            Err(NatsUrlError::MixedCredentials)
+        ));
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_still_sent() {
+        let t = NatsTarget::parse("nats://token-user@h:4222").expect("parses");
+        assert_eq!(
+            t.credentials,
+            Some(("token-user".to_owned(), String::new()))
+        );
+    }
+
+    #[test]
+    fn redacted_urls_hide_only_the_password() {
+        assert_eq!(
+            redact_url("nats://api:secret@h:4222,nats://h2:4222"),
+            "nats://api:***@h:4222,nats://h2:4222"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert!(!redact_url("not a url:secret@h").contains("secret"));
+    }
+
+    #[test]
+    fn a_bad_url_error_names_no_password() {
+        let err = NatsTarget::parse("nats://api:secret@[::1").expect_err("invalid");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
 
     #[test]
     fn every_stream_keeps_the_configured_copies() {

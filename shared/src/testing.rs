@@ -6,7 +6,12 @@
 //! The binaries come from `$SHORTLINE_TOOLS_DIR/bin/` (`make test` sets it;
 //! `make tools` installs them). Every process is killed when its handle
 //! drops, and its data directory removed.
+//!
+//! [`OwnServer::start_secured`] starts a server with the project's own access
+//! control (`config/nats/auth.conf`, `config/valkey/acl.conf`) and fresh
+//! random passwords; [`OwnServer::url_as`] gives a user's URL.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,6 +108,10 @@ pub enum ServerKind {
     Valkey,
 }
 
+/// The users of `config/nats/auth.conf` and `config/valkey/acl.conf`.
+pub const NATS_USERS: [&str; 4] = ["admin", "api", "redirect", "analytics"];
+pub const VALKEY_USERS: [&str; 2] = ["admin", "shortline"];
+
 /// A server process owned by one test. Can be stopped and started again on
 /// the same port (and, for NATS, the same JetStream store).
 pub struct OwnServer {
@@ -110,6 +119,8 @@ pub struct OwnServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// user -> password, when started with the project's access control.
+    passwords: Option<BTreeMap<String, String>>,
 }
 
 impl OwnServer {
@@ -134,7 +145,60 @@ impl OwnServer {
             port: free_port(),
             dir,
             child: None,
+            passwords: None,
         }
+    }
+
+    /// Starts the server with the project's access control: NATS with
+    /// `config/nats/auth.conf` (users admin, api, redirect, analytics),
+    /// Valkey with `config/valkey/acl.conf` (users admin, shortline; default
+    /// user off), each user with a fresh random password. The server writes
+    /// its log to [`OwnServer::log`].
+    pub async fn start_secured(kind: ServerKind) -> Self {
+        let mut server = Self::not_started(kind);
+        let users: &[&str] = match kind {
+            ServerKind::Nats => &NATS_USERS,
+            ServerKind::Valkey => &VALKEY_USERS,
+        };
+        server.passwords = Some(
+            users
+                .iter()
+                .map(|u| {
+                    let password = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
+                    ((*u).to_owned(), password.to_lowercase())
+                })
+                .collect(),
+        );
+        server.resume().await;
+        server
+    }
+
+    /// The URL that logs in as `user` (a secured server only).
+    pub fn url_as(&self, user: &str) -> String {
+        let password = self
+            .passwords
+            .as_ref()
+            .and_then(|p| p.get(user))
+            .unwrap_or_else(|| panic!("no user {user} on this server"));
+        let scheme = match self.kind {
+            ServerKind::Nats => "nats",
+            ServerKind::Valkey => "redis",
+        };
+        format!("{scheme}://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// The password of `user` (a secured server only).
+    pub fn password(&self, user: &str) -> &str {
+        self.passwords
+            .as_ref()
+            .and_then(|p| p.get(user))
+            .unwrap_or_else(|| panic!("no user {user} on this server"))
+    }
+
+    /// What the server has logged so far (a secured server only; empty
+    /// otherwise).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
@@ -172,6 +236,38 @@ impl OwnServer {
         line.trim_end().to_owned()
     }
 
+    /// Logs in as `user` (with no user: not at all), sends each command on
+    /// the same connection and returns each whole reply rendered as text:
+    /// `+OK`, `-NOPERM ...`, `:1`, a bulk string's content, `(nil)`, or a
+    /// list's items in brackets.
+    pub async fn valkey_session(&self, user: Option<&str>, commands: &[&[&str]]) -> Vec<String> {
+        assert_eq!(self.kind, ServerKind::Valkey, "not a Valkey server");
+        let stream = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to valkey");
+        let mut stream = BufReader::new(stream);
+        if let Some(user) = user {
+            let auth = ["AUTH", user, self.password(user)];
+            stream
+                .get_mut()
+                .write_all(&resp_command(&auth))
+                .await
+                .expect("send to valkey");
+            let reply = read_resp(&mut stream).await;
+            assert_eq!(reply, "+OK", "AUTH as {user}");
+        }
+        let mut replies = Vec::new();
+        for command in commands {
+            stream
+                .get_mut()
+                .write_all(&resp_command(command))
+                .await
+                .expect("send to valkey");
+            replies.push(read_resp(&mut stream).await);
+        }
+        replies
+    }
+
     /// Kills the process (like a crash: no goodbye to clients).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -184,15 +280,38 @@ impl OwnServer {
     pub async fn resume(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let port = self.port.to_string();
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         let mut command = match self.kind {
             ServerKind::Nats => {
                 let mut c = Command::new(tool("nats-server"));
+                if let Some(passwords) = &self.passwords {
+                    c.arg("-c").arg(config.join("nats/auth.conf"));
+                    c.arg("-l").arg(self.dir.join("server.log"));
+                    for (user, password) in passwords {
+                        c.env(format!("NATS_{}_PASSWORD", user.to_uppercase()), password);
+                    }
+                }
                 c.args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
                     .arg(&self.dir);
                 c
             }
             ServerKind::Valkey => {
                 let mut c = Command::new(tool("valkey-server"));
+                if let Some(passwords) = &self.passwords {
+                    // As every deployment does: the template with the
+                    // passwords filled in is the configuration file.
+                    let mut acl = std::fs::read_to_string(config.join("valkey/acl.conf"))
+                        .expect("config/valkey/acl.conf");
+                    for (user, password) in passwords {
+                        let placeholder = format!("@@VALKEY_{}_PASSWORD@@", user.to_uppercase());
+                        acl = acl.replace(&placeholder, password);
+                    }
+                    assert!(!acl.contains("@@"), "unreplaced placeholder in acl.conf");
+                    let rendered = self.dir.join("acl.conf");
+                    std::fs::write(&rendered, acl).expect("write acl.conf");
+                    c.arg(rendered);
+                    c.arg("--logfile").arg(self.dir.join("server.log"));
+                }
                 c.args([
                     "--bind",
                     "127.0.0.1",
@@ -230,6 +349,52 @@ impl OwnServer {
         }
         panic!("{:?} server did not listen on {addr}", self.kind);
     }
+}
+
+/// One command in RESP.
+fn resp_command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads one whole RESP2/RESP3 reply and renders it as text.
+fn read_resp<'a>(
+    stream: &'a mut BufReader<TcpStream>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + 'a>> {
+    Box::pin(async move {
+        use tokio::io::AsyncReadExt;
+        let mut line = String::new();
+        stream.read_line(&mut line).await.expect("valkey reply");
+        let line = line.trim_end().to_owned();
+        let (kind, rest) = line.split_at(1.min(line.len()));
+        match kind {
+            "$" => {
+                let Ok(n) = rest.parse::<usize>() else {
+                    return "(nil)".to_owned();
+                };
+                let mut data = vec![0; n + 2];
+                stream.read_exact(&mut data).await.expect("bulk reply");
+                String::from_utf8_lossy(&data[..n]).into_owned()
+            }
+            "*" => {
+                let Ok(n) = rest.parse::<usize>() else {
+                    return "(nil)".to_owned();
+                };
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(read_resp(stream).await);
+                }
+                format!("[{}]", items.join(", "))
+            }
+            "_" => "(nil)".to_owned(),
+            _ => line,
+        }
+    })
 }
 
 impl Drop for OwnServer {

@@ -66,6 +66,17 @@ DATABASE_URL
 {{- end }}
 {{- end }}
 
+{{/* The Secret holding the NATS and Valkey passwords (credentials.yaml makes it unless
+     credentials.existingSecret names one). */}}
+{{- define "shortline.credentialsSecretName" -}}
+{{- default (printf "%s-credentials" (include "shortline.fullname" .)) .Values.credentials.existingSecret }}
+{{- end }}
+
+{{/* Whether anything bundled needs the credentials Secret. */}}
+{{- define "shortline.needsCredentials" -}}
+{{- if or .Values.nats.bundled .Values.valkey.bundled }}true{{ end }}
+{{- end }}
+
 {{- define "shortline.natsUrl" -}}
 {{- if .Values.nats.bundled -}}
 nats://{{ include "shortline.fullname" . }}-nats:4222

@@ -87,7 +87,7 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 async fn count_messages(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url).await?;
+    let client = shortline_shared::nats::connect(nats_url, "clickload").await?;
     let js = jetstream::new(client);
     let mut total = 0;
     for name in streams(prefix) {
@@ -102,7 +102,7 @@ async fn count_messages(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
 }
 
 async fn drop_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url).await?;
+    let client = shortline_shared::nats::connect(nats_url, "clickload").await?;
     let js = jetstream::new(client);
     for name in streams(prefix) {
         match js.delete_stream(&name).await {
@@ -120,7 +120,7 @@ async fn drop_streams(nats_url: &str, prefix: &str) -> anyhow::Result<()> {
 }
 
 async fn fill(nats_url: &str, prefix: &str, clicks: u64, per_batch: u64) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url).await?;
+    let client = shortline_shared::nats::connect(nats_url, "clickload").await?;
     let js = jetstream::new(client);
     let subjects = Subjects::new(prefix);
     ensure_stream(&js, clicks_stream_config(&subjects))
