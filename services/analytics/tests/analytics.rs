@@ -93,7 +93,9 @@ struct Stream {
 
 impl Stream {
     async fn new(prefix: &str) -> Self {
-        let client = async_nats::connect(nats_url()).await.expect("nats");
+        let client = shortline_shared::nats::connect(&nats_url(), "analytics-test")
+            .await
+            .expect("nats");
         let js = jetstream::new(client);
         let subjects = Subjects::new(prefix);
         ensure_stream(&js, clicks_stream_config(&subjects))
@@ -240,7 +242,9 @@ async fn a_consumer_killed_mid_stream_loses_nothing_and_counts_nothing_twice(db:
         ack_wait: Duration::from_secs(1),
         writers: 2,
     };
-    let client = async_nats::connect(nats_url()).await.expect("nats");
+    let client = shortline_shared::nats::connect(&nats_url(), "analytics-test")
+        .await
+        .expect("nats");
     let start = || {
         let consumer = ClickConsumer::new(
             db.clone(),
@@ -463,7 +467,9 @@ async fn the_rollup_defers_while_the_consumer_is_behind_then_catches_up(db: PgPo
         ack_wait: Duration::from_secs(5),
         writers: 1,
     };
-    let client = async_nats::connect(nats_url()).await.expect("nats");
+    let client = shortline_shared::nats::connect(&nats_url(), "analytics-test")
+        .await
+        .expect("nats");
     let consumer = ClickConsumer::new(
         db.clone(),
         client,

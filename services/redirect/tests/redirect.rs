@@ -85,7 +85,9 @@ async fn clicks(
     subjects: &Subjects,
     expect: usize,
 ) -> Vec<shortline_shared::events::Click> {
-    let client = async_nats::connect(nats_url).await.expect("nats");
+    let client = shortline_shared::nats::connect(nats_url, "redirect-test")
+        .await
+        .expect("nats");
     let js = jetstream::new(client);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -120,7 +122,9 @@ async fn clicks(
 /// Publishes a link change as the API's outbox relay would; returns its
 /// stream sequence.
 async fn publish_change(nats_url: &str, subjects: &Subjects, change: Change) -> u64 {
-    let client = async_nats::connect(nats_url).await.expect("nats");
+    let client = shortline_shared::nats::connect(nats_url, "redirect-test")
+        .await
+        .expect("nats");
     let js = jetstream::new(client);
     shortline_shared::nats::ensure_stream(
         &js,
@@ -489,7 +493,9 @@ async fn valkey_down_redirects_still_succeed(db: PgPool) {
 /// Whether every redirect replica's change consumer has acknowledged the
 /// change at `sequence` (the API's test before it answers a write).
 async fn change_acked(subjects: &Subjects, sequence: u64) -> bool {
-    let client = async_nats::connect(shared_nats()).await.expect("nats");
+    let client = shortline_shared::nats::connect(&shared_nats(), "redirect-test")
+        .await
+        .expect("nats");
     let stream = jetstream::new(client)
         .get_stream(subjects.changes_stream())
         .await
@@ -923,7 +929,9 @@ async fn health_and_ready(db: PgPool) {
 
 /// Names of the redirect consumers on the test's change stream.
 async fn change_consumers(subjects: &Subjects) -> Vec<String> {
-    let client = async_nats::connect(shared_nats()).await.expect("nats");
+    let client = shortline_shared::nats::connect(&shared_nats(), "redirect-test")
+        .await
+        .expect("nats");
     let js = jetstream::new(client);
     let Ok(stream) = js.get_stream(subjects.changes_stream()).await else {
         return Vec::new();

@@ -108,25 +108,30 @@ impl<R: OperationOutput> OperationOutput for Propagated<R> {
 fn with_propagation_header(ctx: &mut GenContext, mut res: DocResponse) -> DocResponse {
     res.headers.insert(
         "Shortline-Propagation".into(),
-        ReferenceOr::Item(Header {
-            description: Some(
-                "`acknowledged`: every redirect replica dropped the link from its caches before this answer. `unconfirmed`: not confirmed (NATS away or a replica slow); the API tombstoned the link in Valkey itself and replicas that lost the change stream re-read within a second."
-                    .into(),
-            ),
-            style: HeaderStyle::Simple,
-            required: false,
-            deprecated: None,
-            format: ParameterSchemaOrContent::Schema(SchemaObject {
-                json_schema: ctx.schema.subschema_for::<String>(),
-                example: None,
-                external_docs: None,
-            }),
-            example: None,
-            examples: Default::default(),
-            extensions: Default::default(),
-        }),
+        optional_string_header(
+            ctx,
+            "`acknowledged`: every redirect replica dropped the link from its caches before this answer. `unconfirmed`: not confirmed (NATS away or a replica slow); the API tombstoned the link in Valkey itself and replicas that lost the change stream re-read within a second.",
+        ),
     );
     res
+}
+
+/// The documentation of an optional response header holding a string.
+fn optional_string_header(ctx: &mut GenContext, description: &str) -> ReferenceOr<Header> {
+    ReferenceOr::Item(Header {
+        description: Some(description.to_owned()),
+        style: HeaderStyle::Simple,
+        required: false,
+        deprecated: None,
+        format: ParameterSchemaOrContent::Schema(SchemaObject {
+            json_schema: ctx.schema.subschema_for::<String>(),
+            example: None,
+            external_docs: None,
+        }),
+        example: None,
+        examples: Default::default(),
+        extensions: Default::default(),
+    })
 }
 
 /// Documents a 404 with the given message.
@@ -246,25 +251,12 @@ impl<T: JsonSchema> OperationOutput for Listed<T> {
         res.description = "The matches, ordered by id".into();
         res.headers.insert(
             "Link".into(),
-            ReferenceOr::Item(Header {
-                description: Some(
-                    "Present when the page size cut the list short: \
-                     `</events?event_type=redirect&per_page=100&after_id=4242>; rel=\"next\"`, \
-                     the same filters with `after_id` set to the last id of this page."
-                        .into(),
-                ),
-                style: HeaderStyle::Simple,
-                required: false,
-                deprecated: None,
-                format: ParameterSchemaOrContent::Schema(SchemaObject {
-                    json_schema: ctx.schema.subschema_for::<String>(),
-                    example: None,
-                    external_docs: None,
-                }),
-                example: None,
-                examples: Default::default(),
-                extensions: Default::default(),
-            }),
+            optional_string_header(
+                ctx,
+                "Present when the page size cut the list short: \
+                 `</events?event_type=redirect&per_page=100&after_id=4242>; rel=\"next\"`, \
+                 the same filters with `after_id` set to the last id of this page.",
+            ),
         );
         Some(res)
     }
