@@ -21,7 +21,7 @@ DEMO_SEED ?= 42
 # Extra arguments for `cargo test`, e.g. make test TEST_ARGS="-p shortline-api"
 TEST_ARGS ?=
 
-.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke observability-proof compose-env fmt lint clean-state
+.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke fuzz observability-proof compose-env fmt lint clean-state
 
 help: ## List the targets
 	@echo "Shortline: make up (start everything), then make test"
@@ -85,6 +85,9 @@ check-monitoring: ## promtool checks and unit tests of the alert rules; dashboar
 
 smoke: ## Smoke-test the running stack through the edge (after make up)
 	@bash scripts/smoke.sh
+
+fuzz: ## Fuzz the running stack's API through the edge with Schemathesis (FUZZ_CASES=2000; changes data)
+	@bash scripts/fuzz.sh
 
 observability-proof: ## Run a Prometheus against the running stack and evaluate every panel and alert query
 	@bash scripts/observability-proof.sh

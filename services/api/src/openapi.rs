@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use aide::axum::ApiRouter;
-use aide::openapi::{ApiKeyLocation, OpenApi, ReferenceOr, SecurityScheme, Tag};
+use aide::openapi::{ApiKeyLocation, OpenApi, ReferenceOr, SecurityScheme, StatusCode, Tag};
 use aide::scalar::Scalar;
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use shortline_shared::http::PROBLEM_JSON;
 
 use crate::state::AppState;
 
@@ -93,7 +94,51 @@ pub fn build(routes: impl FnOnce() -> ApiRouter<AppState>) -> (Router<AppState>,
             op.security = vec![Default::default()];
         }
     }
+    declare_problem_json(&mut api);
     (router, api)
+}
+
+/// Every error answer is a problem document sent as `application/json`, or
+/// as `application/problem+json` when the client's `Accept` names that type
+/// (`shortline_shared::http`): each 4xx/5xx response the handlers describe as
+/// JSON is declared with both media types.
+fn declare_problem_json(api: &mut OpenApi) {
+    let Some(paths) = api.paths.as_mut() else {
+        return;
+    };
+    for item in paths.paths.values_mut() {
+        let ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            let Some(responses) = op.responses.as_mut() else {
+                continue;
+            };
+            for (status, res) in responses.responses.iter_mut() {
+                let is_error = matches!(status, StatusCode::Code(code) if *code >= 400)
+                    || matches!(status, StatusCode::Range(range) if *range >= 4);
+                let ReferenceOr::Item(res) = res else {
+                    continue;
+                };
+                if !is_error || res.content.contains_key(PROBLEM_JSON) {
+                    continue;
+                }
+                if let Some(json) = res.content.get("application/json").cloned() {
+                    res.content.insert(PROBLEM_JSON.to_owned(), json);
+                }
+            }
+        }
+    }
 }
 
 /// Documented operations that need no key.

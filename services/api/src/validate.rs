@@ -59,6 +59,21 @@ pub fn holds_nul(value: &Value) -> bool {
     }
 }
 
+/// A `schemars` transform for bodies whose optional fields may be absent but
+/// not `null` (declared `#[schemars(with = "String", default)]`): drops the
+/// `"default": null` that would contradict the field's own type.
+pub fn drop_null_defaults(schema: &mut schemars::Schema) {
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for prop in props.values_mut() {
+            if let Some(prop) = prop.as_object_mut()
+                && prop.get("default") == Some(&Value::Null)
+            {
+                prop.remove("default");
+            }
+        }
+    }
+}
+
 /// Reads and checks the fields of one JSON object, collecting every problem.
 pub struct Fields<'a> {
     obj: &'a Map<String, Value>,

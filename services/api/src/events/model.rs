@@ -28,10 +28,13 @@ pub struct Event {
 #[derive(Debug, Clone, JsonSchema)]
 pub struct NewEvent {
     /// An existing link.
+    #[schemars(range(min = 1))]
     pub url_id: i64,
     /// An existing user.
+    #[schemars(range(min = 1))]
     pub user_id: i64,
     /// A non-empty type, e.g. `created`, `updated`, `deleted`, `redirect`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
     pub event_type: String,
     /// A JSON object (default `{}`).
     pub details: Map<String, Value>,

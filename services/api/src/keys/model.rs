@@ -83,14 +83,17 @@ pub struct CreatedKey {
 #[derive(Debug, Clone, JsonSchema)]
 pub struct NewKey {
     /// The user the key acts as; `null` (or absent) for an admin key.
+    #[schemars(range(min = 1))]
     pub user_id: Option<i64>,
     /// What the key is for (1–200 characters).
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     pub name: String,
     /// RFC 3339 or `YYYY-MM-DDTHH:MM:SS` (UTC), in the future; `null`: never.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", length(min = 1))]
     pub expires_at: Option<DateTime<Utc>>,
     /// Requests per minute for this key (1–1,000,000); `null`: the server's
     /// default.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub rate_limit_per_minute: Option<i32>,
 }
 

@@ -46,11 +46,17 @@ impl Link {
 #[derive(Debug, Clone, JsonSchema)]
 pub struct NewLink {
     /// An existing user.
+    #[schemars(range(min = 1))]
     pub user_id: i64,
     /// Absolute `http` or `https` URL with a host, no whitespace.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]")
+    )]
     pub original_url: String,
     pub title: Option<String>,
     /// Optional custom code: 1–64 of `[A-Za-z0-9_-]`; 409 when taken.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     pub short_code: Option<String>,
 }
 
@@ -84,12 +90,19 @@ impl FromJson for NewLink {
 
 /// `PUT /urls/{id}` body: any of the fields; `{}` changes nothing.
 #[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(transform = crate::validate::drop_null_defaults)]
 pub struct LinkPatch {
     /// A string, or `null` to clear it.
     pub title: Option<Option<String>>,
-    /// Strict boolean.
+    /// Strict boolean (not `null`).
+    #[schemars(with = "bool", default)]
     pub is_active: Option<bool>,
-    /// Absolute `http` or `https` URL with a host.
+    /// Absolute `http` or `https` URL with a host (not `null`).
+    #[schemars(with = "String", default)]
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]")
+    )]
     pub original_url: Option<String>,
 }
 

@@ -33,9 +33,11 @@ pub struct ListEventsParams {
     /// e.g. `created`, `updated`, `deleted`, `redirect`.
     pub event_type: Option<String>,
     /// 1-based page number (not with `after_id`).
+    #[schemars(range(min = 1))]
     pub page: Option<i64>,
     /// Page size (1–1000; larger is clamped). Default 20 with `page`, 100
     /// with `after_id`.
+    #[schemars(range(min = 1))]
     pub per_page: Option<i64>,
     /// Keyset paging: only events with a larger id (the last id of the
     /// previous page; 0 starts at the beginning).

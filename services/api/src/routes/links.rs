@@ -63,8 +63,10 @@ pub struct ListLinksParams {
     /// `true` or `false`.
     pub is_active: Option<bool>,
     /// 1-based page number.
+    #[schemars(range(min = 1))]
     pub page: Option<i64>,
     /// Page size (1–1000; larger is clamped).
+    #[schemars(range(min = 1))]
     pub per_page: Option<i64>,
 }
 
@@ -72,9 +74,11 @@ pub struct ListLinksParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct LinkEventsParams {
     /// 1-based page number (not with `after_id`).
+    #[schemars(range(min = 1))]
     pub page: Option<i64>,
     /// Page size (1–1000; larger is clamped). Default 20 with `page`, 100
     /// with `after_id`.
+    #[schemars(range(min = 1))]
     pub per_page: Option<i64>,
     /// Keyset paging: only events with a larger id (the last id of the
     /// previous page; 0 starts at the beginning).
@@ -88,8 +92,10 @@ pub struct StatsParams {
     /// Start of the range, `YYYY-MM-DDTHH:MM:SS` (UTC; `YYYY-MM-DD HH:MM:SS`
     /// and RFC 3339 with an offset are accepted too). Default: 7 days before
     /// `to`.
+    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"))]
     pub from: Option<String>,
     /// End of the range, same formats. Default: now.
+    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"))]
     pub to: Option<String>,
     /// Bucket width of `series`: `hour` (default) or `day`.
     #[schemars(with = "Option<Interval>")]

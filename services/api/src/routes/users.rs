@@ -58,8 +58,10 @@ pub fn routes() -> ApiRouter<AppState> {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListUsersParams {
     /// 1-based page number.
+    #[schemars(range(min = 1))]
     pub page: Option<i64>,
     /// Page size (1–1000; larger is clamped). Default 20 when only `page` is given.
+    #[schemars(range(min = 1))]
     pub per_page: Option<i64>,
 }
 

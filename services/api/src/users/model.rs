@@ -27,9 +27,11 @@ pub struct User {
 #[derive(Debug, Clone, JsonSchema)]
 pub struct NewUser {
     /// Non-empty, unique among users, at most 1024 bytes.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"\S"))]
     pub username: String,
     /// A valid address, unique among users (case-insensitive), at most 1024
     /// bytes.
+    #[schemars(email, length(max = 1024))]
     pub email: String,
 }
 
@@ -51,8 +53,15 @@ impl FromJson for NewUser {
 
 /// `PUT /users/{id}` body: any subset of the fields; `{}` changes nothing.
 #[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(transform = crate::validate::drop_null_defaults)]
 pub struct UserPatch {
+    /// When present: as in `POST /users` (not `null`).
+    #[schemars(with = "String", default)]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"\S"))]
     pub username: Option<String>,
+    /// When present: as in `POST /users` (not `null`).
+    #[schemars(with = "String", default)]
+    #[schemars(email, length(max = 1024))]
     pub email: Option<String>,
 }
 

@@ -148,3 +148,52 @@ async fn an_oversized_body_is_413_through_the_edge_every_time(db: PgPool) {
     drop(edge);
     server.abort();
 }
+
+/// Every path of the OpenAPI document reaches the API through the edge: a
+/// request without a key is the API's 401, never the redirect service's
+/// answer for an unknown short code (the edge once sent `/keys` there).
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn every_documented_path_is_routed_to_the_api(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("api binds");
+    let api = listener.local_addr().expect("addr").to_string();
+    let router = app.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let edge = Edge::start(&api).await;
+
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value = http
+        .get(format!("{}/openapi.json", edge.base))
+        .send()
+        .await
+        .expect("openapi.json through the edge")
+        .json()
+        .await
+        .expect("a JSON document");
+    let paths: Vec<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .filter(|p| !matches!(p.as_str(), "/health" | "/ready"))
+        .map(|p| p.replace("{id}", "1"))
+        .collect();
+    assert!(paths.iter().any(|p| p == "/keys"), "{paths:?}");
+    let mut wrong = Vec::new();
+    for path in &paths {
+        let res = http
+            .get(format!("{}{path}", edge.base))
+            .send()
+            .await
+            .expect("an answer");
+        let status = res.status().as_u16();
+        let challenge = res.headers().contains_key("www-authenticate");
+        if status != 401 || !challenge {
+            wrong.push(format!("{path}: {status}"));
+        }
+    }
+    assert!(wrong.is_empty(), "not routed to the API: {wrong:?}");
+    drop(edge);
+    server.abort();
+}

@@ -45,6 +45,22 @@ async fn every_route_is_described(db: PgPool) {
             }
         }
     }
+    // Error answers are declared with both media types they are sent as.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (m, op) in item.as_object().expect("path item") {
+            for (status, res) in op["responses"].as_object().into_iter().flatten() {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                for media in ["application/json", "application/problem+json"] {
+                    assert!(
+                        res["content"][media]["schema"].is_object(),
+                        "{m} {path} {status}: no {media}"
+                    );
+                }
+            }
+        }
+    }
     for (path, m, field) in [
         ("/users", "post", "email"),
         ("/urls", "post", "original_url"),
