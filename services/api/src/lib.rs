@@ -1,9 +1,12 @@
 //! Shortline's write side (`shortline-api`).
 //!
 //! Layout: `routes/` holds thin handlers; `users/`, `links/`, `events/` and
-//! `keys/` hold the domain (each with `model.rs` and its SQL in `repo.rs`);
-//! `auth` checks API keys in front of the routes and `ratelimit` counts
-//! requests in Valkey; `outbox` publishes committed changes to JetStream;
+//! `keys/` hold the domain (each with `model.rs` and its SQL in `repo.rs`),
+//! addressed by the typed ids of `ids`; `mutation` is the one write path
+//! every change to links and users takes (row, event log and outbox in one
+//! transaction, then propagation); `auth` checks API keys in front of the
+//! routes and `ratelimit` counts requests in Valkey; `outbox` publishes
+//! committed changes to JetStream;
 //! `import` loads CSV files; `extract`, `validate` and `paging` turn
 //! requests into checked values; `row_stream` streams unpaged lists from a
 //! cursor; `error` maps every failure to a JSON problem response.
@@ -13,9 +16,11 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod ids;
 pub mod import;
 pub mod keys;
 pub mod links;
+pub mod mutation;
 pub mod openapi;
 pub mod outbox;
 pub mod paging;
