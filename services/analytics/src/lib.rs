@@ -19,14 +19,13 @@ pub mod toplinks;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use shortline_shared::db;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
-use shortline_shared::probe::{Dependencies, DependencyProbe};
+use shortline_shared::probe::{Dependencies, DependencyProbe, ReadyWhen};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,22 +59,14 @@ pub fn router(state: AnalyticsState) -> Router {
 }
 
 /// Ready when both Postgres and NATS are reachable (without either it cannot
-/// make progress).
-async fn ready(State(state): State<AnalyticsState>) -> impl IntoResponse {
-    let postgres = db::ping(&state.db).await;
-    let nats = shortline_shared::nats::is_connected(&state.nats);
-    let word = |up: bool| if up { "ok" } else { "unreachable" };
-    let body = serde_json::json!({
-        "status": if postgres && nats { "ok" } else { "unavailable" },
-        "postgres": word(postgres),
-        "nats": word(nats),
-    });
-    let status = if postgres && nats {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+/// make progress): the shared readiness answer.
+async fn ready(State(state): State<AnalyticsState>) -> Response {
+    let deps = Dependencies {
+        postgres: Some(state.db.clone()),
+        valkey: None,
+        nats: Some(state.nats.clone()),
     };
-    (status, Json(body))
+    deps.ready(ReadyWhen::PostgresAndNatsUp, ()).await
 }
 
 /// A started consumer, its lag watcher and the rollup job.

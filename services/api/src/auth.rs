@@ -23,6 +23,7 @@ use shortline_shared::client_ip::TrustedProxies;
 
 use crate::config::{ApiConfig, AuthMode};
 use crate::error::ApiError;
+use crate::ids::{LinkId, UserId};
 use crate::keys::KeyVerifier;
 use crate::keys::model::Scope;
 use crate::ratelimit::{Bucket, Decision, RateLimiter};
@@ -47,10 +48,10 @@ impl Caller {
     };
 
     /// The user a user key acts as (`None` for admins).
-    pub fn user(&self) -> Option<i64> {
+    pub fn user(&self) -> Option<UserId> {
         match self.scope {
             Scope::Admin => None,
-            Scope::User(id) => Some(id),
+            Scope::User(id) => Some(UserId::new(id)),
         }
     }
 
@@ -63,9 +64,9 @@ impl Caller {
     }
 
     /// 403 when a user key acts for someone else.
-    pub fn require_acting_as(&self, user_id: i64) -> Result<(), ApiError> {
-        match self.scope {
-            Scope::User(own) if own != user_id => Err(ApiError::Forbidden(
+    pub fn require_acting_as(&self, user_id: UserId) -> Result<(), ApiError> {
+        match self.user() {
+            Some(own) if own != user_id => Err(ApiError::Forbidden(
                 "A user key can only act for its own user",
             )),
             _ => Ok(()),
@@ -73,14 +74,14 @@ impl Caller {
     }
 
     /// Whether the caller may see a resource owned by `user_id`.
-    pub fn can_see(&self, user_id: i64) -> bool {
+    pub fn can_see(&self, user_id: UserId) -> bool {
         self.user().is_none_or(|own| own == user_id)
     }
 
     /// The `user_id` filter a list runs with: as requested for admins; a
     /// user key sees only its own user's rows, so asking for another user
     /// matches nothing ([`NO_USER`]).
-    pub fn narrow(&self, requested: Option<i64>) -> Option<i64> {
+    pub fn narrow(&self, requested: Option<UserId>) -> Option<UserId> {
         match (self.user(), requested) {
             (None, requested) => requested,
             (Some(own), None) => Some(own),
@@ -91,20 +92,20 @@ impl Caller {
 
     /// 404 (`URL not found`) when a user key asks for another user's link:
     /// to such a key, other users' links do not exist.
-    pub async fn check_link(&self, state: &AppState, url_id: i64) -> Result<(), ApiError> {
+    pub async fn check_link(&self, state: &AppState, url_id: LinkId) -> Result<(), ApiError> {
         let Some(own) = self.user() else {
             return Ok(());
         };
         match crate::links::owner(state, url_id).await? {
             Some(owner) if owner == own => Ok(()),
-            _ => Err(ApiError::NotFound("URL not found")),
+            _ => Err(LinkId::not_found()),
         }
     }
 }
 
 /// A user id no row has (ids start at 1): the filter of a list that must
 /// come back empty.
-pub const NO_USER: i64 = 0;
+pub const NO_USER: UserId = UserId::new(0);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;

@@ -7,10 +7,14 @@
 //! * [`Params<T>`] is `Query<T>` with a JSON rejection; a parameter whose
 //!   name or value decodes to a NUL character is refused up front, naming
 //!   it (PostgreSQL cannot compare text holding one).
-//! * [`Id`] is a path id; anything that cannot be an id (text, 0, negative,
-//!   overflow) is a 404 of the resource, as no such resource can exist.
+//! * [`Id<T>`] is a path id of type `T` (a [`ResourceId`]); anything that
+//!   cannot be an id (text, 0, negative, overflow) is the resource's 404, as
+//!   no such resource can exist.
+
+use std::marker::PhantomData;
 
 use crate::error::ApiError;
+use crate::ids::ResourceId;
 use crate::validate::{Fields, FromJson, NUL_PROBLEM, parse_object};
 use aide::generate::GenContext;
 use aide::openapi::{Operation, ParameterSchemaOrContent};
@@ -102,18 +106,19 @@ impl<T: JsonSchema> OperationInput for Params<T> {
 }
 
 /// A resource id from the path (`/users/{id}`). Values that cannot be an id
-/// are answered as the resource's 404 by the handler (see [`Id::get`]).
+/// are answered as the resource's 404 by the handler (see [`Id::get`]), so
+/// that the handler decides what is checked first.
 #[derive(Debug, Clone, Copy)]
-pub struct Id(Option<i64>);
+pub struct Id<T>(Option<i64>, PhantomData<fn() -> T>);
 
-impl Id {
-    /// The id, or the given not-found error when the path held no valid id.
-    pub fn get(self, not_found: &'static str) -> Result<i64, ApiError> {
-        self.0.ok_or(ApiError::NotFound(not_found))
+impl<T: ResourceId> Id<T> {
+    /// The id, or the resource's 404 when the path held no valid id.
+    pub fn get(self) -> Result<T, ApiError> {
+        self.0.map(T::from).ok_or_else(T::not_found)
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
+impl<S: Send + Sync, T> FromRequestParts<S> for Id<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -121,11 +126,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok(Id(raw.parse::<i64>().ok().filter(|id| *id > 0)))
+        Ok(Id(
+            raw.parse::<i64>().ok().filter(|id| *id > 0),
+            PhantomData,
+        ))
     }
 }
 
-impl OperationInput for Id {
+impl<T> OperationInput for Id<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         let schema = ctx.schema.subschema_for::<i64>();
         operation.parameters.push(aide::openapi::ReferenceOr::Item(

@@ -1,21 +1,27 @@
 //! Shortline's write side (`shortline-api`).
 //!
 //! Layout: `routes/` holds thin handlers; `users/`, `links/`, `events/` and
-//! `keys/` hold the domain (each with `model.rs` and its SQL in `repo.rs`);
-//! `auth` checks API keys in front of the routes and `ratelimit` counts
-//! requests in Valkey; `outbox` publishes committed changes to JetStream;
+//! `keys/` hold the domain (each with `model.rs` and its SQL in `repo.rs`),
+//! addressed by the typed ids of `ids`; `mutation` is the one write path
+//! every change to links and users takes (row, event log and outbox in one
+//! transaction, then propagation); `auth` checks API keys in front of the
+//! routes and `ratelimit` counts requests in Valkey; `outbox` publishes
+//! committed changes to JetStream;
 //! `import` loads CSV files; `extract`, `validate` and `paging` turn
 //! requests into checked values; `row_stream` streams unpaged lists from a
 //! cursor; `error` maps every failure to a JSON problem response.
+//! [`Service`] starts it all, as the other services' `Service` does.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod ids;
 pub mod import;
 pub mod keys;
 pub mod links;
+pub mod mutation;
 pub mod openapi;
 pub mod outbox;
 pub mod paging;
@@ -32,7 +38,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use shortline_shared::db::{self, PoolSettings};
 use shortline_shared::http::{CommonLayers, with_common_layers};
-use shortline_shared::probe::Dependencies;
+use shortline_shared::probe::DependencyProbe;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -70,55 +77,90 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// Builds the state for a config (lazy pool, NATS client connecting in the
-/// background).
-pub async fn state(config: ApiConfig) -> anyhow::Result<AppState> {
-    let db = config.common.pool(config.db_max_connections)?;
-    let nats = config.common.connect_nats("shortline-api").await?;
-    AppState::new(config, db, Some(nats))
+/// A started API: its state (for the router) and its background tasks: the
+/// outbox relay (when there is NATS) and the dependency probe. The binary,
+/// the tests and the end-to-end tests all start the API this way.
+pub struct Service {
+    pub state: AppState,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+    _probe: DependencyProbe,
+}
+
+impl Service {
+    /// Connects (without waiting for any server to be up) and starts the
+    /// background tasks.
+    pub async fn start(config: &ApiConfig) -> anyhow::Result<Self> {
+        let db = config.common.pool(config.db_max_connections)?;
+        Self::start_with_pool(config, db).await
+    }
+
+    /// [`Service::start`] with a given Postgres pool (`DATABASE_URL`
+    /// unused). An empty `NATS_URL` runs without NATS: no relay and no
+    /// propagation, changes wait in the outbox.
+    pub async fn start_with_pool(config: &ApiConfig, db: PgPool) -> anyhow::Result<Self> {
+        let nats = if config.common.nats_url.trim().is_empty() {
+            None
+        } else {
+            Some(config.common.connect_nats("shortline-api").await?)
+        };
+        let state = AppState::new(config.clone(), db, nats)?;
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        if let Some(client) = state.nats.clone() {
+            let relay = OutboxRelay::new(
+                state.db.pool().clone(),
+                client,
+                state.subjects.clone(),
+                state.config.outbox_poll(),
+            );
+            tasks.spawn(relay.run(stop.clone()));
+        }
+        let probe = state.dependencies().observe(stop.clone());
+        Ok(Self {
+            state,
+            tasks,
+            stop,
+            _probe: probe,
+        })
+    }
+
+    /// The HTTP application over this service's state.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Stops the background tasks; the outbox relay makes a last pass first.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 /// Serves until SIGINT/SIGTERM: in-flight requests finish first, then the
 /// outbox relay makes a last pass and stops.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let shutdown = shortline_shared::shutdown::on_signal();
-    let listen = config.listen;
-    let state = state(config).await?;
-    if state.config.api_auth == AuthMode::Off {
+    if config.api_auth == AuthMode::Off {
         tracing::warn!(
             "API_AUTH=off: every route is open to anyone who can reach this service, with no rate limits; use it only to run the contract's test suites on a trusted network"
         );
     }
-    let tasks = TaskTracker::new();
-    let relay_stop = CancellationToken::new();
-    let _probe = Dependencies {
-        postgres: Some(state.db.pool().clone()),
-        valkey: state.access.limiter.as_ref().map(|l| l.valkey().clone()),
-        nats: state.nats.clone(),
-    }
-    .observe(relay_stop.clone());
-    if let Some(client) = state.nats.clone() {
-        let relay = OutboxRelay::new(
-            state.db.pool().clone(),
-            client,
-            state.subjects.clone(),
-            state.config.outbox_poll(),
-        );
-        tasks.spawn(relay.run(relay_stop.clone()));
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
+    let service = Service::start(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(%listen, "shortline-api listening");
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %config.listen, "shortline-api listening");
     axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        service
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await?;
-    relay_stop.cancel();
-    tasks.close();
-    tasks.wait().await;
+    service.shutdown().await;
     tracing::info!("shortline-api stopped");
     Ok(())
 }

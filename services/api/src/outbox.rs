@@ -403,6 +403,9 @@ pub enum Propagation {
     Failed,
     /// No NATS configured, or waiting disabled.
     Skipped,
+    /// Left to the outbox relay: nothing waits for this change (a user's
+    /// creation or edit).
+    Relayed,
 }
 
 impl Propagation {
@@ -411,7 +414,10 @@ impl Propagation {
     pub fn header_value(self) -> &'static str {
         match self {
             Propagation::Acknowledged | Propagation::Published => "acknowledged",
-            Propagation::TimedOut | Propagation::Failed | Propagation::Skipped => "unconfirmed",
+            Propagation::TimedOut
+            | Propagation::Failed
+            | Propagation::Skipped
+            | Propagation::Relayed => "unconfirmed",
         }
     }
 
@@ -422,6 +428,7 @@ impl Propagation {
             Propagation::TimedOut => "timeout",
             Propagation::Failed => "failed",
             Propagation::Skipped => "skipped",
+            Propagation::Relayed => "relayed",
         }
     }
 }

@@ -8,6 +8,7 @@ use opentelemetry::metrics::Counter;
 use shortline_shared::cache::{Valkey, ValkeySettings};
 use shortline_shared::db::Db;
 use shortline_shared::events::Subjects;
+use shortline_shared::probe::Dependencies;
 
 use crate::auth::Access;
 use crate::config::ApiConfig;
@@ -78,6 +79,18 @@ impl AppState {
             access,
             targets,
         })
+    }
+}
+
+impl AppState {
+    /// The backing servers this state uses (for `/ready` and the dependency
+    /// gauges): PostgreSQL, the rate limits' Valkey, NATS.
+    pub fn dependencies(&self) -> Dependencies {
+        Dependencies {
+            postgres: Some(self.db.pool().clone()),
+            valkey: self.access.limiter.as_ref().map(|l| l.valkey().clone()),
+            nats: self.nats.clone(),
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use shortline_api::outbox::OutboxRelay;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::events::Subjects;
 use shortline_shared::nats::{
@@ -24,7 +23,6 @@ use shortline_shared::nats::{
 use shortline_shared::testing::{self, OwnServer, ServerKind};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// The only prefix `config/nats/auth.conf` knows (these servers are this
 /// test's own, so no other test shares its subjects).
@@ -85,28 +83,18 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
         .expect("redirect starts");
     let redirect_router = shortline_redirect::router(redirect.state.clone());
 
-    // The API as the api user: the relay, and the propagator that waits for
-    // the redirect replica's ack.
-    let api_url = nats.url_as("api");
-    let api_client = shortline_shared::nats::connect(&api_url, "shortline-api")
-        .await
-        .expect("api connects");
-    let stop = CancellationToken::new();
-    let relay = OutboxRelay::new(
-        db.clone(),
-        api_client.clone(),
-        subjects.clone(),
-        Duration::from_millis(200),
-    );
-    let relay_task = tokio::spawn(relay.run(stop.clone()));
-    // Its rate limiter and link tombstones use the services' Valkey user.
-    let api = shortline_api::router(shortline_e2e::api_state_with_valkey(
+    // The API as the api user (its relay, and the propagator that waits
+    // for the redirect replica's ack); its rate limiter and link tombstones
+    // use the services' Valkey user.
+    let api_service = shortline_e2e::api_with_valkey(
         db.clone(),
         PREFIX,
-        Some(api_client.clone()),
+        Some(&nats.url_as("api")),
         Duration::from_secs(30),
         &valkey.url_as("shortline"),
-    ));
+    )
+    .await;
+    let api = api_service.router();
 
     // Analytics as the analytics user.
     let analytics = shortline_analytics::Service::start_with_pool(
@@ -215,8 +203,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    stop.cancel();
-    relay_task.await.expect("relay stops");
+    api_service.shutdown().await;
     redirect.shutdown().await;
     analytics.shutdown().await;
 

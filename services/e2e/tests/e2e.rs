@@ -12,14 +12,12 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use shortline_api::outbox::OutboxRelay;
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
 use shortline_redirect::fast::FastPath;
 use shortline_shared::events::Subjects;
 use shortline_shared::testing::{self, unique_prefix};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -122,21 +120,14 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
     let client = shortline_shared::nats::connect(&nats_url, "e2e")
         .await
         .expect("nats");
-    let state = shortline_e2e::api_state(
+    let api_service = shortline_e2e::api(
         db.clone(),
         &prefix,
-        Some(client.clone()),
+        Some(&nats_url),
         Duration::from_secs(30),
-    );
-    let relay = OutboxRelay::new(
-        db.clone(),
-        client.clone(),
-        subjects.clone(),
-        Duration::from_millis(200),
-    );
-    let stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(stop.clone()));
-    let api = shortline_api::router(state);
+    )
+    .await;
+    let api = api_service.router();
 
     // Wait until both replicas read the change stream (it exists once the
     // relay has started).
@@ -265,8 +256,7 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
         &stale[..stale.len().min(10)]
     );
 
-    stop.cancel();
-    relay_task.await.expect("relay stops");
+    api_service.shutdown().await;
     for s in replicas {
         s.shutdown().await;
     }
@@ -281,16 +271,15 @@ async fn a_takedown_takes_effect_while_nats_is_down(db: PgPool) {
     let prefix = unique_prefix();
     let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
     let mut nats = testing::OwnServer::start(testing::ServerKind::Nats).await;
-    let client = shortline_shared::nats::connect(&nats.url(), "e2e-takedown")
-        .await
-        .expect("nats");
-    let api = shortline_api::router(shortline_e2e::api_state_with_valkey(
+    let api_service = shortline_e2e::api_with_valkey(
         db.clone(),
         &prefix,
-        Some(client.clone()),
+        Some(&nats.url()),
         Duration::from_secs(5),
         &valkey_url,
-    ));
+    )
+    .await;
+    let api = api_service.router();
     let mut config =
         RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats.url(), &prefix);
     config.change_stream_wait_ms = 30_000;
@@ -386,6 +375,7 @@ async fn a_takedown_takes_effect_while_nats_is_down(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     service.shutdown().await;
+    api_service.shutdown().await;
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
@@ -393,15 +383,14 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
     let prefix = unique_prefix();
     let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
     let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
-    let client = shortline_shared::nats::connect(&nats_url, "e2e")
-        .await
-        .expect("nats");
-    let api = shortline_api::router(shortline_e2e::api_state(
+    let api_service = shortline_e2e::api(
         db.clone(),
         &prefix,
-        Some(client.clone()),
+        Some(&nats_url),
         Duration::from_secs(30),
-    ));
+    )
+    .await;
+    let api = api_service.router();
     let mut redirect_config =
         RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
     redirect_config.change_stream_wait_ms = 30_000;
@@ -479,6 +468,7 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
         s.shutdown().await;
     }
     analytics.shutdown().await;
+    api_service.shutdown().await;
 }
 
 /// Asks both replicas; records every answer that differs from `expect`.
@@ -511,12 +501,8 @@ async fn check(
 async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
     let prefix = unique_prefix();
     let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let api = shortline_api::router(shortline_e2e::api_state(
-        db.clone(),
-        &prefix,
-        None,
-        Duration::from_secs(2),
-    ));
+    let api_service = shortline_e2e::api(db.clone(), &prefix, None, Duration::from_secs(2)).await;
+    let api = api_service.router();
     let mut config = shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix);
     config.rollup_interval_ms = 50;
     let analytics = shortline_analytics::Service::start_with_pool(&config, db.clone())
@@ -573,4 +559,5 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
     );
     assert_eq!(stats["browsers"][0], json!({"name": "Firefox", "count": 2}));
     analytics.shutdown().await;
+    api_service.shutdown().await;
 }

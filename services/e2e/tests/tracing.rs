@@ -123,12 +123,14 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
     let client = shortline_shared::nats::connect(&nats_url, "e2e-tracing")
         .await
         .expect("nats");
-    let api = shortline_api::router(shortline_e2e::api_state(
+    let api_service = shortline_e2e::api(
         db.clone(),
         &prefix,
-        Some(client.clone()),
+        Some(&nats_url),
         Duration::from_secs(30),
-    ));
+    )
+    .await;
+    let api = api_service.router();
     let mut redirect_config =
         RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
     redirect_config.change_stream_wait_ms = 30_000;
@@ -316,5 +318,6 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
 
     redirect.shutdown().await;
     analytics.shutdown().await;
+    api_service.shutdown().await;
     drop(guard);
 }

@@ -26,17 +26,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use shortline_shared::cache::{Valkey, ValkeySettings};
-use shortline_shared::db;
 use shortline_shared::http::{
     CommonLayers, RequestTelemetry, error_body, health, with_common_layers_using,
 };
-use shortline_shared::probe::{Dependencies, DependencyProbe};
+use shortline_shared::probe::{Dependencies, DependencyProbe, ReadyWhen};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,36 +63,20 @@ pub fn router(state: RedirectState) -> Router {
 }
 
 /// Ready while links can be served from somewhere: Postgres, or Valkey when
-/// Postgres is away (the body says which dependencies are up).
-async fn ready(State(state): State<RedirectState>) -> impl IntoResponse {
-    let postgres = db::ping(&state.db).await;
-    let valkey = match &state.valkey {
-        Some(v) => Some(v.ping().await),
-        None => None,
+/// Postgres is away (the shared readiness answer, plus the click buffer's
+/// depth).
+async fn ready(State(state): State<RedirectState>) -> Response {
+    let deps = Dependencies {
+        postgres: Some(state.db.clone()),
+        valkey: state.valkey.clone(),
+        nats: state.nats.clone(),
     };
-    let nats = state
-        .nats
-        .as_ref()
-        .map(shortline_shared::nats::is_connected);
-    let word = |up: Option<bool>| match up {
-        Some(true) => "ok",
-        Some(false) => "unreachable",
-        None => "disabled",
-    };
-    let serving = postgres || valkey == Some(true);
-    let body = serde_json::json!({
-        "status": if serving { "ok" } else { "unavailable" },
-        "postgres": word(Some(postgres)),
-        "valkey": word(valkey),
-        "nats": word(nats),
-        "click_buffer": state.clicks.depth(),
-    });
-    let status = if serving {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    let click_buffer = state.clicks.depth();
+    deps.ready(
+        ReadyWhen::PostgresOrValkeyUp,
+        serde_json::json!({ "click_buffer": click_buffer }),
+    )
+    .await
 }
 
 /// A started service: its state (for the router) and its background tasks

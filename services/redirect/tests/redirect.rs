@@ -927,6 +927,18 @@ async fn health_and_ready(db: PgPool) {
     service.shutdown().await;
 }
 
+/// Without Valkey a replica serves from L1 and PostgreSQL; `/ready` says
+/// so in the words every service uses.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn ready_without_valkey_says_not_configured(db: PgPool) {
+    let service = start(&config("", &shared_nats()), &db).await;
+    let r = get(&service, "/ready").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["postgres"], "ok");
+    assert_eq!(r.json()["valkey"], "not configured");
+    service.shutdown().await;
+}
+
 /// Names of the redirect consumers on the test's change stream.
 async fn change_consumers(subjects: &Subjects) -> Vec<String> {
     let client = shortline_shared::nats::connect(&shared_nats(), "redirect-test")

@@ -10,6 +10,7 @@ pub mod repo;
 
 use self::model::{Event, EventFilter, EventRecord, NewEvent};
 use crate::error::ApiError;
+use crate::ids::{LinkId, UserId};
 use crate::paging::{Page, Rows};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
@@ -39,13 +40,13 @@ pub async fn list(
 /// 400 (naming `user_id`) when the user is not the link's owner.
 pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> {
     let mut tx = state.db.begin().await?;
-    let Some(link) = links::repo::get(&mut tx, new.url_id).await? else {
-        return Err(ApiError::NotFound("URL not found"));
+    let Some(link) = links::repo::get(&mut tx, LinkId::new(new.url_id)).await? else {
+        return Err(LinkId::not_found());
     };
-    if !users::repo::exists(&mut tx, new.user_id).await? {
-        return Err(ApiError::NotFound("User not found"));
+    if !users::repo::exists(&mut tx, UserId::new(new.user_id)).await? {
+        return Err(UserId::not_found());
     }
-    if link.user_id != new.user_id {
+    if link.user_id != UserId::new(new.user_id) {
         return Err(ApiError::field(
             "user_id",
             format!("user {} does not own url {}", new.user_id, link.id),
@@ -67,22 +68,26 @@ pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> 
 
 /// One page of a link's events, or all of them as a stream; 404 when the
 /// link does not exist.
-pub async fn for_link(state: &AppState, url_id: i64, page: Page) -> Result<Rows<Event>, ApiError> {
+pub async fn for_link(
+    state: &AppState,
+    url_id: LinkId,
+    page: Page,
+) -> Result<Rows<Event>, ApiError> {
     let filter = EventFilter {
-        url_id: Some(url_id),
+        url_id: Some(url_id.get()),
         ..Default::default()
     };
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
         if links::repo::get(&mut tx, url_id).await?.is_none() {
-            return Err(ApiError::NotFound("URL not found"));
+            return Err(LinkId::not_found());
         }
         repo::declare_all(&mut tx, &filter).await?;
         return Ok(Rows::All(RowStream::start(tx).await?));
     }
     let mut conn = state.db.acquire().await?;
     if links::repo::get(&mut conn, url_id).await?.is_none() {
-        return Err(ApiError::NotFound("URL not found"));
+        return Err(LinkId::not_found());
     }
     let rows = repo::list(&mut conn, &filter, page.with_lookahead()).await?;
     Ok(Rows::Page(page.slice(rows, |e| e.id)))

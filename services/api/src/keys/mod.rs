@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use self::model::{ApiKey, CreatedKey, KeyMaterial, NewKey, Scope};
 use self::repo::KeyRecord;
 use crate::error::ApiError;
+use crate::ids::{KeyId, UserId};
 use crate::users;
 
 /// How often at most a key's `last_used_at` is written (per replica).
@@ -29,9 +30,9 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 pub async fn create(db: &Db, new: NewKey) -> Result<CreatedKey, ApiError> {
     let mut tx = db.begin().await?;
     if let Some(user_id) = new.user_id
-        && !users::repo::exists(&mut tx, user_id).await?
+        && !users::repo::exists(&mut tx, UserId::new(user_id)).await?
     {
-        return Err(ApiError::NotFound("User not found"));
+        return Err(UserId::not_found());
     }
     let material = KeyMaterial::generate();
     let key = repo::insert(&mut tx, &material, &new).await?;
@@ -53,7 +54,7 @@ pub async fn revoke(db: &Db, id: i64) -> Result<ApiKey, ApiError> {
     let mut conn = db.acquire().await?;
     let key = repo::revoke(&mut conn, id)
         .await?
-        .ok_or(ApiError::NotFound("API key not found"))?;
+        .ok_or_else(KeyId::not_found)?;
     tracing::info!(key_id = key.id, prefix = %key.prefix, "api key revoked");
     Ok(key)
 }

@@ -7,13 +7,14 @@ use shortline_shared::events::LinkSnapshot;
 use shortline_shared::target_url;
 
 use super::codes;
+use crate::ids::{LinkId, UserId};
 use crate::validate::{Fields, FromJson};
 
 /// A link (the contract calls it a url).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct Link {
-    pub id: i64,
-    pub user_id: i64,
+    pub id: LinkId,
+    pub user_id: UserId,
     pub short_code: String,
     pub original_url: String,
     pub title: Option<String>,
@@ -32,8 +33,8 @@ impl Link {
     /// The state other services need to route and cache this link.
     pub fn snapshot(&self) -> LinkSnapshot {
         LinkSnapshot {
-            id: self.id,
-            user_id: self.user_id,
+            id: self.id.get(),
+            user_id: self.user_id.get(),
             short_code: self.short_code.clone(),
             original_url: self.original_url.clone(),
             is_active: self.is_active,
@@ -47,7 +48,7 @@ impl Link {
 pub struct NewLink {
     /// An existing user.
     #[schemars(range(min = 1))]
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Absolute `http` or `https` URL with a host, no whitespace.
     #[schemars(
         length(min = 1, max = 2048),
@@ -62,7 +63,7 @@ pub struct NewLink {
 
 impl FromJson for NewLink {
     fn from_json(f: &mut Fields<'_>) -> Option<Self> {
-        let user_id = f.required_id("user_id");
+        let user_id = f.required_id("user_id").map(UserId::new);
         let original_url = f
             .required_exact_string("original_url")
             .and_then(|u| checked_url(f, u));

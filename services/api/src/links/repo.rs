@@ -5,6 +5,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::model::Link;
 use super::stats::{Interval, SeriesPoint};
+use crate::ids::{LinkId, UserId};
 use crate::paging::Page;
 use crate::row_stream;
 
@@ -13,7 +14,7 @@ const SELECT: &str = "SELECT id, user_id, short_code, original_url, title, is_ac
 /// Filters of `GET /urls`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkFilter {
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub is_active: Option<bool>,
 }
 
@@ -28,7 +29,7 @@ pub struct LinkState {
 /// Inserts a link unless its code is taken (`None` then).
 pub async fn insert(
     conn: &mut PgConnection,
-    user_id: i64,
+    user_id: UserId,
     short_code: &str,
     original_url: &str,
     title: Option<&str>,
@@ -46,7 +47,7 @@ pub async fn insert(
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Link>, sqlx::Error> {
+pub async fn get(conn: &mut PgConnection, id: LinkId) -> Result<Option<Link>, sqlx::Error> {
     sqlx::query_as::<_, Link>(
         "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls WHERE id = $1",
     )
@@ -56,7 +57,7 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<Link>, sqlx:
 }
 
 /// The link and its deleted flag, row-locked until the transaction ends.
-pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<LinkState>, sqlx::Error> {
+pub async fn lock(conn: &mut PgConnection, id: LinkId) -> Result<Option<LinkState>, sqlx::Error> {
     sqlx::query_as::<_, LinkState>(
         "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
                 deleted_at IS NOT NULL AS deleted
@@ -111,7 +112,7 @@ fn select(init: &str, filter: LinkFilter, page: Page) -> QueryBuilder<Postgres> 
 /// deleted link undeletes it.
 pub async fn update(
     conn: &mut PgConnection,
-    id: i64,
+    id: LinkId,
     original_url: &str,
     title: Option<&str>,
     is_active: bool,
@@ -131,7 +132,10 @@ pub async fn update(
 }
 
 /// Soft-deletes a link that is not deleted yet (`None` otherwise).
-pub async fn mark_deleted(conn: &mut PgConnection, id: i64) -> Result<Option<Link>, sqlx::Error> {
+pub async fn mark_deleted(
+    conn: &mut PgConnection,
+    id: LinkId,
+) -> Result<Option<Link>, sqlx::Error> {
     sqlx::query_as::<_, Link>(
         "UPDATE urls SET is_active = FALSE, deleted_at = now(), updated_at = now()
          WHERE id = $1 AND deleted_at IS NULL
@@ -142,25 +146,10 @@ pub async fn mark_deleted(conn: &mut PgConnection, id: i64) -> Result<Option<Lin
     .await
 }
 
-/// Deactivates every active link of a user, returning them.
-pub async fn deactivate_for_user(
-    conn: &mut PgConnection,
-    user_id: i64,
-) -> Result<Vec<Link>, sqlx::Error> {
-    sqlx::query_as::<_, Link>(
-        "UPDATE urls SET is_active = FALSE, updated_at = now()
-         WHERE user_id = $1 AND is_active
-         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
-    )
-    .bind(user_id)
-    .fetch_all(conn)
-    .await
-}
-
 /// Total redirects and the last redirect time, from the rollup.
 pub async fn redirect_totals(
     conn: &mut PgConnection,
-    id: i64,
+    id: LinkId,
 ) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
     let row: Option<(i64, Option<DateTime<Utc>>)> =
         sqlx::query_as("SELECT redirect_count, last_redirect_at FROM link_stats WHERE url_id = $1")
@@ -175,7 +164,7 @@ pub async fn redirect_totals(
 /// buckets sum the hours of their UTC day.
 pub async fn redirect_series(
     conn: &mut PgConnection,
-    id: i64,
+    id: LinkId,
     first: NaiveDateTime,
     last: NaiveDateTime,
     interval: Interval,
@@ -207,7 +196,7 @@ pub async fn redirect_series(
 /// most first, then by name.
 pub async fn top_referrers(
     conn: &mut PgConnection,
-    id: i64,
+    id: LinkId,
     first_day: NaiveDate,
     last_day: NaiveDate,
     limit: i64,
@@ -241,7 +230,7 @@ pub struct AgentCount {
 /// Redirects by (browser, os, device, bot) on the given UTC days.
 pub async fn agent_counts(
     conn: &mut PgConnection,
-    id: i64,
+    id: LinkId,
     first_day: NaiveDate,
     last_day: NaiveDate,
 ) -> Result<Vec<AgentCount>, sqlx::Error> {

@@ -18,6 +18,7 @@ use shortline_shared::wire;
 use super::model::Link;
 use super::repo::{self, AgentCount};
 use crate::error::{ApiError, FieldErrors};
+use crate::ids::LinkId;
 use crate::state::AppState;
 
 /// Most buckets one series may hold.
@@ -243,14 +244,14 @@ pub struct NamedCount {
 ///
 /// All reads share one snapshot, so the answer never mixes a rollup fold's
 /// before and after (e.g. `bots` counted but `top_referrers` not yet).
-pub async fn stats(state: &AppState, id: i64, range: StatsRange) -> Result<LinkStats, ApiError> {
+pub async fn stats(state: &AppState, id: LinkId, range: StatsRange) -> Result<LinkStats, ApiError> {
     let mut conn = state
         .db
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await?;
     let url = repo::get(&mut conn, id)
         .await?
-        .ok_or(ApiError::NotFound("URL not found"))?;
+        .ok_or_else(LinkId::not_found)?;
     let (redirect_count, last_redirect_at) = repo::redirect_totals(&mut conn, id).await?;
     let series = repo::redirect_series(
         &mut conn,

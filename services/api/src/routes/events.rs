@@ -14,6 +14,7 @@ use crate::events::{
     model::{Event, EventFilter, NewEvent},
 };
 use crate::extract::{JsonBody, Params};
+use crate::ids::{LinkId, ResourceId, UserId};
 use crate::paging::Page;
 use crate::state::AppState;
 
@@ -21,15 +22,15 @@ pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new().api_route(
         "/events",
         get_with(list_events, |op| op.tag("events").summary("List events").description("Ordered by id; filter by `url_id`, `user_id`, `event_type`. Without `page`/`per_page`/`after_id` every match is returned. Keyset paging: `after_id=N` returns the matches with an id above N (`per_page` of them, default 100) and cannot be combined with `page`; it stays fast at any depth, unlike deep `page` numbers. A page cut short by its size carries `Link: <…>; rel=\"next\"` with the same filters and `after_id` set to its last id."))
-            .post_with(record_event, |op| not_found(op.tag("events").summary("Record an event").description("`details` must be a JSON object. `user_id` must be the owner of `url_id` (400 naming `user_id` otherwise). A `redirect` event counts in the link's statistics."), "URL not found / User not found")),
+            .post_with(record_event, |op| not_found(op.tag("events").summary("Record an event").description("`details` must be a JSON object. `user_id` must be the owner of `url_id` (400 naming `user_id` otherwise). A `redirect` event counts in the link's statistics."), &format!("{} / {}", LinkId::NOT_FOUND, UserId::NOT_FOUND))),
     )
 }
 
 /// Filters and paging of `GET /events`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListEventsParams {
-    pub url_id: Option<i64>,
-    pub user_id: Option<i64>,
+    pub url_id: Option<LinkId>,
+    pub user_id: Option<UserId>,
     /// e.g. `created`, `updated`, `deleted`, `redirect`.
     pub event_type: Option<String>,
     /// 1-based page number (not with `after_id`).
@@ -53,8 +54,8 @@ async fn list_events(
     p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
     let filter = EventFilter {
-        url_id: p.url_id,
-        user_id: p.user_id,
+        url_id: p.url_id.map(LinkId::get),
+        user_id: p.user_id.map(UserId::get),
         event_type: p.event_type,
     };
     let slice = events::list(&state, &filter, page).await?;
@@ -75,7 +76,7 @@ async fn record_event(
     caller: Caller,
     JsonBody(new): JsonBody<NewEvent>,
 ) -> Result<Created<Event>, ApiError> {
-    caller.require_acting_as(new.user_id)?;
-    caller.check_link(&state, new.url_id).await?;
+    caller.require_acting_as(UserId::new(new.user_id))?;
+    caller.check_link(&state, LinkId::new(new.url_id)).await?;
     Ok(Created(events::record(&state, new).await?))
 }

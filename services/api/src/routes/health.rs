@@ -4,10 +4,10 @@ use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use schemars::JsonSchema;
 use serde::Serialize;
+use shortline_shared::probe::{Readiness, ReadyWhen};
 
 use crate::state::AppState;
 
@@ -26,9 +26,9 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(ready, |op| {
                 op.tag("health")
                     .summary("Readiness")
-                    .description("200 when Postgres answers, else 503. NATS is reported but does not gate readiness: writes wait in the outbox while it is away. `auth` says whether API keys are required (`off` only for running the contract suites).")
-                    .response_with::<200, Json<Readiness>, _>(|r| r.description("Ready"))
-                    .response_with::<503, Json<Readiness>, _>(|r| r.description("Postgres unreachable"))
+                    .description("200 when Postgres answers, else 503. `postgres`, `valkey` and `nats` are each `ok`, `unreachable` or `not configured`; Valkey and NATS are reported but do not gate readiness: writes wait in the outbox while NATS is away. `auth` says whether API keys are required (`off` only for running the contract suites).")
+                    .response_with::<200, Json<Readiness<ApiReadiness>>, _>(|r| r.description("Ready"))
+                    .response_with::<503, Json<Readiness<ApiReadiness>>, _>(|r| r.description("Postgres unreachable"))
             }),
         )
 }
@@ -43,36 +43,20 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// What the api adds to the shared readiness body.
 #[derive(Serialize, JsonSchema)]
-pub struct Readiness {
-    /// `ok` or `unavailable`.
-    pub status: &'static str,
-    /// `ok` or `unreachable`.
-    pub postgres: &'static str,
-    /// `connected`, `disconnected`, or `not configured`.
-    pub nats: &'static str,
+pub struct ApiReadiness {
     /// `required` (API keys needed) or `off` (`API_AUTH=off`: the API is
     /// open to anyone who reaches it).
     pub auth: &'static str,
 }
 
+/// The shared readiness answer over the api's dependencies: only
+/// PostgreSQL gates it.
 async fn ready(State(state): State<AppState>) -> Response {
-    let postgres_ok = shortline_shared::db::ping(&state.db).await;
-    let nats = match &state.nats {
-        Some(client) if shortline_shared::nats::is_connected(client) => "connected",
-        Some(_) => "disconnected",
-        None => "not configured",
-    };
-    let body = Readiness {
-        status: if postgres_ok { "ok" } else { "unavailable" },
-        postgres: if postgres_ok { "ok" } else { "unreachable" },
-        nats,
-        auth: state.config.api_auth.as_str(),
-    };
-    let status = if postgres_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    let auth = state.config.api_auth.as_str();
+    state
+        .dependencies()
+        .ready(ReadyWhen::PostgresUp, ApiReadiness { auth })
+        .await
 }

@@ -10,6 +10,7 @@ use super::{Created, not_found};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody};
+use crate::ids::{KeyId, ResourceId, UserId};
 use crate::keys::{
     self,
     model::{ApiKey, CreatedKey, NewKey},
@@ -30,7 +31,7 @@ pub fn routes() -> ApiRouter<AppState> {
                     op.tag("keys").summary("Create an API key").description(
                         "`user_id: null` makes an admin key (may do everything); a user id makes a key that acts as that user only. The answer's `key` is the only time the whole key is shown: store it. Admin keys only.",
                     ),
-                    "User not found",
+                    UserId::NOT_FOUND,
                 )
             }),
         )
@@ -41,7 +42,7 @@ pub fn routes() -> ApiRouter<AppState> {
                     op.tag("keys").summary("Revoke an API key").description(
                         "The key stops working on every replica within `API_KEY_CACHE_MS` (500 ms). A second revoke is 404. Admin keys only.",
                     ),
-                    "API key not found",
+                    KeyId::NOT_FOUND,
                 )
             }),
         )
@@ -67,9 +68,9 @@ async fn create_key(
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<KeyId>,
 ) -> Result<NoContent, ApiError> {
     caller.require_admin()?;
-    keys::revoke(&state.db, id.get("API key not found")?).await?;
+    keys::revoke(&state.db, id.get()?.get()).await?;
     Ok(NoContent)
 }

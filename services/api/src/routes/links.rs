@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
+use crate::ids::{LinkId, ResourceId, UserId};
 use crate::links::model::{Link, LinkPatch, NewLink};
 use crate::links::repo::LinkFilter;
 use crate::links::{
@@ -29,26 +30,26 @@ pub fn routes() -> ApiRouter<AppState> {
             get_with(list_links, |op| op.tag("urls").summary("List links").description("Ordered by id; filter by `user_id` and `is_active`. Without `page`/`per_page` every match is returned."))
                 .post_with(create_link, |op| {
                     let op = op.tag("urls").summary("Create a link").description("Generates a 6-character base62 code unless `short_code` is given. Logs a `created` event. `original_url` must be an absolute http(s) URL with a host and no whitespace, control characters or userinfo (400 otherwise); a target on this service's own public hosts or a blocklisted domain is 422.");
-                    unprocessable(conflict(not_found(op, "User not found"), "short_code already exists"), TARGET_REFUSED)
+                    unprocessable(conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists"), TARGET_REFUSED)
                 }),
         )
         .api_route(
             "/urls/{id}",
-            get_with(get_link, |op| not_found(op.tag("urls").summary("Get a link").description("Deactivated and deleted links still read back, with `is_active: false`."), "URL not found"))
+            get_with(get_link, |op| not_found(op.tag("urls").summary("Get a link").description("Deactivated and deleted links still read back, with `is_active: false`."), LinkId::NOT_FOUND))
                 .put_with(update_link, |op| {
-                    unprocessable(not_found(op.tag("urls").summary("Update a link").description("Any of `title`, `is_active` (strict boolean), `original_url` (the rules of `POST /urls`). Bumps `updated_at`; logs one `updated` event per changed field."), "URL not found"), TARGET_REFUSED)
+                    unprocessable(not_found(op.tag("urls").summary("Update a link").description("Any of `title`, `is_active` (strict boolean), `original_url` (the rules of `POST /urls`). Bumps `updated_at`; logs one `updated` event per changed field."), LinkId::NOT_FOUND), TARGET_REFUSED)
                 })
                 .delete_with(delete_link, |op| {
-                    not_found(op.tag("urls").summary("Delete a link").description("Soft delete: `is_active=false` and a `deleted` event. A second delete is 404."), "URL not found")
+                    not_found(op.tag("urls").summary("Delete a link").description("Soft delete: `is_active=false` and a `deleted` event. A second delete is 404."), LinkId::NOT_FOUND)
                 }),
         )
         .api_route(
             "/urls/{id}/events",
-            get_with(link_events, |op| not_found(op.tag("urls").summary("A link's events").description("Ordered by id; paging as for `GET /events` (`page`/`per_page`, or keyset `after_id`; a page cut short by its size carries `Link: <…>; rel=\"next\"`)."), "URL not found")),
+            get_with(link_events, |op| not_found(op.tag("urls").summary("A link's events").description("Ordered by id; paging as for `GET /events` (`page`/`per_page`, or keyset `after_id`; a page cut short by its size carries `Link: <…>; rel=\"next\"`)."), LinkId::NOT_FOUND)),
         )
         .api_route(
             "/urls/{id}/stats",
-            get_with(link_stats, |op| not_found(op.tag("urls").summary("A link's statistics").description("All-time `redirect_count` and `last_redirect_at`, plus, over the range `from`..`to` (UTC; default the 7 days before now): `series`, redirects per `hour` or `day` bucket with empty buckets as 0 (at most 2000 buckets), and, for the range's days, `top_referrers` (10), `browsers`, `operating_systems`, `devices` and `bots`. Bad values, `from` after `to` or too many buckets: 400 naming the field."), "URL not found")),
+            get_with(link_stats, |op| not_found(op.tag("urls").summary("A link's statistics").description("All-time `redirect_count` and `last_redirect_at`, plus, over the range `from`..`to` (UTC; default the 7 days before now): `series`, redirects per `hour` or `day` bucket with empty buckets as 0 (at most 2000 buckets), and, for the range's days, `top_referrers` (10), `browsers`, `operating_systems`, `devices` and `bots`. Bad values, `from` after `to` or too many buckets: 400 naming the field."), LinkId::NOT_FOUND)),
         )
 }
 
@@ -59,7 +60,7 @@ const TARGET_REFUSED: &str = "`original_url` points at this service itself or at
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListLinksParams {
     /// Only this user's links.
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     /// `true` or `false`.
     pub is_active: Option<bool>,
     /// 1-based page number.
@@ -122,16 +123,15 @@ async fn create_link(
     JsonBody(new): JsonBody<NewLink>,
 ) -> Result<Propagated<Created<Link>>, ApiError> {
     caller.require_acting_as(new.user_id)?;
-    let (link, propagation) = links::create(&state, new).await?;
-    Ok(Propagated(Created(link), propagation))
+    Ok(links::create(&state, new).await?.map(Created).into())
 }
 
 async fn get_link(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<LinkId>,
 ) -> Result<Json<Link>, ApiError> {
-    let id = id.get("URL not found")?;
+    let id = id.get()?;
     caller.check_link(&state, id).await?;
     Ok(Json(links::get(&state, id).await?))
 }
@@ -139,33 +139,31 @@ async fn get_link(
 async fn update_link(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<LinkId>,
     JsonBody(patch): JsonBody<LinkPatch>,
 ) -> Result<Propagated<Json<Link>>, ApiError> {
-    let id = id.get("URL not found")?;
+    let id = id.get()?;
     caller.check_link(&state, id).await?;
-    let (link, propagation) = links::update(&state, id, patch).await?;
-    Ok(Propagated(Json(link), propagation))
+    Ok(links::update(&state, id, patch).await?.map(Json).into())
 }
 
 async fn delete_link(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<LinkId>,
 ) -> Result<Propagated<NoContent>, ApiError> {
-    let id = id.get("URL not found")?;
+    let id = id.get()?;
     caller.check_link(&state, id).await?;
-    let propagation = links::delete(&state, id).await?;
-    Ok(Propagated(NoContent, propagation))
+    Ok(links::delete(&state, id).await?.map(|()| NoContent).into())
 }
 
 async fn link_events(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<LinkId>,
     Params(p): Params<LinkEventsParams>,
 ) -> Result<Listed<Event>, ApiError> {
-    let id = id.get("URL not found")?;
+    let id = id.get()?;
     caller.check_link(&state, id).await?;
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
     let slice = events::for_link(&state, id, page).await?;
@@ -175,10 +173,10 @@ async fn link_events(
 async fn link_stats(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<LinkId>,
     Params(p): Params<StatsParams>,
 ) -> Result<Json<LinkStats>, ApiError> {
-    let id = id.get("URL not found")?;
+    let id = id.get()?;
     caller.check_link(&state, id).await?;
     let range = StatsRange::parse(
         p.from.as_deref(),

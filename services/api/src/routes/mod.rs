@@ -23,6 +23,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::ErrorBody;
+use crate::mutation::Committed;
 use crate::outbox::Propagation;
 use crate::paging::{Page, Rows};
 use crate::state::AppState;
@@ -72,6 +73,12 @@ impl<T: JsonSchema> OperationOutput for Created<T> {
 /// away or a replica slow: Valkey holds the API's own tombstone and replicas
 /// without the change stream re-read within a second).
 pub struct Propagated<R>(pub R, pub Propagation);
+
+impl<R> From<Committed<R>> for Propagated<R> {
+    fn from(committed: Committed<R>) -> Self {
+        Propagated(committed.value, committed.propagation)
+    }
+}
 
 /// The response header naming how far a change has propagated.
 pub const PROPAGATION_HEADER: &str = "shortline-propagation";
@@ -134,8 +141,9 @@ fn optional_string_header(ctx: &mut GenContext, description: &str) -> ReferenceO
     })
 }
 
-/// Documents a 404 with the given message.
-pub fn not_found<'a>(op: TransformOperation<'a>, message: &'static str) -> TransformOperation<'a> {
+/// Documents a 404 with the given message (an id type's
+/// [`NOT_FOUND`](crate::ids::ResourceId::NOT_FOUND)).
+pub fn not_found<'a>(op: TransformOperation<'a>, message: &str) -> TransformOperation<'a> {
     op.response_with::<404, Json<ErrorBody>, _>(|r| r.description(message))
 }
 

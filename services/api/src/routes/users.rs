@@ -14,6 +14,7 @@ use super::{Created, ListOf, Propagated, conflict, not_found};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody, Params};
+use crate::ids::{ResourceId, UserId};
 use crate::import::{self, BulkReport};
 use crate::paging::Page;
 use crate::state::AppState;
@@ -43,13 +44,13 @@ pub fn routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/users/{id}",
-            get_with(get_user, |op| not_found(op.tag("users").summary("Get a user"), "User not found"))
+            get_with(get_user, |op| not_found(op.tag("users").summary("Get a user"), UserId::NOT_FOUND))
                 .put_with(update_user, |op| {
-                    let op = not_found(op.tag("users").summary("Update a user").description("Any subset of `username`/`email`; `{}` changes nothing."), "User not found");
+                    let op = not_found(op.tag("users").summary("Update a user").description("Any subset of `username`/`email`; `{}` changes nothing."), UserId::NOT_FOUND);
                     conflict(op, "Username or email already exists")
                 })
                 .delete_with(delete_user, |op| {
-                    not_found(op.tag("users").summary("Delete a user").description("The user's links are deactivated, not deleted."), "User not found")
+                    not_found(op.tag("users").summary("Delete a user").description("The user's links are deactivated, not deleted."), UserId::NOT_FOUND)
                 }),
         )
 }
@@ -87,9 +88,9 @@ async fn create_user(
 async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<UserId>,
 ) -> Result<Json<User>, ApiError> {
-    let id = id.get("User not found")?;
+    let id = id.get()?;
     // A user key may read its own user, nothing else.
     if caller.user() != Some(id) {
         caller.require_admin()?;
@@ -100,23 +101,23 @@ async fn get_user(
 async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<UserId>,
     JsonBody(patch): JsonBody<UserPatch>,
 ) -> Result<Json<User>, ApiError> {
     caller.require_admin()?;
-    Ok(Json(
-        users::update(&state, id.get("User not found")?, patch).await?,
-    ))
+    Ok(Json(users::update(&state, id.get()?, patch).await?))
 }
 
 async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
-    id: Id,
+    id: Id<UserId>,
 ) -> Result<Propagated<NoContent>, ApiError> {
     caller.require_admin()?;
-    let propagation = users::delete(&state, id.get("User not found")?).await?;
-    Ok(Propagated(NoContent, propagation))
+    Ok(users::delete(&state, id.get()?)
+        .await?
+        .map(|()| NoContent)
+        .into())
 }
 
 async fn bulk_import(

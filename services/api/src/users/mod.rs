@@ -1,35 +1,32 @@
 //! Users: create, read, update, and soft delete (their links are
-//! deactivated, never lost).
+//! deactivated, never lost). Changes go through the one write path
+//! ([`crate::mutation`]).
 
 pub mod model;
 pub mod repo;
 
-use shortline_shared::events::{Change, ChangeEnvelope, UserSnapshot};
-
 use self::model::{NewUser, User, UserPatch};
 use crate::error::ApiError;
-use crate::outbox::Propagation;
+use crate::ids::UserId;
+use crate::mutation::{Changed, Committed, Mutation};
 use crate::paging::{Page, Rows, Slice};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
-use crate::{links, outbox};
 
+/// Creates a user (their answer does not wait for propagation: nothing
+/// reads a new user at once).
 pub async fn create(state: &AppState, new: NewUser) -> Result<User, ApiError> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = Mutation::begin(state).await?;
     let user = repo::insert(&mut tx, &new).await?;
-    let change = ChangeEnvelope::new(Change::UserCreated {
-        user: UserSnapshot { id: user.id },
-    });
-    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
-    tx.commit().await?;
-    Ok(user)
+    let committed = tx.commit([Changed::UserCreated(user.id)], user).await?;
+    Ok(committed.value)
 }
 
-pub async fn get(state: &AppState, id: i64) -> Result<User, ApiError> {
+pub async fn get(state: &AppState, id: UserId) -> Result<User, ApiError> {
     let mut conn = state.db.acquire().await?;
     repo::get(&mut conn, id)
         .await?
-        .ok_or(ApiError::NotFound("User not found"))
+        .ok_or_else(UserId::not_found)
 }
 
 /// One page of users, or all of them as a stream.
@@ -48,40 +45,35 @@ pub async fn list(state: &AppState, page: Page) -> Result<Rows<User>, ApiError> 
 }
 
 /// Applies any subset of the fields; `{}` returns the user unchanged.
-pub async fn update(state: &AppState, id: i64, patch: UserPatch) -> Result<User, ApiError> {
+pub async fn update(state: &AppState, id: UserId, patch: UserPatch) -> Result<User, ApiError> {
     if patch.is_empty() {
         return get(state, id).await;
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = Mutation::begin(state).await?;
     let user = repo::update(&mut tx, id, &patch)
         .await?
-        .ok_or(ApiError::NotFound("User not found"))?;
-    let change = ChangeEnvelope::new(Change::UserUpdated {
-        user: UserSnapshot { id: user.id },
-    });
-    outbox::enqueue(&mut tx, &state.subjects, &change).await?;
-    tx.commit().await?;
-    Ok(user)
+        .ok_or_else(UserId::not_found)?;
+    let committed = tx.commit([Changed::UserUpdated(user.id)], user).await?;
+    Ok(committed.value)
 }
 
 /// Soft-deletes the user and deactivates their links in one transaction.
-pub async fn delete(state: &AppState, id: i64) -> Result<Propagation, ApiError> {
-    let mut tx = state.db.begin().await?;
+pub async fn delete(state: &AppState, id: UserId) -> Result<Committed<()>, ApiError> {
+    let mut tx = Mutation::begin(state).await?;
     let user = repo::soft_delete(&mut tx, id)
         .await?
-        .ok_or(ApiError::NotFound("User not found"))?;
-    let mut enqueued = links::deactivate_for_user(state, &mut tx, user.id).await?;
-    let deactivated = enqueued.len();
-    let change = ChangeEnvelope::new(Change::UserDeleted {
-        user: UserSnapshot { id: user.id },
-    });
-    enqueued.push(outbox::enqueue(&mut tx, &state.subjects, &change).await?);
-    tx.commit().await?;
-    let propagation = state.propagator.propagate(&state.db, enqueued).await;
+        .ok_or_else(UserId::not_found)?;
+    let links = repo::deactivate_links(&mut tx, user.id).await?;
+    let deactivated = links.len();
+    let changes = links
+        .into_iter()
+        .map(Changed::LinkDeactivated)
+        .chain([Changed::UserDeleted(user.id)]);
+    let committed = tx.commit(changes, ()).await?;
     tracing::info!(
-        user_id = id,
+        user_id = id.get(),
         deactivated_links = deactivated,
         "user deleted"
     );
-    Ok(propagation)
+    Ok(committed)
 }

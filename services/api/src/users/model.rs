@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::ids::UserId;
 use crate::validate::{Fields, FromJson};
 
 /// Longest `username` or `email`, in bytes, wherever it comes from (JSON or
@@ -14,7 +15,7 @@ pub const MAX_USER_FIELD_BYTES: usize = 1_024;
 /// A user as the contract shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
     pub email: String,
     /// `YYYY-MM-DDTHH:MM:SS`, UTC.

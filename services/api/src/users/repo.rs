@@ -1,8 +1,12 @@
-//! SQL for users. Soft-deleted users (`deleted_at`) are invisible here.
+//! SQL for users. Soft-deleted users (`deleted_at`) are invisible here;
+//! deleting one deactivates their links ([`deactivate_links`]).
 
+use chrono::{DateTime, Utc};
+use shortline_shared::events::LinkSnapshot;
 use sqlx::PgConnection;
 
 use super::model::{NewUser, User, UserPatch};
+use crate::ids::UserId;
 use crate::paging::Page;
 use crate::row_stream;
 
@@ -16,7 +20,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewUser) -> Result<User, sqlx
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<User>, sqlx::Error> {
+pub async fn get(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(
         "SELECT id, username, email, created_at FROM users WHERE id = $1 AND deleted_at IS NULL",
     )
@@ -25,7 +29,7 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<User>, sqlx:
     .await
 }
 
-pub async fn exists(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn exists(conn: &mut PgConnection, id: UserId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar::<_, bool>(
         "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL)",
     )
@@ -60,7 +64,7 @@ pub async fn list(conn: &mut PgConnection, page: Page) -> Result<Vec<User>, sqlx
 /// Applies the fields present in `patch`; `None` when the user is absent.
 pub async fn update(
     conn: &mut PgConnection,
-    id: i64,
+    id: UserId,
     patch: &UserPatch,
 ) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(
@@ -76,7 +80,7 @@ pub async fn update(
 }
 
 /// Marks the user deleted; `None` when there was no live user.
-pub async fn soft_delete(conn: &mut PgConnection, id: i64) -> Result<Option<User>, sqlx::Error> {
+pub async fn soft_delete(conn: &mut PgConnection, id: UserId) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(
         "UPDATE users SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL
          RETURNING id, username, email, created_at",
@@ -84,4 +88,33 @@ pub async fn soft_delete(conn: &mut PgConnection, id: i64) -> Result<Option<User
     .bind(id)
     .fetch_optional(conn)
     .await
+}
+
+/// Deactivates every active link of a user who is being deleted, returning
+/// each link's new state (for its change event).
+pub async fn deactivate_links(
+    conn: &mut PgConnection,
+    id: UserId,
+) -> Result<Vec<LinkSnapshot>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
+        "UPDATE urls SET is_active = FALSE, updated_at = now()
+         WHERE user_id = $1 AND is_active
+         RETURNING id, user_id, short_code, original_url, is_active, updated_at",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, user_id, short_code, original_url, is_active, updated_at)| LinkSnapshot {
+                id,
+                user_id,
+                short_code,
+                original_url,
+                is_active,
+                updated_at,
+            },
+        )
+        .collect())
 }

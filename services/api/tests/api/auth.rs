@@ -18,7 +18,7 @@ fn valkey_url() -> String {
 /// A config whose rate limits are counted in `valkey` under a prefix of
 /// this test's own.
 fn limited_config(valkey: &str) -> ApiConfig {
-    let mut config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+    let mut config = ApiConfig::for_urls("postgres://unused", "");
     config.common.nats_prefix = unique_prefix();
     config.valkey_url = valkey.to_owned();
     config.valkey_timeout_ms = 500;
@@ -485,7 +485,7 @@ async fn keys_of_deleted_users_stop_working(db: PgPool) {
 /// `/ready` says so.
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn auth_off_runs_the_contract_without_keys(db: PgPool) {
-    let mut config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+    let mut config = ApiConfig::for_urls("postgres://unused", "");
     config.api_auth = AuthMode::Off;
     config.valkey_url = String::new();
     let app = TestApp::with_config(db, config).await;

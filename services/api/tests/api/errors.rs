@@ -3,6 +3,8 @@
 
 use axum::http::{Method, StatusCode, header};
 use serde_json::json;
+use shortline_api::config::ApiConfig;
+use shortline_shared::testing::{OwnServer, ServerKind, unique_prefix};
 use sqlx::PgPool;
 
 use crate::support::TestApp;
@@ -159,6 +161,9 @@ async fn health_ready_metrics_and_request_ids(db: PgPool) {
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["postgres"], "ok");
+    // This app runs without NATS and Valkey: the shared vocabulary says so.
+    assert_eq!(ready.json()["nats"], "not configured");
+    assert_eq!(ready.json()["valkey"], "not configured");
 
     let mut req = axum::http::Request::builder()
         .uri("/health")
@@ -200,6 +205,31 @@ async fn ready_is_503_without_postgres(db: PgPool) {
     let res = app.get("/users").await;
     assert!(res.status.is_server_error());
     assert!(res.json()["error"].is_string());
+}
+
+/// NATS and Valkey away are reported in `/ready` but do not fail it: writes
+/// wait in the outbox, and rate limits let requests through.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn ready_reports_nats_and_valkey_away_without_failing(db: PgPool) {
+    let nats = OwnServer::not_started(ServerKind::Nats);
+    let valkey = OwnServer::not_started(ServerKind::Valkey);
+    let mut config = ApiConfig::for_urls("postgres://unused", &nats.url());
+    config.common.nats_prefix = unique_prefix();
+    config.valkey_url = valkey.url();
+    let app = TestApp::with_config(db, config).await;
+    let res = app.get("/ready").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.json());
+    assert_eq!(
+        res.json(),
+        json!({
+            "status": "ok",
+            "postgres": "ok",
+            "valkey": "unreachable",
+            "nats": "unreachable",
+            "auth": "required",
+        })
+    );
+    app.service.shutdown().await;
 }
 
 /// PostgreSQL cannot store a NUL character in `text` or `jsonb`; wherever a

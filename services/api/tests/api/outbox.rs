@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use serde_json::json;
-use shortline_api::outbox::OutboxRelay;
+use shortline_api::config::ApiConfig;
 use shortline_shared::events::ChangeEnvelope;
 use shortline_shared::testing::{OwnServer, ServerKind, unique_prefix};
 use sqlx::PgPool;
@@ -45,6 +45,26 @@ async fn outbox_len(db: &PgPool) -> i64 {
         .expect("count")
 }
 
+/// The API's config with NATS at `nats_url` (so its outbox relay runs),
+/// subjects under `prefix`, and no waiting for propagation.
+fn relaying_config(prefix: &str, nats_url: &str) -> ApiConfig {
+    let mut config = ApiConfig::for_urls("postgres://unused", nats_url);
+    config.common.nats_prefix = prefix.to_owned();
+    config.outbox_poll_ms = 200;
+    config.invalidation_wait_ms = 0;
+    config.valkey_url = String::new();
+    config
+}
+
+/// Waits until the relay has published (and so deleted) every outbox row.
+async fn until_drained(db: &PgPool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while outbox_len(db).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn relay_publishes_each_change_exactly_once(db: PgPool) {
     let prefix = unique_prefix();
@@ -64,23 +84,9 @@ async fn relay_publishes_each_change_exactly_once(db: PgPool) {
             .await
             .expect("rows");
 
-    let client = shortline_shared::nats::connect(&nats_url(), "test")
-        .await
-        .expect("nats");
-    let relay = OutboxRelay::new(
-        db.clone(),
-        client.clone(),
-        app.state.subjects.clone(),
-        Duration::from_secs(1),
-    );
-    shortline_shared::nats::ensure_stream(
-        &jetstream::new(client.clone()),
-        shortline_shared::nats::changes_stream_config(&app.state.subjects),
-    )
-    .await
-    .expect("stream");
-    relay.drain().await.expect("drains");
-    assert_eq!(outbox_len(&db).await, 0, "acked rows are deleted");
+    // The API started with NATS: its relay publishes what waits.
+    let relaying = TestApp::with_config(db.clone(), relaying_config(&prefix, &nats_url())).await;
+    until_drained(&db, "acked rows are deleted").await;
 
     // A relay that crashed after publishing but before deleting republishes:
     // the stream's duplicate window drops the copies.
@@ -96,9 +102,12 @@ async fn relay_publishes_each_change_exactly_once(db: PgPool) {
             .await
             .expect("reinsert");
     }
-    relay.drain().await.expect("drains again");
-    assert_eq!(outbox_len(&db).await, 0);
+    until_drained(&db, "republished rows are deleted").await;
+    relaying.service.shutdown().await;
 
+    let client = shortline_shared::nats::connect(&nats_url(), "test")
+        .await
+        .expect("nats");
     let messages = stream_messages(&client, &app.state.subjects.changes_stream()).await;
     let kinds: Vec<&str> = messages.iter().map(|(_, _, e)| e.change.kind()).collect();
     assert_eq!(
@@ -128,22 +137,11 @@ async fn relay_publishes_each_change_exactly_once(db: PgPool) {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn writes_succeed_while_nats_is_down_and_the_backlog_drains_after(db: PgPool) {
     let prefix = unique_prefix();
-    let app = TestApp::with_prefix(db.clone(), &prefix).await;
     let mut nats = OwnServer::not_started(ServerKind::Nats);
     let url = nats.url();
 
-    // The relay starts before NATS exists.
-    let client = shortline_shared::nats::connect(&url, "test")
-        .await
-        .expect("client connects lazily");
-    let relay = OutboxRelay::new(
-        db.clone(),
-        client.clone(),
-        app.state.subjects.clone(),
-        Duration::from_millis(200),
-    );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(relay.run(stop.clone()));
+    // The API (and its relay) starts before NATS exists.
+    let app = TestApp::with_config(db.clone(), relaying_config(&prefix, &url)).await;
 
     let uid = app.user("u").await["id"].as_i64().expect("id");
     for i in 0..5 {
@@ -165,9 +163,11 @@ async fn writes_succeed_while_nats_is_down_and_the_backlog_drains_after(db: PgPo
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let client = shortline_shared::nats::connect(&url, "test")
+        .await
+        .expect("nats");
     let messages = stream_messages(&client, &app.state.subjects.changes_stream()).await;
     assert_eq!(messages.len(), 6);
-    stop.cancel();
-    task.await.expect("relay stops cleanly");
+    app.service.shutdown().await;
     drop(nats);
 }

@@ -12,7 +12,7 @@ use crate::support::TestApp;
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn link_changes_tombstone_valkey_and_say_they_are_unconfirmed(db: PgPool) {
     let valkey = OwnServer::start(ServerKind::Valkey).await;
-    let mut config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+    let mut config = ApiConfig::for_urls("postgres://unused", "");
     config.common.nats_prefix = unique_prefix();
     config.valkey_url = valkey.url();
     config.valkey_timeout_ms = 500;

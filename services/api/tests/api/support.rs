@@ -1,5 +1,7 @@
 //! Test harness: the real router over a per-test database (`#[sqlx::test]`
-//! creates and drops one per test), driven with `tower::ServiceExt::oneshot`.
+//! creates and drops one per test), driven with `tower::ServiceExt::oneshot`,
+//! of an API started as the binary starts it (`shortline_api::Service`);
+//! without NATS unless a test's config names one (`NATS_URL` empty).
 //! Every request sends an admin API key made for the test, as a real client
 //! would (`TestApp::request_with` sends another key or none).
 
@@ -7,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::Value;
+use shortline_api::Service;
 use shortline_api::config::ApiConfig;
 use shortline_api::keys::model::NewKey;
 use shortline_api::state::AppState;
@@ -15,6 +18,8 @@ use sqlx::PgPool;
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
+    /// The running API (outbox relay when there is NATS, dependency probe).
+    pub service: Service,
     pub db: PgPool,
     /// The admin key every request helper sends.
     pub key: String,
@@ -72,7 +77,7 @@ impl TestApp {
     }
 
     pub async fn with_prefix(db: PgPool, prefix: &str) -> Self {
-        let mut config = ApiConfig::for_urls("postgres://unused", "nats://unused");
+        let mut config = ApiConfig::for_urls("postgres://unused", "");
         config.common.nats_prefix = prefix.to_owned();
         config.csv_max_bytes = 1024 * 1024;
         config.invalidation_wait_ms = 0;
@@ -83,11 +88,14 @@ impl TestApp {
 
     /// The app for a given config, with an admin key made for the test.
     pub async fn with_config(db: PgPool, config: ApiConfig) -> Self {
-        let state = AppState::new(config, db.clone(), None).expect("state builds");
+        let service = Service::start_with_pool(&config, db.clone())
+            .await
+            .expect("api starts");
         let key = Self::make_key(&db, None).await;
         Self {
-            router: shortline_api::router(state.clone()),
-            state,
+            router: service.router(),
+            state: service.state.clone(),
+            service,
             db,
             key,
         }
