@@ -167,9 +167,11 @@ port = $PG_PORT
 unix_socket_directories = '$sock'
 max_connections = 200
 shared_buffers = 128MB
-# Dev box: keep fsync (no corruption after a crash), but don't wait for it on commit.
+# Durable like production: a commit is on disk when it is acknowledged (an API 201, the
+# analytics consumer's ack to JetStream, an outbox row deleted after its publish), so a
+# crash of this server loses nothing that was answered.
 fsync = on
-synchronous_commit = off
+synchronous_commit = on
 timezone = 'UTC'
 log_timezone = 'UTC'
 log_line_prefix = '%m [%p] %q%u@%d '
