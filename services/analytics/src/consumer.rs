@@ -354,6 +354,8 @@ impl ClickConsumer {
         }
         let started = Instant::now();
         let mut stored = repo::Stored::default();
+        // Recorded events counted now (their rows are not this consumer's).
+        let mut folded = 0;
         let writes = clicks
             .chunks(self.settings.batch_clicks.max(1))
             .map(|chunk| (chunk, repo::Source::Redirects))
@@ -365,7 +367,10 @@ impl ClickConsumer {
         for (chunk, source) in writes {
             match store_with_retry(&self.db, chunk, source).await {
                 Ok(s) => {
-                    stored.inserted += s.inserted;
+                    match source {
+                        repo::Source::Redirects => stored.inserted += s.inserted,
+                        repo::Source::Recorded => folded += s.inserted,
+                    }
                     stored.duplicates += s.duplicates;
                 }
                 Err(e) => {
@@ -399,6 +404,7 @@ impl ClickConsumer {
             tracing::debug!(
                 clicks = clicks.len(),
                 inserted = stored.inserted,
+                recorded = folded,
                 duplicates = stored.duplicates,
                 "clicks written"
             );

@@ -340,8 +340,10 @@ async fn rebuild_once(db: &PgPool) -> Result<Rebuilt, sqlx::Error> {
         .bind(ROLLUP_LOCK)
         .execute(&mut *tx)
         .await?;
+    // In the order the consumer's statements take them (see `store`), so
+    // that they queue behind the rebuild rather than deadlock with it.
     sqlx::query(
-        "LOCK TABLE link_stats, link_stats_hourly, rollup_backlog, rollup_pending,
+        "LOCK TABLE rollup_pending, link_stats, link_stats_hourly, rollup_backlog,
                     link_stats_referrers, link_stats_agents IN EXCLUSIVE MODE",
     )
     .execute(&mut *tx)
