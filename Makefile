@@ -12,6 +12,7 @@ PYTHON ?= python3
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 RELEASE_BIN := $(TARGET_DIR)/release
 API_BIN := $(RELEASE_BIN)/shortline-api
+ANALYTICS_BIN := $(RELEASE_BIN)/shortline-analytics
 
 DEMO_DIR := .local/demo
 DEMO_USERS ?= 400
@@ -49,9 +50,11 @@ demo-data: ## Generate demo CSVs into .local/demo (only when missing)
 			--links $(DEMO_LINKS) --events-per-link $(DEMO_EVENTS_PER_LINK) --seed $(DEMO_SEED); \
 	fi
 
-seed: demo-data ## Load .local/demo into the database (shortline-api seed)
+seed: demo-data ## Load .local/demo into the database (shortline-api seed), then recompute its stats (shortline-analytics rebuild-rollups)
 	@test -x "$(API_BIN)" || { echo "$(API_BIN) not found: run 'make build' first" >&2; exit 1; }
+	@test -x "$(ANALYTICS_BIN)" || { echo "$(ANALYTICS_BIN) not found: run 'make build' first" >&2; exit 1; }
 	@bash scripts/env.sh "$(API_BIN)" seed "$(CURDIR)/$(DEMO_DIR)"
+	@bash scripts/env.sh "$(ANALYTICS_BIN)" rebuild-rollups
 
 up: ## Everything: tools, servers, build, migrate, demo data, seed, services + edge
 	@$(MAKE) tools

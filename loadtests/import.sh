@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Import benchmarks (issue #2): a 100,000-row users CSV through POST /users/bulk, and
-# 1,000,000 links (plus their users and events) through `shortline-api seed`.
+# 1,000,000 links (plus their users and events) through `shortline-api seed`, then the
+# statistics of those events through `shortline-analytics rebuild-rollups` (as `make up` does).
 #
 #   loadtests/import.sh            # needs the local servers (make servers) and a release build
 #
@@ -12,7 +13,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET/release/shortline-api"
-[[ -x $BIN ]] || cargo build --release -p shortline-api
+ANALYTICS_BIN="$TARGET/release/shortline-analytics"
+[[ -x $BIN && -x $ANALYTICS_BIN ]] || cargo build --release -p shortline-api -p shortline-analytics
 BASE_URL="${DATABASE_URL:-postgres://shortline@127.0.0.1:55432/shortline}"
 ADMIN_URL="${BASE_URL%/*}/postgres"
 BENCH_URL="${BASE_URL%/*}/shortline_bench"
@@ -24,7 +26,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-psql_admin() { "${PG_BIN:-$(dirname "$(find "$ROOT/tools" -name psql -type f | head -1)")}/psql" -qAt "$ADMIN_URL" -c "$1"; }
+PSQL="${PG_BIN:-$(dirname "$(find "$ROOT/tools" -name psql -type f | head -1)")}/psql"
+psql_admin() { "$PSQL" -qAt "$ADMIN_URL" -c "$1"; }
+psql_bench() { "$PSQL" -qAt "$BENCH_URL" -c "$1"; }
 psql_admin "DROP DATABASE IF EXISTS shortline_bench" >/dev/null
 psql_admin "CREATE DATABASE shortline_bench" >/dev/null
 DATABASE_URL="$BENCH_URL" "$BIN" migrate >/dev/null
@@ -58,6 +62,11 @@ start=$(date +%s.%N)
 DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$BIN" seed "$WORK/links1m" >/dev/null
 end=$(date +%s.%N)
 python3 -c "s=$end-$start; print(f'seed_1m_links: 20,000 users + 1,000,000 links + 1,000,000 events in {s:.1f} s = {1_000_000/s:,.0f} links/s (events included)')"
+start=$(date +%s.%N)
+DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$ANALYTICS_BIN" rebuild-rollups >/dev/null
+end=$(date +%s.%N)
+redirects="$(psql_bench "SELECT count(*) FROM events WHERE event_type = 'redirect'")"
+python3 -c "s=$end-$start; print(f'rebuild_rollups_1m: link statistics of {int(\"$redirects\"):,} redirect events in {s:.1f} s')"
 start=$(date +%s.%N)
 DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$BIN" seed "$WORK/links1m" >/dev/null
 end=$(date +%s.%N)

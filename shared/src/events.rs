@@ -126,6 +126,16 @@ pub struct Click {
 /// Clicks travel in batches: one JetStream message per batch. The JSON form
 /// is `{"version":1,"batch_id":"01J…","clicks":[{…},…]}`; a consumer must
 /// skip versions it does not understand.
+///
+/// The redirect service publishes the clicks it answered; their event rows do
+/// not exist yet and the analytics consumer inserts them. The write API
+/// publishes (through its outbox) each `redirect` event a client records with
+/// `POST /events` as a batch of one with `"recorded":true`: the API has
+/// written that event row itself, so the consumer only folds the click into
+/// the rollups (once, claiming the API's `rollup_pending` row). The flag is
+/// additive (absent means `false`), so the version stays 1; a consumer that
+/// predates it would find the row present and count nothing, so analytics is
+/// deployed before an API that sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClickBatch {
     pub version: u32,
@@ -133,6 +143,9 @@ pub struct ClickBatch {
     /// by the stream.
     pub batch_id: Ulid,
     pub clicks: Vec<Click>,
+    /// The clicks' event rows exist already (recorded by the write API).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
 }
 
 impl ClickBatch {
@@ -142,6 +155,18 @@ impl ClickBatch {
             version: CLICK_EVENT_VERSION,
             batch_id: Ulid::generate(),
             clicks,
+            recorded: false,
+        }
+    }
+
+    /// A `redirect` event whose row the write API recorded, as a batch of
+    /// one under the event's own id (the outbox row's `Nats-Msg-Id`).
+    pub fn recorded(click: Click) -> Self {
+        Self {
+            version: CLICK_EVENT_VERSION,
+            batch_id: click.event_id,
+            clicks: vec![click],
+            recorded: true,
         }
     }
 }
@@ -276,6 +301,30 @@ mod tests {
         assert_eq!(json["event_id"], env.event_id.to_string());
         let back: ChangeEnvelope = serde_json::from_value(json).expect("round-trips");
         assert_eq!(back, env);
+    }
+
+    #[test]
+    fn a_recorded_batch_says_so_and_a_click_batch_does_not() {
+        let click = Click {
+            event_id: Ulid::generate(),
+            url_id: 7,
+            user_id: 3,
+            short_code: "abc123".into(),
+            occurred_at: Utc::now(),
+            user_agent: None,
+            referrer: None,
+            ip: None,
+        };
+        let plain = serde_json::to_value(ClickBatch::new(vec![click.clone()])).expect("json");
+        assert!(plain.get("recorded").is_none(), "{plain}");
+        let recorded = ClickBatch::recorded(click.clone());
+        assert_eq!(recorded.batch_id, click.event_id);
+        let json = serde_json::to_value(&recorded).expect("json");
+        assert_eq!(json["recorded"], true);
+        let back: ClickBatch = serde_json::from_value(json).expect("round-trips");
+        assert_eq!(back, recorded);
+        let old: ClickBatch = serde_json::from_value(plain).expect("reads without the flag");
+        assert!(!old.recorded);
     }
 
     #[test]

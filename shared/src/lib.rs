@@ -1,8 +1,7 @@
 //! Plumbing and event contracts shared by the Shortline services.
 //!
 //! Nothing here knows about a particular service's domain: `db` owns the pool
-//! (behind a circuit breaker) and the migrator, `breakdown` how a redirect is
-//! classified for the per-link breakdowns, `cache` the Valkey client,
+//! (behind a circuit breaker) and the migrator, `cache` the Valkey client,
 //! `client_ip` who a request came from behind proxies, `config` the settings every service
 //! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
@@ -11,7 +10,6 @@
 //! `shutdown` the signal handling, `target_url` what a link may point at,
 //! and `wire` the contract's wire formats.
 
-pub mod breakdown;
 pub mod cache;
 pub mod client_ip;
 pub mod config;

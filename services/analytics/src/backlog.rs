@@ -3,10 +3,10 @@
 //!
 //! Writing those two breakdowns with every click batch was close to half of
 //! the consumer's Postgres time (with clicks spread over many links nearly
-//! every click is a new row in each), so the consumer (like the API's
-//! `POST /events` and the seed loader) only appends one backlog row per new
-//! `redirect` event, in the same statement as the event row and the per-link
-//! rollups `link_stats` and `link_stats_hourly`, which stay exact at commit. Every
+//! every click is a new row in each), so the consumer only appends one backlog
+//! row per newly counted `redirect` event (a click, or an event the write API
+//! recorded), in the same statement as the event row and the per-link rollups
+//! `link_stats` and `link_stats_hourly`, which stay exact at commit. Every
 //! `ANALYTICS_ROLLUP_INTERVAL_MS` this job takes up to
 //! `ANALYTICS_ROLLUP_MAX_EVENTS` backlog rows, adds them up and deletes them in
 //! one transaction ([`repo::fold_backlog`]), under a Postgres advisory lock so

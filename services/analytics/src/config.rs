@@ -5,12 +5,8 @@ use std::time::Duration;
 
 use shortline_shared::config::CommonConfig;
 
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "shortline-analytics",
-    version,
-    about = "Shortline analytics consumer"
-)]
+/// Settings of the analytics service (`shortline-analytics serve`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct AnalyticsConfig {
     #[command(flatten)]
     pub common: CommonConfig,
@@ -80,14 +76,20 @@ pub struct AnalyticsConfig {
 impl AnalyticsConfig {
     /// The defaults, pointed at the given servers (for tests and tools).
     pub fn for_urls(nats_url: &str, prefix: &str) -> Self {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: AnalyticsConfig,
+        }
         use clap::Parser;
-        Self::parse_from([
+        Flags::parse_from([
             "shortline-analytics",
             "--nats-url",
             nats_url,
             "--nats-prefix",
             prefix,
         ])
+        .config
     }
 
     pub fn batch_wait(&self) -> Duration {

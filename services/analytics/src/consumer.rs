@@ -1,6 +1,12 @@
 //! The click consumer: a durable JetStream pull consumer shared by every
 //! replica, writing click batches into `events` and the rollups.
 //!
+//! Two kinds of batch arrive on the click stream: the redirect service's
+//! clicks (their event rows are inserted here) and, one per message,
+//! `redirect` events a client recorded through the write API's `POST
+//! /events` (`"recorded": true`: the API wrote the row; only the rollups are
+//! added here, once). See `shortline_shared::events::ClickBatch`.
+//!
 //! Messages are taken as they come; once one has arrived the batch waits at
 //! most `ANALYTICS_BATCH_WAIT_MS` for more (bounded by message and click
 //! counts), so a lone click is written at once and a busy stream is written
@@ -330,9 +336,15 @@ impl ClickConsumer {
 
     async fn write_and_ack(&self, batch: Vec<Message>) -> Result<(), async_nats::Error> {
         let mut clicks: Vec<Click> = Vec::new();
+        // `redirect` events the write API recorded (rows present already).
+        let mut recorded: Vec<Click> = Vec::new();
         let mut good = Vec::with_capacity(batch.len());
         for message in batch {
             match decode(&message.payload) {
+                Ok(b) if b.recorded => {
+                    recorded.extend(b.clicks);
+                    good.push(message);
+                }
                 Ok(b) => {
                     clicks.extend(b.clicks);
                     good.push(message);
@@ -342,15 +354,28 @@ impl ClickConsumer {
         }
         let started = Instant::now();
         let mut stored = repo::Stored::default();
-        for chunk in clicks.chunks(self.settings.batch_clicks.max(1)) {
-            match store_with_retry(&self.db, chunk).await {
+        // Recorded events counted now (their rows are not this consumer's).
+        let mut folded = 0;
+        let writes = clicks
+            .chunks(self.settings.batch_clicks.max(1))
+            .map(|chunk| (chunk, repo::Source::Redirects))
+            .chain(
+                recorded
+                    .chunks(self.settings.batch_clicks.max(1))
+                    .map(|chunk| (chunk, repo::Source::Recorded)),
+            );
+        for (chunk, source) in writes {
+            match store_with_retry(&self.db, chunk, source).await {
                 Ok(s) => {
-                    stored.inserted += s.inserted;
+                    match source {
+                        repo::Source::Redirects => stored.inserted += s.inserted,
+                        repo::Source::Recorded => folded += s.inserted,
+                    }
                     stored.duplicates += s.duplicates;
                 }
                 Err(e) => {
                     self.metrics.write_failures.add(1, &[]);
-                    tracing::error!(error = %e, clicks = clicks.len(), "click batch not written; it will be redelivered");
+                    tracing::error!(error = %e, clicks = clicks.len() + recorded.len(), "click batch not written; it will be redelivered");
                     for m in &good {
                         let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                     }
@@ -358,6 +383,7 @@ impl ClickConsumer {
                 }
             }
         }
+        clicks.append(&mut recorded);
         let committed = Utc::now();
         for m in &good {
             m.ack().await?;
@@ -378,6 +404,7 @@ impl ClickConsumer {
             tracing::debug!(
                 clicks = clicks.len(),
                 inserted = stored.inserted,
+                recorded = folded,
                 duplicates = stored.duplicates,
                 "clicks written"
             );
@@ -476,10 +503,11 @@ impl ClickConsumer {
 async fn store_with_retry(
     db: &sqlx::PgPool,
     clicks: &[Click],
+    source: repo::Source,
 ) -> Result<repo::Stored, sqlx::Error> {
     let mut attempt = 0;
     loop {
-        match repo::store_clicks(db, clicks).await {
+        match repo::store(db, clicks, source).await {
             Err(sqlx::Error::Database(e))
                 if attempt < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
             {

@@ -1,16 +1,27 @@
 //! Shortline's analytics service (`shortline-analytics`): the click stream
-//! into the contract's event log and per-link statistics.
+//! into the contract's event log and per-link statistics. It is the only
+//! writer of those statistics (`link_stats`, `link_stats_hourly`,
+//! `rollup_backlog`, `link_stats_referrers`, `link_stats_agents`); the write
+//! API only reads them.
 //!
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their
 //! event rows, the per-link rollups (`link_stats`, `link_stats_hourly`) and
-//! backlog rows (user agents and referrers classified with
-//! `shortline_shared::breakdown`); `backlog` is the rollup job that folds the
-//! backlog into the daily referrer and user-agent breakdowns; `toplinks`
-//! exports the most redirected links as a gauge. Beside it the service serves
-//! `/health`, `/ready` (Postgres and NATS) and `/metrics`.
+//! backlog rows (user agents and referrers classified with `breakdown`).
+//! `redirect` events a client records through the API's `POST /events`
+//! arrive on the same stream, as clicks whose event row the API has written
+//! already: `repo` adds them to the same rollups, once. `backlog` is the
+//! rollup job that folds the backlog into the daily referrer and user-agent
+//! breakdowns; `toplinks` exports the most redirected links as a gauge.
+//! Beside it the service serves `/health`, `/ready` (Postgres and NATS) and
+//! `/metrics`.
+//!
+//! `shortline-analytics rebuild-rollups` ([`rebuild_rollups`]) recomputes
+//! every one of those tables from the event rows: after `shortline-api seed`
+//! (which loads event rows only; `make up` runs both) or a restore.
 
 pub mod backlog;
+pub mod breakdown;
 pub mod config;
 pub mod consumer;
 pub mod repo;
@@ -159,6 +170,20 @@ impl Service {
         // Acks are fire-and-forget publishes: make sure they left.
         let _ = self.state.nats.flush().await;
     }
+}
+
+/// `shortline-analytics rebuild-rollups`: recomputes the per-link rollups
+/// and breakdowns from the event rows ([`repo::rebuild_rollups`]) and logs
+/// what it counted.
+pub async fn rebuild_rollups(config: &AnalyticsConfig) -> anyhow::Result<()> {
+    let db = config.common.pool(config.db_max_connections)?;
+    let started = std::time::Instant::now();
+    let rebuilt = repo::rebuild_rollups(&db)
+        .await
+        .context("rebuilding the rollups")?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(?rebuilt, elapsed_ms, "rollups rebuilt from the event rows");
+    Ok(())
 }
 
 /// Serves until SIGINT/SIGTERM, then stops the consumer cleanly.

@@ -599,3 +599,222 @@ async fn client_request_ids_are_capped(db: PgPool) {
     }
     service.shutdown().await;
 }
+
+/// Every rollup table as text, ordered, to compare two states.
+async fn rollup_tables(db: &PgPool) -> [String; 4] {
+    let text = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, String>(sql)
+            .fetch_one(db)
+            .await
+            .expect("rollup rows")
+    };
+    [
+        text("SELECT coalesce(string_agg(format('%s|%s|%s', url_id, redirect_count, last_redirect_at), ',' ORDER BY url_id), '') FROM link_stats").await,
+        text("SELECT coalesce(string_agg(format('%s|%s|%s', url_id, hour, redirect_count), ',' ORDER BY url_id, hour), '') FROM link_stats_hourly").await,
+        text("SELECT coalesce(string_agg(format('%s|%s|%s|%s', url_id, day, referrer, redirect_count), ',' ORDER BY url_id, day, referrer), '') FROM link_stats_referrers").await,
+        text("SELECT coalesce(string_agg(format('%s|%s|%s|%s|%s|%s|%s', url_id, day, browser, os, device, is_bot, redirect_count), ',' ORDER BY url_id, day, browser, os, device, is_bot), '') FROM link_stats_agents").await,
+    ]
+}
+
+/// A `redirect` event row the write API recorded through `POST /events`
+/// (with its `rollup_pending` mark, in one transaction as the API does), and
+/// the click the API puts in its outbox for it.
+async fn recorded_event(db: &PgPool, url_id: i64, details: serde_json::Value) -> Click {
+    let id = Ulid::generate();
+    let at = chrono::Utc::now();
+    let mut tx = db.begin().await.expect("tx");
+    sqlx::query(
+        "INSERT INTO events (event_id, url_id, user_id, event_type, occurred_at, details)
+         VALUES ($1, $2, 9, 'redirect', $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(url_id)
+    .bind(at)
+    .bind(&details)
+    .execute(&mut *tx)
+    .await
+    .expect("event row");
+    sqlx::query("INSERT INTO rollup_pending (event_id) VALUES ($1)")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("pending mark");
+    tx.commit().await.expect("commit");
+    let text = |key: &str| details.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    Click {
+        event_id: id,
+        url_id,
+        user_id: 9,
+        short_code: format!("code{url_id}"),
+        occurred_at: at,
+        user_agent: text("user_agent"),
+        referrer: text("referrer"),
+        ip: None,
+    }
+}
+
+/// `redirect` events recorded by the API arrive as `recorded` batches: the
+/// consumer adds them to the rollups without a second event row, and a
+/// redelivered batch (here: re-published under another id, past the
+/// stream's duplicate window) adds nothing.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn recorded_redirects_count_once_and_add_no_row(db: PgPool) {
+    let prefix = unique_prefix();
+    let stream = Stream::new(&prefix).await;
+    let service = Service::start_with_pool(&config(&prefix), db.clone())
+        .await
+        .expect("starts");
+    let first = recorded_event(
+        &db,
+        1,
+        serde_json::json!({"user_agent": BOT, "referrer": "https://news.example.org/a"}),
+    )
+    .await;
+    let second = recorded_event(&db, 1, serde_json::json!({"user_agent": FIREFOX})).await;
+    let publish_recorded = |click: Click| {
+        let mut batch = ClickBatch::recorded(click);
+        batch.batch_id = Ulid::generate();
+        serde_json::to_vec(&batch).expect("json")
+    };
+    for click in [&first, &second] {
+        stream.publish_raw(publish_recorded(click.clone())).await;
+    }
+    settle(
+        &db,
+        "SELECT coalesce(sum(redirect_count), 0)::bigint FROM link_stats",
+        2,
+    )
+    .await;
+    settle(&db, "SELECT count(*) FROM rollup_pending", 0).await;
+    // Redelivered: nothing more, and never a second event row.
+    stream.publish_raw(publish_recorded(first.clone())).await;
+    stream.publish(vec![click(2, FIREFOX, None)]).await;
+    settle(&db, "SELECT count(*) FROM events", 3).await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats WHERE url_id = 1"
+        )
+        .await,
+        2
+    );
+    settle(&db, "SELECT count(*) FROM rollup_backlog", 0).await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_agents WHERE url_id = 1 AND is_bot"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats_referrers WHERE url_id = 1 AND referrer = 'news.example.org'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(redirect_count)::bigint FROM link_stats_hourly WHERE url_id = 1"
+        )
+        .await,
+        2
+    );
+    service.shutdown().await;
+}
+
+/// `rebuild-rollups` recomputes from the event rows exactly what the
+/// consumer and the rollup job wrote (clicks and recorded events over two
+/// links, several hours and days), repairs rollups that were lost or wrong,
+/// empties the backlog and the pending marks (so a recorded event it
+/// counted is not counted again when its message arrives), and writes the
+/// same rows when run again.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn rebuild_recomputes_what_the_pipeline_wrote(db: PgPool) {
+    let mut clicks = Vec::new();
+    for (i, (ua, referrer)) in [
+        (FIREFOX, Some("https://news.example.org/a")),
+        (BOT, None),
+        ("", Some("not a url")),
+        ("curl/8.5.0", Some("https://T.co/x")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for hours_ago in [0, 1, 30] {
+            let mut c = click(1 + (i as i64 % 2), ua, referrer);
+            c.occurred_at -= chrono::TimeDelta::hours(hours_ago);
+            clicks.push(c);
+        }
+    }
+    let mut no_agent = click(2, FIREFOX, None);
+    no_agent.user_agent = None;
+    clicks.push(no_agent);
+    shortline_analytics::repo::store_clicks(&db, &clicks)
+        .await
+        .expect("stored");
+    let recorded = recorded_event(
+        &db,
+        2,
+        serde_json::json!({"user_agent": FIREFOX, "referrer": "https://news.example.org/b"}),
+    )
+    .await;
+    shortline_analytics::repo::fold_recorded(&db, std::slice::from_ref(&recorded))
+        .await
+        .expect("folded");
+    // An event row whose details hold no strings: an unknown agent, direct.
+    let odd = click(1, FIREFOX, None);
+    let mut stand_in = odd.clone();
+    stand_in.user_agent = None;
+    shortline_analytics::repo::store_clicks(&db, &[stand_in])
+        .await
+        .expect("stored");
+    sqlx::query(
+        "UPDATE events SET details = '{\"user_agent\": 7, \"referrer\": [1]}' WHERE event_id = $1",
+    )
+    .bind(odd.event_id.to_string())
+    .execute(&db)
+    .await
+    .expect("odd details");
+    rollup_job(&db, 500_000).fold().await.expect("folded");
+    let written = rollup_tables(&db).await;
+    assert!(written.iter().all(|t| !t.is_empty()), "{written:?}");
+
+    // Lost and wrong rollups, a backlog row and a pending mark left over.
+    sqlx::query("DELETE FROM link_stats WHERE url_id = 1")
+        .execute(&db)
+        .await
+        .expect("lose");
+    sqlx::query("UPDATE link_stats_agents SET redirect_count = redirect_count + 5")
+        .execute(&db)
+        .await
+        .expect("skew");
+    let pending = recorded_event(&db, 2, serde_json::json!({})).await;
+    let rebuilt = shortline_analytics::repo::rebuild_rollups(&db)
+        .await
+        .expect("rebuilt");
+    assert_eq!((rebuilt.events, rebuilt.links), (16, 2));
+    assert_eq!(count(&db, "SELECT count(*) FROM rollup_backlog").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM rollup_pending").await, 0);
+    // The pending event is counted now, and its message adds nothing later.
+    let stored = shortline_analytics::repo::fold_recorded(&db, &[pending])
+        .await
+        .expect("redelivered");
+    assert_eq!(stored.inserted, 0);
+    assert_eq!(
+        count(&db, "SELECT sum(redirect_count)::bigint FROM link_stats").await,
+        16
+    );
+    // Without that event, exactly what the pipeline wrote.
+    sqlx::query("DELETE FROM events WHERE details = '{}'::jsonb")
+        .execute(&db)
+        .await
+        .expect("drop it");
+    shortline_analytics::repo::rebuild_rollups(&db)
+        .await
+        .expect("rebuilt");
+    assert_eq!(rollup_tables(&db).await, written);
+    shortline_analytics::repo::rebuild_rollups(&db)
+        .await
+        .expect("rebuilt again");
+    assert_eq!(rollup_tables(&db).await, written);
+}

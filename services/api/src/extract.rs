@@ -122,14 +122,14 @@ impl<S: Send + Sync, T> FromRequestParts<S> for Id<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok(Id(
-            raw.parse::<i64>().ok().filter(|id| *id > 0),
-            PhantomData,
-        ))
+        // A segment that does not even decode (invalid UTF-8 after
+        // percent-decoding) is no id either: the resource's 404 as well.
+        let id = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|axum::extract::Path(raw)| raw.parse::<i64>().ok())
+            .filter(|id| *id > 0);
+        Ok(Id(id, PhantomData))
     }
 }
 

@@ -1,7 +1,9 @@
 //! The transactional outbox and its relay to NATS JetStream.
 //!
 //! [`enqueue`] writes a change event in the caller's transaction, so it is
-//! committed exactly when the change is. [`OutboxRelay`] then publishes the
+//! committed exactly when the change is ([`enqueue_recorded_click`] does the
+//! same for a `redirect` event recorded through `POST /events`, which goes to
+//! the analytics service on the click stream). [`OutboxRelay`] then publishes the
 //! rows in id order (woken by `NOTIFY shortline_outbox`, with a slow poll as a
 //! fallback), with `Nats-Msg-Id` = the event ULID, and deletes each row once
 //! JetStream has acknowledged it. A crash between the ack and the delete only
@@ -17,8 +19,8 @@ use futures::StreamExt;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use shortline_shared::cache::{LINK_TOMBSTONE, LINK_TOMBSTONE_TTL, Valkey, link_key};
-use shortline_shared::events::{ChangeEnvelope, Subjects};
-use shortline_shared::nats::{changes_stream_config, ensure_stream};
+use shortline_shared::events::{ChangeEnvelope, Click, ClickBatch, Subjects};
+use shortline_shared::nats::{changes_stream_config, clicks_stream_config, ensure_stream};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -55,16 +57,61 @@ pub async fn enqueue(
     subjects: &Subjects,
     event: &ChangeEnvelope,
 ) -> Result<Enqueued, sqlx::Error> {
-    let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    insert(
+        conn,
+        event,
+        event.event_id.to_string(),
+        subjects.change(&event.change),
+        event.change.kind(),
+        event.change.link().map(|l| l.short_code.clone()),
+    )
+    .await
+}
+
+/// Writes a `redirect` event the caller's transaction recorded to the
+/// outbox, as a click batch for the analytics service
+/// ([`ClickBatch::recorded`]: the event row exists, only its rollups are to
+/// be added), on the click subject under the event's own id.
+pub async fn enqueue_recorded_click(
+    conn: &mut PgConnection,
+    subjects: &Subjects,
+    click: Click,
+) -> Result<Enqueued, sqlx::Error> {
+    let batch = ClickBatch::recorded(click);
+    insert(
+        conn,
+        &batch,
+        batch.batch_id.to_string(),
+        subjects.clicks(),
+        RECORDED_CLICK,
+        None,
+    )
+    .await
+}
+
+/// The `Shortline-Event-Type` of a recorded click (click batches have no
+/// `type` field).
+const RECORDED_CLICK: &str = "click.recorded";
+
+/// Inserts one outbox row, with the current span's trace context.
+async fn insert(
+    conn: &mut PgConnection,
+    message: &impl serde::Serialize,
+    event_id: String,
+    subject: String,
+    event_type: &'static str,
+    short_code: Option<String>,
+) -> Result<Enqueued, sqlx::Error> {
+    let payload = serde_json::to_value(message).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let enqueued = Enqueued {
-        event_id: event.event_id.to_string(),
-        subject: subjects.change(&event.change),
-        event_type: event.change.kind(),
+        event_id,
+        subject,
+        event_type,
         payload: serde_json::to_vec(&payload)
             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?
             .into(),
         trace: shortline_shared::telemetry::current_trace_headers(),
-        short_code: event.change.link().map(|l| l.short_code.clone()),
+        short_code,
     };
     sqlx::query("INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)")
         .bind(&enqueued.event_id)
@@ -180,12 +227,18 @@ impl OutboxRelay {
     /// or Postgres is unavailable.
     pub async fn run(self, cancel: CancellationToken) {
         let mut backoff = Backoff::new();
-        // The stream must exist before the first publish; keep trying.
+        // The streams must exist before the first publish; keep trying.
+        // (Changes, and clicks for the `redirect` events of `POST /events`.)
         loop {
-            match ensure_stream(&self.js, changes_stream_config(&self.subjects)).await {
+            let ensured = match ensure_stream(&self.js, changes_stream_config(&self.subjects)).await
+            {
+                Ok(_) => ensure_stream(&self.js, clicks_stream_config(&self.subjects)).await,
+                Err(e) => Err(e),
+            };
+            match ensured {
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "change stream not ready; retrying");
+                    tracing::warn!(error = %e, "change or click stream not ready; retrying");
                     let _ = self.record_backlog().await;
                     if sleep_or_cancel(backoff.next(), &cancel).await {
                         return;
@@ -622,11 +675,11 @@ impl Propagator {
 }
 
 fn event_type(payload: &serde_json::Value) -> String {
-    payload
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or("unknown")
-        .to_owned()
+    match payload.get("type").and_then(|t| t.as_str()) {
+        Some(kind) => kind.to_owned(),
+        None if payload.get("recorded").is_some() => RECORDED_CLICK.to_owned(),
+        None => "unknown".to_owned(),
+    }
 }
 
 /// Returns true when cancelled during the sleep.

@@ -2,8 +2,9 @@
 //! Postgres, Valkey and NATS: after the API answers a change, the very next
 //! redirect on any replica reflects it (asked the way the service's server
 //! asks: the fast path for links held in memory, the router for the rest);
-//! every redirect logs one event; and a redirect posted to the API reaches
-//! the same breakdowns as a click.
+//! every redirect logs one event; a redirect posted to the API reaches the
+//! same statistics as a click, through the pipeline; and a seed's events are
+//! counted by the analytics service's rebuild.
 
 use std::time::Duration;
 
@@ -495,13 +496,16 @@ async fn check(
 }
 
 /// A `redirect` recorded through `POST /events` (not through a redirect
-/// replica) reaches the same breakdowns as a click: the API appends its
-/// backlog row and the analytics service's rollup job folds it.
+/// replica) reaches the same statistics as a click: the API answers with the
+/// event row at once and puts the event in its outbox; the relay publishes
+/// it on the click stream, the analytics consumer adds it to the totals and
+/// the hourly series, and its rollup job folds the breakdowns.
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
     let prefix = unique_prefix();
     let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let api_service = shortline_e2e::api(db.clone(), &prefix, None, Duration::from_secs(2)).await;
+    let api_service =
+        shortline_e2e::api(db.clone(), &prefix, Some(&nats_url), Duration::from_secs(2)).await;
     let api = api_service.router();
     let mut config = shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix);
     config.rollup_interval_ms = 50;
@@ -526,7 +530,15 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    // The total and the hourly series are immediate.
+    // The log reads its own writes at once.
+    let (_, events, _) = send(
+        &api,
+        Method::GET,
+        &format!("/events?url_id={id}&event_type=redirect"),
+        None,
+    )
+    .await;
+    assert_eq!(events.as_array().map(Vec::len), Some(3), "{events}");
     let series_sum = |stats: &Value| -> i64 {
         stats["series"]
             .as_array()
@@ -535,20 +547,24 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
             .filter_map(|p| p["count"].as_i64())
             .sum()
     };
-    let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
-    assert_eq!(stats["redirect_count"], json!(3));
-    assert_eq!(series_sum(&stats), 3, "{stats}");
-
+    // The total, the last redirect and the hourly series within the
+    // pipeline's latency; the breakdowns within the rollup interval after.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let stats = loop {
         let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
-        if stats["bots"] == json!(1) {
+        if stats["redirect_count"] == json!(3) && stats["bots"] == json!(1) {
             break stats;
         }
         assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(series_sum(&stats), 3, "{stats}");
+    assert!(
+        stats["last_redirect_at"]
+            .as_str()
+            .is_some_and(|t| t.len() == 19 && t.as_bytes()[10] == b'T'),
+        "{stats}"
+    );
     assert_eq!(
         stats["top_referrers"],
         json!([{"referrer": "news.example.org", "count": 2}, {"referrer": "(direct)", "count": 1}])
@@ -558,6 +574,91 @@ async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
         json!([{"name": "desktop", "count": 2}, {"name": "bot", "count": 1}])
     );
     assert_eq!(stats["browsers"][0], json!({"name": "Firefox", "count": 2}));
+    // Counted once: no second event row, nothing pending, and no more after
+    // another rollup interval.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, again, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+    assert_eq!(again["redirect_count"], json!(3), "{again}");
+    let (_, events, _) = send(&api, Method::GET, &format!("/events?url_id={id}"), None).await;
+    assert_eq!(
+        events
+            .as_array()
+            .map(|e| e.iter().filter(|e| e["event_type"] == "redirect").count()),
+        Some(3)
+    );
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_pending")
+        .fetch_one(&db)
+        .await
+        .expect("pending");
+    assert_eq!(pending, 0);
     analytics.shutdown().await;
     api_service.shutdown().await;
+}
+
+/// The seed loads event rows only; `shortline-analytics rebuild-rollups`
+/// (which `make up` runs after it) counts its `redirect` events in
+/// `link_stats` and `link_stats_hourly` and, classified like a click, in the
+/// breakdowns. A repeated row counts once, and a re-run of both adds
+/// nothing.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn seeded_redirects_count_once_after_the_rebuild(db: PgPool) {
+    // Two `redirect` events of link 7 (a bot from news.example.org at 10:05
+    // and a direct visit without a user agent at 11:05, that row twice).
+    let dir = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../api/tests/fixtures/seeded_redirects"
+    ));
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .expect("count")
+        }
+    };
+    for _ in 0..2 {
+        shortline_api::import::seed_dir(&db, &dir, Default::default())
+            .await
+            .expect("seed loads");
+        shortline_analytics::repo::rebuild_rollups(&db)
+            .await
+            .expect("rollups rebuilt");
+        assert_eq!(
+            count("SELECT redirect_count FROM link_stats WHERE url_id = 7").await,
+            2
+        );
+        let agents: Vec<(String, String, bool, i64)> = sqlx::query_as(
+            "SELECT day::text, device, is_bot, redirect_count FROM link_stats_agents
+             WHERE url_id = 7 ORDER BY device",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("agents");
+        assert_eq!(
+            agents,
+            vec![
+                ("2025-06-01".to_owned(), "bot".to_owned(), true, 1),
+                ("2025-06-01".to_owned(), "other".to_owned(), false, 1),
+            ]
+        );
+        let referrers: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT referrer, redirect_count FROM link_stats_referrers WHERE url_id = 7 ORDER BY referrer",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("referrers");
+        assert_eq!(
+            referrers,
+            vec![(String::new(), 1), ("news.example.org".to_owned(), 1)]
+        );
+        let hours: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT to_char(hour AT TIME ZONE 'UTC', 'HH24'), redirect_count FROM link_stats_hourly
+             WHERE url_id = 7 ORDER BY hour",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("hourly");
+        assert_eq!(hours, vec![("10".to_owned(), 1), ("11".to_owned(), 1)]);
+    }
 }

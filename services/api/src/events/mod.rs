@@ -2,8 +2,12 @@
 //!
 //! Link changes write their `created`/`updated`/`deleted` rows in the same
 //! transaction as the change (see `links`), so the log reads its own writes.
-//! `POST /events` records a client's event; a `redirect` event also counts
-//! in the link's statistics, exactly as the analytics consumer does.
+//! `POST /events` records a client's event the same way. A `redirect` event
+//! also counts in the link's statistics, which only the analytics service
+//! writes: in the event's transaction the API marks it `rollup_pending` and
+//! puts it in the outbox as a click, which the analytics consumer folds into
+//! the statistics exactly as it folds a redirect's click (within the
+//! pipeline's latency; once, however often the message is delivered).
 
 pub mod model;
 pub mod repo;
@@ -14,7 +18,7 @@ use crate::ids::{LinkId, UserId};
 use crate::paging::{Page, Rows};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
-use crate::{links, users};
+use crate::{links, outbox, users};
 
 /// The event type that counts towards a link's redirect statistics.
 pub const REDIRECT: &str = "redirect";
@@ -60,7 +64,9 @@ pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> 
     );
     let event = repo::insert(&mut tx, &record).await?;
     if record.event_type == REDIRECT {
-        repo::count_redirect(&mut tx, &record).await?;
+        repo::mark_rollup_pending(&mut tx, &record.event_id).await?;
+        let click = record.as_click(link.user_id.get(), &link.short_code);
+        outbox::enqueue_recorded_click(&mut tx, &state.subjects, click).await?;
     }
     tx.commit().await?;
     Ok(event)

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use shortline_shared::events::Click;
 
 use crate::validate::{Fields, FromJson};
 
@@ -83,10 +84,63 @@ impl EventRecord {
     }
 }
 
+impl EventRecord {
+    /// A recorded `redirect` event as the click the analytics service folds
+    /// into the link's statistics: its id, link, owner and time, and the
+    /// `user_agent` and `referrer` of its `details` when they are strings
+    /// (what the breakdowns classify, as for a redirect's click).
+    pub fn as_click(&self, user_id: i64, short_code: &str) -> Click {
+        let text = |key: &str| {
+            self.details
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Click {
+            event_id: self.event_id,
+            url_id: self.url_id.unwrap_or_default(),
+            user_id: self.user_id.unwrap_or(user_id),
+            short_code: short_code.to_owned(),
+            occurred_at: self.occurred_at,
+            user_agent: text("user_agent"),
+            referrer: text("referrer"),
+            ip: None,
+        }
+    }
+}
+
 /// Filters of `GET /events`.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub url_id: Option<i64>,
     pub user_id: Option<i64>,
     pub event_type: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the breakdowns classify comes from `details` strings; anything
+    /// else is absent (an unknown agent, a direct visit).
+    #[test]
+    fn a_recorded_redirect_as_a_click() {
+        let record = EventRecord::now(
+            7,
+            3,
+            "redirect",
+            serde_json::json!({"user_agent": "curl/8.5.0", "referrer": "https://t.co/x", "ip": "1.2.3.0"}),
+        );
+        let click = record.as_click(3, "abc123");
+        assert_eq!(click.event_id, record.event_id);
+        assert_eq!((click.url_id, click.user_id), (7, 3));
+        assert_eq!(click.short_code, "abc123");
+        assert_eq!(click.occurred_at, record.occurred_at);
+        assert_eq!(click.user_agent.as_deref(), Some("curl/8.5.0"));
+        assert_eq!(click.referrer.as_deref(), Some("https://t.co/x"));
+        assert_eq!(click.ip, None);
+        let odd = EventRecord::now(7, 3, "redirect", serde_json::json!({"referrer": 7}));
+        let click = odd.as_click(3, "abc123");
+        assert_eq!((click.user_agent, click.referrer), (None, None));
+    }
 }

@@ -1,6 +1,6 @@
-//! SQL for the event log and the per-link redirect rollups (`link_stats`
-//! directly; the hourly, referrer and user-agent breakdowns through
-//! `rollup_backlog`, which the analytics service's rollup job folds).
+//! SQL for the event log, and the `rollup_pending` mark of a `redirect`
+//! event recorded here (its statistics are the analytics service's to
+//! write).
 
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -74,46 +74,16 @@ fn select(init: &str, filter: &EventFilter, page: Page) -> QueryBuilder<Postgres
     q
 }
 
-/// Counts one more redirect of a link (same transaction as the `redirect`
-/// event row it counts): in the per-link rollups `link_stats` and
-/// `link_stats_hourly` at once, and as a `rollup_backlog` row (agent and
-/// referrer host classified from the event's `details`, as the click consumer
-/// does) for the breakdowns.
-pub async fn count_redirect(conn: &mut PgConnection, e: &EventRecord) -> Result<(), sqlx::Error> {
-    let Some(url_id) = e.url_id else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO link_stats (url_id, redirect_count, last_redirect_at) VALUES ($1, 1, $2)
-         ON CONFLICT (url_id) DO UPDATE SET redirect_count = link_stats.redirect_count + 1,
-             last_redirect_at = GREATEST(link_stats.last_redirect_at, EXCLUDED.last_redirect_at)",
-    )
-    .bind(url_id)
-    .bind(e.occurred_at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO link_stats_hourly (url_id, hour, redirect_count)
-         VALUES ($1, date_trunc('hour', $2, 'UTC'), 1)
-         ON CONFLICT (url_id, hour) DO UPDATE SET redirect_count = link_stats_hourly.redirect_count + 1",
-    )
-    .bind(url_id)
-    .bind(e.occurred_at)
-    .execute(&mut *conn)
-    .await?;
-    let (agent, referrer) = shortline_shared::breakdown::of_details(&e.details);
-    sqlx::query(
-        "INSERT INTO rollup_backlog (url_id, occurred_at, referrer, browser, os, device, is_bot)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(url_id)
-    .bind(e.occurred_at)
-    .bind(referrer)
-    .bind(agent.browser)
-    .bind(agent.os)
-    .bind(agent.device)
-    .bind(agent.is_bot)
-    .execute(conn)
-    .await?;
+/// Marks a `redirect` event row as not yet in the link's statistics (same
+/// transaction as the row): the analytics consumer adds it to them when it
+/// claims this mark, which it does once.
+pub async fn mark_rollup_pending(
+    conn: &mut PgConnection,
+    event_id: &ulid::Ulid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO rollup_pending (event_id) VALUES ($1)")
+        .bind(event_id.to_string())
+        .execute(conn)
+        .await?;
     Ok(())
 }

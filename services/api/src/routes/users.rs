@@ -3,10 +3,8 @@
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
 use axum::Json;
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::NoContent;
-use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -15,7 +13,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody, Params};
 use crate::ids::{ResourceId, UserId};
-use crate::import::{self, BulkReport};
+use crate::import::{self, BulkReport, CsvUpload};
 use crate::paging::Page;
 use crate::state::AppState;
 use crate::users::{
@@ -123,43 +121,13 @@ async fn delete_user(
 async fn bulk_import(
     State(state): State<AppState>,
     caller: Caller,
-    multipart: Result<Multipart, MultipartRejection>,
+    upload: CsvUpload,
 ) -> Result<Created<BulkReport>, ApiError> {
     caller.require_admin()?;
-    let mut multipart = multipart.map_err(|_| {
-        ApiError::BadRequest("expected a multipart/form-data upload with a `file` field".into())
-    })?;
-    loop {
-        let field = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
-            .ok_or_else(|| ApiError::BadRequest("missing `file` field (a users CSV)".into()))?;
-        if field.name() != Some("file") {
-            continue;
-        }
-        // The importer parses on a blocking thread and needs an owned stream;
-        // pump the borrowed field into a small channel beside it.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
-        let pump = async move {
-            let mut field = field;
-            while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(std::io::Error::other);
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    break;
-                }
-            }
-        };
-        let body =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
-                .boxed();
-        let (_, report) = tokio::join!(
-            pump,
-            import::import_users(&state.db, body, state.config.csv_max_bytes)
-        );
-        let report = report?;
-        state.metrics.users_imported.add(report.count, &[]);
-        return Ok(Created(report));
-    }
+    let max_bytes = state.config.csv_max_bytes;
+    let report = upload
+        .import_with(|body| import::import_users(&state.db, body, max_bytes))
+        .await?;
+    state.metrics.users_imported.add(report.count, &[]);
+    Ok(Created(report))
 }

@@ -396,3 +396,20 @@ async fn client_request_ids_are_capped(db: PgPool) {
         }
     }
 }
+
+/// Path ids that are no ids (percent-encoded UTF-8, reserved characters)
+/// are the resource's 404, as JSON, on every id route.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn odd_path_ids_are_json_404s(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let odd = "%C3%8E%C3%B3_m%F2%A9%82%ADk%F0%B6%88%90%3F%26";
+    for (method, uri) in [
+        (Method::DELETE, format!("/keys/{odd}")),
+        (Method::GET, format!("/users/{odd}")),
+        (Method::GET, format!("/urls/{odd}")),
+        (Method::DELETE, "/keys/%FF".to_owned()),
+    ] {
+        let res = app.request(method.clone(), &uri, None, Vec::new()).await;
+        res.assert_error(StatusCode::NOT_FOUND);
+    }
+}

@@ -372,6 +372,63 @@ async fn an_event_for_another_users_link_is_400(db: PgPool) {
     assert_eq!(ok.status, StatusCode::CREATED);
 }
 
+/// A `redirect` recorded through `POST /events` is answered and logged at
+/// once; its statistics are the analytics service's to write, so the API
+/// writes none: the event waits, marked `rollup_pending`, in the outbox as a
+/// recorded click on the click subject (services/e2e shows it counted).
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_posted_redirect_goes_to_analytics_through_the_outbox(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    let link = app.link(uid, "https://s.io").await;
+    for event_type in ["redirect", "redirect", "redirect", "shared"] {
+        let res = app.post("/events", json!({"url_id": link["id"], "user_id": uid, "event_type": event_type, "details": {"referrer": "x"}})).await;
+        assert_eq!(res.status, StatusCode::CREATED);
+    }
+    assert_eq!(
+        app.get(&format!(
+            "/events?url_id={}&event_type=redirect",
+            link["id"]
+        ))
+        .await
+        .json()
+        .as_array()
+        .map(Vec::len),
+        Some(3)
+    );
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rollup_pending p JOIN events e USING (event_id)
+         WHERE e.url_id = $1 AND e.event_type = 'redirect'",
+    )
+    .bind(link["id"].as_i64())
+    .fetch_one(&app.db)
+    .await
+    .expect("pending");
+    assert_eq!(pending, 3);
+    let clicks: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT subject, payload FROM outbox WHERE subject = 'test.clicks' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("outbox");
+    assert_eq!(clicks.len(), 3);
+    for (_, batch) in &clicks {
+        assert_eq!(batch["recorded"], true, "{batch}");
+        assert_eq!(batch["clicks"][0]["url_id"], link["id"], "{batch}");
+        assert_eq!(batch["clicks"][0]["referrer"], "x", "{batch}");
+    }
+    let written: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM link_stats) + (SELECT count(*) FROM link_stats_hourly)
+              + (SELECT count(*) FROM rollup_backlog)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("rollups");
+    assert_eq!(written, 0, "the API writes no statistics");
+    let stats = app.get(&format!("/urls/{}/stats", link["id"])).await.json();
+    assert_eq!(stats["redirect_count"], 0);
+}
+
 /// Just what the streamed-list checks read of each row.
 #[derive(serde::Deserialize)]
 struct Row {

@@ -1,10 +1,11 @@
 //! What a redirect adds to the per-link breakdowns (`link_stats_referrers`,
 //! `link_stats_agents`): the browser, OS and device class of its user agent
 //! (woothee), whether it is a bot (woothee's crawler list plus isbot's
-//! patterns), and the host of its referrer. Every path that records a
-//! `redirect` event (the analytics consumer, the API's `POST /events`, the
-//! seed loader) classifies with these, so the breakdowns agree however the
-//! event arrived.
+//! patterns), and the host of its referrer. The analytics service is the
+//! only writer of the breakdowns, and every path into them classifies with
+//! these (clicks from the redirect service, `redirect` events recorded
+//! through the API, `rebuild-rollups` over the event rows), so they agree
+//! however the event arrived.
 
 use std::sync::LazyLock;
 
@@ -82,17 +83,6 @@ pub fn referrer_host(referrer: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// The breakdown keys of a `redirect` event row from its `details` (the
-/// `user_agent` and `referrer` strings the click consumer stores there;
-/// absent or not strings: unknown agent, direct).
-pub fn of_details(details: &serde_json::Value) -> (Agent, String) {
-    let text = |key: &str| details.get(key).and_then(serde_json::Value::as_str);
-    (
-        classify(text("user_agent")),
-        referrer_host(text("referrer")),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,14 +143,12 @@ mod tests {
         assert_eq!(referrer_host(None), "");
     }
 
+    /// `rebuild-rollups` reads an absent or non-string `user_agent` or
+    /// `referrer` as `""`: it must classify like an absent one.
     #[test]
-    fn from_event_details() {
-        let (agent, referrer) = of_details(&serde_json::json!({
-            "user_agent": "curl/8.5.0",
-            "referrer": "https://t.co/x",
-        }));
-        assert_eq!((agent.device, referrer.as_str()), ("bot", "t.co"));
-        let (agent, referrer) = of_details(&serde_json::json!({"referrer": 7}));
-        assert_eq!((agent.browser.as_str(), referrer.as_str()), ("unknown", ""));
+    fn empty_is_absent() {
+        assert_eq!(classify(Some("")), classify(None));
+        assert_eq!(classify(Some("  ")), classify(None));
+        assert_eq!(referrer_host(Some("")), referrer_host(None));
     }
 }

@@ -1,0 +1,187 @@
+//! The importer's SQL: batched `INSERT … SELECT … FROM UNNEST(…) ON CONFLICT
+//! DO NOTHING` for each CSV shape (the bare `ON CONFLICT` covers every
+//! unique index, the partial ones on live users included, and duplicates
+//! inside one statement: the first row wins), and moving the id sequences
+//! past imported ids.
+
+use sqlx::{PgConnection, PgPool};
+
+use super::tables::{EventBatch, UrlBatch, UserBatch};
+
+/// Users, ids kept (or drawn from the sequence); returns the rows inserted.
+pub(super) async fn insert_users(
+    conn: &mut PgConnection,
+    b: &UserBatch,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO users (id, username, email, created_at)
+         SELECT COALESCE(r.id, nextval(pg_get_serial_sequence('users', 'id')::regclass)),
+                r.username, r.email, COALESCE(r.created_at, now())
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
+              AS r(id, username, email, created_at)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&b.ids)
+    .bind(&b.usernames)
+    .bind(&b.emails)
+    .bind(&b.created_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Links, ids kept (or drawn from the sequence); returns the rows inserted.
+pub(super) async fn insert_urls(conn: &mut PgConnection, b: &UrlBatch) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO urls (id, user_id, short_code, original_url, title, is_active, created_at, updated_at)
+         SELECT COALESCE(r.id, nextval(pg_get_serial_sequence('urls', 'id')::regclass)),
+                r.user_id, r.short_code, r.original_url, r.title, r.is_active,
+                COALESCE(r.created_at, now()), COALESCE(r.updated_at, r.created_at, now())
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::boolean[],
+                     $7::timestamptz[], $8::timestamptz[])
+              AS r(id, user_id, short_code, original_url, title, is_active, created_at, updated_at)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&b.ids)
+    .bind(&b.user_ids)
+    .bind(&b.short_codes)
+    .bind(&b.original_urls)
+    .bind(&b.titles)
+    .bind(&b.is_active)
+    .bind(&b.created_at)
+    .bind(&b.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Event rows, CSV ids and seeded ULIDs kept, in file order; returns the rows
+/// inserted. Rows only: the statistics of `redirect` events are the
+/// analytics service's to compute (`shortline-analytics rebuild-rollups`).
+pub(super) async fn insert_events(
+    conn: &mut PgConnection,
+    b: &EventBatch,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO events (id, event_id, url_id, user_id, event_type, occurred_at, details)
+         SELECT id, event_id, url_id, user_id, event_type, occurred_at, details::jsonb
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                     $6::timestamptz[], $7::text[]) WITH ORDINALITY
+              AS r(id, event_id, url_id, user_id, event_type, occurred_at, details, n)
+         ORDER BY n
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&b.ids)
+    .bind(&b.event_ids)
+    .bind(&b.url_ids)
+    .bind(&b.user_ids)
+    .bind(&b.event_types)
+    .bind(&b.occurred_at)
+    .bind(&b.details)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A table whose `id` sequence an import moves.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SequenceOf {
+    Users,
+    Urls,
+    Events,
+}
+
+impl SequenceOf {
+    /// `LOCK TABLE` statement for the table.
+    fn lock_sql(self) -> &'static str {
+        match self {
+            SequenceOf::Users => "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE",
+            SequenceOf::Urls => "LOCK TABLE urls IN SHARE ROW EXCLUSIVE MODE",
+            SequenceOf::Events => "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE",
+        }
+    }
+
+    /// Moves the sequence to the largest id up to [`MAX_IMPORTED_ID`]
+    /// (written out in the SQL), never backwards.
+    fn setval_sql(self) -> &'static str {
+        match self {
+            SequenceOf::Users => {
+                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM users WHERE id <= 9007199254740991), pg_sequence_last_value(s.seq), 1))
+                 FROM (SELECT pg_get_serial_sequence('users', 'id')::regclass AS seq) s"
+            }
+            SequenceOf::Urls => {
+                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM urls WHERE id <= 9007199254740991), pg_sequence_last_value(s.seq), 1))
+                 FROM (SELECT pg_get_serial_sequence('urls', 'id')::regclass AS seq) s"
+            }
+            SequenceOf::Events => {
+                "SELECT setval(s.seq, GREATEST((SELECT max(id) FROM events WHERE id <= 9007199254740991), pg_sequence_last_value(s.seq), 1))
+                 FROM (SELECT pg_get_serial_sequence('events', 'id')::regclass AS seq) s"
+            }
+        }
+    }
+}
+
+/// Moves a table's id sequence past its largest id, exactly: a short
+/// transaction takes a lock that waits for in-flight writers and holds off
+/// new inserts (which draw from the sequence) while it reads `max(id)` and
+/// sets the sequence, which never moves backwards. If the lock is not granted
+/// within 2 s (a long writer), it falls back to the same `setval` unlocked,
+/// where a concurrent `nextval` racing the one statement could still be
+/// handed an id that is about to be reused.
+pub(super) async fn move_sequence_past_ids(
+    db: &PgPool,
+    table: SequenceOf,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await?;
+    match sqlx::query(table.lock_sql()).execute(&mut *tx).await {
+        Ok(_) => {
+            let value = sqlx::query_scalar::<_, i64>(table.setval_sql())
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+            drop(tx);
+            tracing::warn!(
+                ?table,
+                "id sequence lock not granted in 2 s; moving the sequence without it"
+            );
+            let mut conn = db.acquire().await?;
+            bump_sequence_unlocked(&mut conn, table).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The same `setval` without the lock (inside the caller's transaction,
+/// where `max(id)` includes its own uncommitted rows).
+pub(super) async fn bump_sequence_unlocked(
+    conn: &mut PgConnection,
+    table: SequenceOf,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(table.setval_sql())
+        .fetch_one(conn)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::MAX_IMPORTED_ID;
+
+    #[test]
+    fn sequences_stop_at_the_id_ceiling() {
+        for table in [SequenceOf::Users, SequenceOf::Urls, SequenceOf::Events] {
+            assert!(
+                table
+                    .setval_sql()
+                    .contains(&format!("id <= {MAX_IMPORTED_ID})")),
+                "{table:?}"
+            );
+        }
+    }
+}
