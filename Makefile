@@ -89,7 +89,7 @@ check-monitoring: ## promtool checks and unit tests of the alert rules; dashboar
 smoke: ## Smoke-test the running stack through the edge (after make up)
 	@bash scripts/smoke.sh
 
-fuzz: ## Fuzz the running stack's API through the edge with Schemathesis (FUZZ_CASES=2000; changes data)
+fuzz: ## Fuzz the running stack's API (its own address) with Schemathesis (FUZZ_CASES=2000; changes data)
 	@bash scripts/fuzz.sh
 
 observability-proof: ## Run a Prometheus against the running stack and evaluate every panel and alert query
