@@ -148,3 +148,16 @@ async fn docs_ui_is_served(db: PgPool) {
     let html = String::from_utf8_lossy(&res.body);
     assert!(html.contains("/openapi.json"));
 }
+
+/// The whole document as a reviewed artifact: any change to a route, a
+/// parameter, a schema or a description shows in the snapshot's diff
+/// (`cargo insta review`, or `INSTA_UPDATE=always` and read the diff).
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn the_document_matches_its_snapshot(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let res = app.get("/openapi.json").await;
+    assert_eq!(res.status, StatusCode::OK);
+    insta::assert_json_snapshot!("openapi", res.json(), {
+        ".info.version" => "[version]",
+    });
+}
