@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::Value;
+
 use shortline_api::Service;
 use shortline_api::config::{ApiConfig, AuthMode};
 
@@ -43,4 +47,27 @@ pub async fn api_with_valkey(
     Service::start_with_pool(&config, db)
         .await
         .expect("api starts")
+}
+
+/// Sends one request to a router (with `body` as JSON when given) and
+/// returns its status, its body as JSON (`Null` for the bodiless 302 and 204
+/// answers) and its `Location`.
+pub async fn send(
+    router: &axum::Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let reply =
+        shortline_shared::testing::call(router.clone(), req.body(body).expect("request")).await;
+    let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    (reply.status, json, reply.header("location").to_owned())
 }

@@ -10,44 +10,23 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
+use shortline_e2e::send;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::events::Subjects;
 use shortline_shared::nats::{
     INVALIDATION_CONSUMER_PREFIX, changes_stream_config, clicks_stream_config,
     dead_letter_stream_config, ensure_stream,
 };
-use shortline_shared::testing::{self, OwnServer, ServerKind};
+use shortline_shared::testing::{OwnServer, ServerKind};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 /// The only prefix `config/nats/auth.conf` knows (these servers are this
 /// test's own, so no other test shares its subjects).
 const PREFIX: &str = "shortline";
-
-async fn send(
-    router: &axum::Router,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let reply = testing::call(router.clone(), req.body(body).expect("request")).await;
-    (
-        reply.status,
-        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
-    )
-}
 
 /// Messages a stream holds, asked as the admin user.
 async fn stream_messages(admin: &async_nats::Client, stream: &str) -> u64 {
@@ -126,7 +105,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (status, user) = send(
+    let (status, user, _) = send(
         &api,
         Method::POST,
         "/users",
@@ -134,7 +113,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{user}");
-    let (status, link) = send(
+    let (status, link, _) = send(
         &api,
         Method::POST,
         "/urls",
@@ -148,7 +127,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
     // Redirects (cached in Valkey as the shortline user), each a click.
     const CLICKS: usize = 5;
     for _ in 0..CLICKS {
-        let (status, _) = send(&redirect_router, Method::GET, &format!("/{code}"), None).await;
+        let (status, _, _) = send(&redirect_router, Method::GET, &format!("/{code}"), None).await;
         assert_eq!(status, StatusCode::FOUND);
     }
     let cached = valkey
@@ -161,7 +140,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
 
     // A redirect recorded through the API travels to analytics too (the api
     // user relays it to the click stream).
-    let (status, event) = send(
+    let (status, event, _) = send(
         &api,
         Method::POST,
         "/events",
@@ -173,7 +152,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
     // Clicks reach analytics.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, stats) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+        let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
         if stats["redirect_count"] == json!(CLICKS + 1) {
             break;
         }
@@ -188,7 +167,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
     // A deactivation reaches the redirect before the API answers (the api
     // user lists the redirect's consumer, the redirect user acks the change
     // after tombstoning the Valkey entry).
-    let (status, body) = send(
+    let (status, body, _) = send(
         &api,
         Method::PUT,
         &format!("/urls/{id}"),
@@ -196,7 +175,7 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = send(&redirect_router, Method::GET, &format!("/{code}"), None).await;
+    let (status, _, _) = send(&redirect_router, Method::GET, &format!("/{code}"), None).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,

@@ -24,26 +24,7 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-async fn send(
-    router: &Router,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value, String) {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let reply = testing::call(router.clone(), req.body(body).expect("request")).await;
-    // 302 and 204 answers have no body: Null.
-    let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    let (status, location) = (reply.status, reply.header("location").to_owned());
-    (status, json, location)
-}
+use shortline_e2e::send;
 
 /// A new user (`username`) and a link of theirs to `url`, through the API;
 /// both must be created.

@@ -100,19 +100,25 @@ fn render(src: &Path, dest: &Path, values: &[(&str, &str)]) {
     std::fs::write(dest, text).expect("config writes");
 }
 
-/// A body far over `JSON_MAX_BYTES` (10 MB) is a JSON 413 through the edge,
-/// every time: the API reads the rest of the body before it answers, so the edge,
-/// still sending it, gets the answer instead of a reset connection (502).
-#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
-async fn an_oversized_body_is_413_through_the_edge_every_time(db: PgPool) {
-    let app = TestApp::new(db).await;
+/// Serves the app on a free port behind a real edge; abort the task when
+/// done.
+async fn behind_edge(app: &TestApp) -> (Edge, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("api binds");
     let api = listener.local_addr().expect("addr").to_string();
     let router = app.router.clone();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let edge = Edge::start(&api).await;
+    (Edge::start(&api).await, server)
+}
+
+/// A body far over `JSON_MAX_BYTES` (10 MB) is a JSON 413 through the edge,
+/// every time: the API reads the rest of the body before it answers, so the edge,
+/// still sending it, gets the answer instead of a reset connection (502).
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn an_oversized_body_is_413_through_the_edge_every_time(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let (edge, server) = behind_edge(&app).await;
 
     let body = bytes::Bytes::from(vec![b'a'; 10 * 1024 * 1024]);
     let http = reqwest::Client::new();
@@ -155,13 +161,7 @@ async fn an_oversized_body_is_413_through_the_edge_every_time(db: PgPool) {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn every_documented_path_is_routed_to_the_api(db: PgPool) {
     let app = TestApp::new(db).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("api binds");
-    let api = listener.local_addr().expect("addr").to_string();
-    let router = app.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let edge = Edge::start(&api).await;
+    let (edge, server) = behind_edge(&app).await;
 
     let http = reqwest::Client::new();
     let doc: serde_json::Value = http
