@@ -8,7 +8,9 @@
 //! `telemetry` logs, metrics and traces, `probe` the dependency and pool
 //! gauges and the one `/ready` answer, `http` the layers every router wears,
 //! `shutdown` the signal handling, `target_url` what a link may point at,
-//! and `wire` the contract's wire formats.
+//! `link_rules` the wire form of a link's rules, `user_agent` the one
+//! classification of user agents that rules and statistics share, and
+//! `wire` the contract's wire formats.
 
 pub mod cache;
 pub mod client_ip;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod http;
+pub mod link_rules;
 pub mod nats;
 pub mod probe;
 pub mod shutdown;
@@ -23,4 +26,5 @@ pub mod target_url;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod user_agent;
 pub mod wire;

@@ -178,7 +178,7 @@ pub async fn store(db: &PgPool, clicks: &[Click], source: Source) -> Result<Stor
         c.details.push(details);
         c.browser.push(agent.browser);
         c.os.push(agent.os);
-        c.device.push(agent.device);
+        c.device.push(agent.device.as_str());
         c.is_bot.push(agent.is_bot);
         c.referrer.push(referrer_host(click.referrer.as_deref()));
     }
@@ -476,7 +476,7 @@ async fn classify_distinct(conn: &mut PgConnection, what: Distinct) -> Result<u6
                 .bind(&chunk)
                 .bind(agents.iter().map(|a| a.browser.as_str()).collect::<Vec<_>>())
                 .bind(agents.iter().map(|a| a.os.as_str()).collect::<Vec<_>>())
-                .bind(agents.iter().map(|a| a.device).collect::<Vec<_>>())
+                .bind(agents.iter().map(|a| a.device.as_str()).collect::<Vec<_>>())
                 .bind(agents.iter().map(|a| a.is_bot).collect::<Vec<_>>())
                 .execute(&mut *conn)
                 .await?;
