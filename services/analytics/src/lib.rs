@@ -2,7 +2,9 @@
 //! into the contract's event log and per-link statistics. It is the only
 //! writer of those statistics (`link_stats`, `link_stats_hourly`,
 //! `rollup_backlog`, `link_stats_referrers`, `link_stats_agents`); the write
-//! API only reads them.
+//! API only reads them. The one hand-off is `rollup_pending`: the API marks a
+//! `redirect` event it recorded there, and this service deletes the mark in
+//! the statement that counts the event.
 //!
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their

@@ -9,7 +9,10 @@
 //! committed changes to JetStream;
 //! `import` loads CSV files; `extract`, `validate` and `paging` turn
 //! requests into checked values; `row_stream` streams unpaged lists from a
-//! cursor; `error` maps every failure to a JSON problem response.
+//! cursor; `error` maps every failure to a JSON problem response. The link
+//! statistics are the analytics service's read models: the API reads them
+//! (`links::stats`) and never writes them; a `redirect` event recorded here
+//! reaches them through the outbox, like a click.
 //! [`Service`] starts it all, as the other services' `Service` does.
 
 pub mod auth;
