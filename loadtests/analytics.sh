@@ -71,8 +71,6 @@ SUSTAIN_CONNS="${BENCH_SUSTAIN_CONNECTIONS:-16}"
 TUNED="${BENCH_TUNED:-1}"
 BUILD="${BENCH_BUILD:-1}"
 OUT="${BENCH_OUT:-}"
-KEEP="${BENCH_KEEP:-0}"
-BENCH_DB=shortline_bench_analytics
 PREFIX=benchan
 TUNED_PREFIX=benchan2
 LAT_CODE=lat0001
@@ -112,45 +110,20 @@ done
 # ---------------------------------------------------------------------------------------
 # Cleanup: what this script started, by pid
 # ---------------------------------------------------------------------------------------
-WORK="$(mktemp -d /tmp/shortline-bench-analytics.XXXXXX)"
-STARTED_SERVERS=()
-PIDS=()
-DB_CREATED=0
-ADMIN_URL="" BENCH_URL=""
+bench_workdir analytics
 
+# The bench JetStream streams (bench_cleanup drops them at exit unless BENCH_KEEP=1).
 drop_streams() {
 	local p
 	for p in "$PREFIX" "$TUNED_PREFIX"; do
 		"$CLICKLOAD_BIN" drop "$NATS_URL" "$p" || return 1
 	done
 }
-
-cleanup() {
-	local rc=$? pid i
-	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do terminate_pid "$pid"; done
-	if [[ $KEEP != 1 ]]; then
-		drop_streams >/dev/null 2>&1 || true
-		if [[ $DB_CREATED == 1 ]]; then
-			psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
-		fi
-	fi
-	for ((i = ${#STARTED_SERVERS[@]} - 1; i >= 0; i--)); do
-		bash "$ROOT/scripts/servers.sh" stop "${STARTED_SERVERS[i]}" || true
-	done
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_drop_extra() { drop_streams; }
 
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
-
-psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
-psql_bench() { psql_at "$BENCH_URL" -c "$1"; }
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
@@ -232,7 +205,7 @@ throughput() {
 				# The second frame: its %CPU covers the last second (the first covers all time).
 				top -b -n 2 -d 1 -w 160 | awk '/^top -/ {n++} n == 2 && shown++ < 17'
 				printf '%s: pg_stat_activity of %s\n' "$label" "$BENCH_DB"
-				psql_bench "SELECT pid, state, wait_event_type, wait_event, left(regexp_replace(query, '\s+', ' ', 'g'), 60) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" || true
+				bench_sql "SELECT pid, state, wait_event_type, wait_event, left(regexp_replace(query, '\s+', ' ', 'g'), 60) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" || true
 			} >"$WORK/$name-top.txt" 2>&1
 			sed "s/^/[bench-analytics]   /" "$WORK/$name-top.txt" >&2
 		fi
@@ -247,7 +220,7 @@ throughput() {
 		show_log_tail "$WORK/$name.log"
 		die "$label: only $rows of $CLICKS rows written after $DRAIN_TIMEOUT s"
 	}
-	pg_pids="$(psql_bench "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name NOT LIKE 'psql%'" | tr '\n' ' ')"
+	pg_pids="$(bench_sql "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name NOT LIKE 'psql%'" | tr '\n' ' ')"
 	# shellcheck disable=SC2086  # one pid per word
 	cpu_pg="$(cpu_seconds $pg_pids)"
 	cpu_an="$(cpu_seconds "$ANALYTICS_PID")"
@@ -260,9 +233,9 @@ throughput() {
 	write_mean="$(awk -v s="$(metric "$m" shortline_analytics_write_duration_seconds_sum)" -v c="$(metric "$m" shortline_analytics_write_duration_seconds_count)" 'BEGIN {if (c > 0) printf "%.0f ms", 1000 * s / c; else print "-"}')"
 	dups="$(metric "$m" shortline_analytics_duplicates_total)"
 	machine="$(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v n="$(nproc)" 'BEGIN {if (t > 0) printf "%.0f%% of %d cores", 100 * b / t, n}')"
-	events="$(psql_bench "SELECT count(*) FROM events WHERE event_type = 'redirect'")"
-	stats="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats")"
-	hourly="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_hourly")"
+	events="$(bench_sql "SELECT count(*) FROM events WHERE event_type = 'redirect'")"
+	stats="$(bench_sql "SELECT coalesce(sum(redirect_count), 0) FROM link_stats")"
+	hourly="$(bench_sql "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_hourly")"
 	log "$label: $(fmt_int "$CLICKS") rows in $secs s = $rate clicks/s (steady: $steady clicks/s after the first row); $(fmt_int "${writes:-0}") consumer batches (written in statements of at most ANALYTICS_BATCH_CLICKS), mean $batch_mean clicks / $write_mean each; CPU: analytics $cpu_an s, its PostgreSQL backends $cpu_pg s, machine $machine"
 	log "$label: SQL: redirect rows in events = $events, sum(link_stats.redirect_count) = $stats, sum(link_stats_hourly.redirect_count) = $hourly (expected $CLICKS each)"
 	local check="ok"
@@ -276,13 +249,13 @@ throughput() {
 	# consumer is no longer behind. Not part of the rate above; reported beside it.
 	local backlog waited=0 referrers agents
 	for ((i = 0; i < 240; i++)); do
-		backlog="$(psql_bench "SELECT count(*) FROM rollup_backlog")"
+		backlog="$(bench_sql "SELECT count(*) FROM rollup_backlog")"
 		[[ $backlog == 0 ]] && break
 		sleep 0.5
 	done
 	waited="$(elapsed "$t_end" "$(now)")"
-	referrers="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_referrers")"
-	agents="$(psql_bench "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_agents")"
+	referrers="$(bench_sql "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_referrers")"
+	agents="$(bench_sql "SELECT coalesce(sum(redirect_count), 0) FROM link_stats_agents")"
 	log "$label: breakdowns complete $waited s after the last row (backlog rows left: $backlog); sum of link_stats_referrers = $referrers, of link_stats_agents = $agents (expected $CLICKS each)"
 	ROLLUP_ROWS+=("| $label | $waited s | $(fmt_int "$referrers") / $(fmt_int "$agents") $([[ $referrers == "$CLICKS" && $agents == "$CLICKS" ]] && echo ok || echo MISMATCH) |")
 	if [[ $referrers != "$CLICKS" || $agents != "$CLICKS" ]]; then
@@ -293,29 +266,12 @@ throughput() {
 # ---------------------------------------------------------------------------------------
 # Backing servers: reuse running ones, start (and later stop) the others
 # ---------------------------------------------------------------------------------------
-for s in postgres valkey nats; do
-	if bash "$ROOT/scripts/servers.sh" status "$s" >/dev/null 2>&1; then
-		log "$s: reusing the running server"
-	else
-		log "$s: not running; starting it (stopped again at exit)"
-		STARTED_SERVERS+=("$s")
-		bash "$ROOT/scripts/servers.sh" start "$s" || die "could not start $s"
-	fi
-done
+reuse_or_start_servers postgres valkey nats
 
 # ---------------------------------------------------------------------------------------
 # Scratch database
 # ---------------------------------------------------------------------------------------
-ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
-BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
-log "database: $(redact_url "$BENCH_URL") (dropped and re-created)"
-psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
-DB_CREATED=1
-psql_admin "CREATE DATABASE $BENCH_DB" >/dev/null
-DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" migrate >"$WORK/migrate.log" 2>&1 || {
-	cat "$WORK/migrate.log" >&2
-	die "shortline-api migrate failed"
-}
+scratch_db shortline_bench_analytics "$API_BIN"
 # Streams left by an earlier, interrupted run.
 drop_streams >/dev/null || die "could not delete old bench streams on $(redact_url "$NATS_URL")"
 
@@ -337,7 +293,7 @@ load_after_drain="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------------------------------
 # (2) Idle end-to-end latency, with the analytics service of (1)
 # ---------------------------------------------------------------------------------------
-url_id="$(psql_bench "INSERT INTO urls (user_id, short_code, original_url) VALUES (1, '$LAT_CODE', '$LAT_URL') RETURNING id")"
+url_id="$(bench_sql "INSERT INTO urls (user_id, short_code, original_url) VALUES (1, '$LAT_CODE', '$LAT_URL') RETURNING id")"
 [[ $url_id =~ ^[0-9]+$ ]] || die "could not insert the latency link (got '$url_id')"
 redirect_addr="127.0.0.1:$(free_port)"
 log "(2) shortline-redirect on $redirect_addr (prefix $PREFIX), link $LAT_CODE = url_id $url_id"
@@ -351,7 +307,7 @@ status="$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{redirect_url}' "
 # The spot check's click: wait until it is a row, so (2) starts idle. ANALYZE first: right
 # after (1) the planner has no statistics for the million new rows and the tool's polling
 # query (count of the link's events) would scan them all, timing the poll, not the pipeline.
-psql_bench "ANALYZE events" >/dev/null
+bench_sql "ANALYZE events" >/dev/null
 sleep 1
 log "(2) $LAT_SAMPLES redirects at $LAT_RATE/s, each timed until its event row is visible"
 latency_out="$("$CLICKLOAD_BIN" latency "http://$redirect_addr" "$BENCH_URL" "$LAT_CODE" "$url_id" "$LAT_SAMPLES" "$LAT_RATE")" ||
@@ -367,7 +323,7 @@ LAT_MAX="$(sed -nE 's/.* max ([0-9.]+) ms.*/\1/p' <<<"$latency_out")"
 # (3) Sustained redirect load: consumer lag while wrk runs
 # ---------------------------------------------------------------------------------------
 sleep 1
-before="$(psql_bench "SELECT count(*) FROM events WHERE url_id = $url_id AND event_type = 'redirect'")"
+before="$(bench_sql "SELECT count(*) FROM events WHERE url_id = $url_id AND event_type = 'redirect'")"
 scrape "$ANALYTICS_ADDR" "$WORK/m.txt"
 rows_before="$(metric "$WORK/m.txt" "$ROWS_METRIC")"
 log "(3) wrk -t1 -c$SUSTAIN_CONNS -d${SUSTAIN}s http://$redirect_addr/$LAT_CODE, sampling the consumer every 5 s"
@@ -420,14 +376,14 @@ expected=$((WRK_TOTAL - WRK_BAD))
 settle_start=$(now)
 got=0
 for ((i = 0; i < 60; i++)); do
-	got="$(psql_bench "SELECT count(*) FROM events WHERE url_id = $url_id AND event_type = 'redirect'")"
+	got="$(bench_sql "SELECT count(*) FROM events WHERE url_id = $url_id AND event_type = 'redirect'")"
 	got=$((got - before))
 	((got >= expected)) && break
 	sleep 0.5
 done
 SETTLE="$(elapsed "$settle_start" "$(now)")"
 sleep 0.5
-got="$(psql_bench "SELECT count(*) FROM events WHERE url_id = $url_id AND event_type = 'redirect'")"
+got="$(bench_sql "SELECT count(*) FROM events WHERE url_id = $url_id AND event_type = 'redirect'")"
 got=$((got - before))
 # The gauges refresh every 5 s: one sample after the drain shows them back at 0.
 sleep 5
@@ -452,7 +408,7 @@ terminate_pid "$ANALYTICS_PID" shortline-analytics
 # (4) Throughput with bigger batches
 # ---------------------------------------------------------------------------------------
 if [[ $TUNED == 1 ]]; then
-	psql_bench "TRUNCATE events, link_stats, link_stats_hourly, link_stats_referrers, link_stats_agents, rollup_backlog" >/dev/null
+	bench_sql "TRUNCATE events, link_stats, link_stats_hourly, link_stats_referrers, link_stats_agents, rollup_backlog" >/dev/null
 	throughput analytics-tuned "(4) ${TUNED_ENV[*]}" "$TUNED_PREFIX" "${TUNED_ENV[@]}"
 	terminate_pid "$ANALYTICS_PID" shortline-analytics
 fi

@@ -7,10 +7,11 @@
 #   cargo build --release -p shortline-api && loadtests/auth.sh
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SECS per round (10), BENCH_CONNS (32),
-# BENCH_LINKS (10,000). Needs the local PostgreSQL and Valkey (`make servers`) or
-# DATABASE_URL / VALKEY_URL; installs wrk with apt-get when missing and root. Prints one line
-# per round and a summary line (median req/s of each, and the median of the per-round
-# ratios required/off) to copy into docs/benchmarks.md.
+# BENCH_LINKS (10,000), BENCH_KEEP (0; 1 keeps the scratch database `shortline_bench_auth`).
+# Needs the local PostgreSQL and Valkey (`make servers`) or DATABASE_URL / VALKEY_URL;
+# installs wrk with apt-get when missing and root. Prints one line per round and a summary
+# line (median req/s of each, and the median of the per-round ratios required/off) to copy
+# into docs/benchmarks.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd -P)"
 cd "$ROOT"
@@ -25,7 +26,6 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 SECS="${BENCH_SECS:-10}"
 CONNS="${BENCH_CONNS:-32}"
 LINKS="${BENCH_LINKS:-10000}"
-BENCH_DB=shortline_bench_auth
 for v in ROUNDS SECS CONNS LINKS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive whole number (got '${!v}')"
 done
@@ -42,30 +42,9 @@ TARGET="$(cargo_target)"
 API_BIN="$TARGET/release/shortline-api"
 [[ -x $API_BIN ]] || die "$API_BIN not found: cargo build --release -p shortline-api"
 
-WORK="$(mktemp -d /tmp/shortline-bench-auth.XXXXXX)"
-PIDS=()
-DB_CREATED=0
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do terminate_pid "$pid" || true; done
-	if [[ $DB_CREATED == 1 ]]; then
-		psql_at "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
-	fi
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
-BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
-psql_at "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
-DB_CREATED=1
-psql_at "$ADMIN_URL" -c "CREATE DATABASE $BENCH_DB" >/dev/null
-DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" migrate >/dev/null
-psql_at "$BENCH_URL" -v links="$LINKS" <<'SQL'
+bench_workdir auth
+scratch_db shortline_bench_auth "$API_BIN"
+psql_bench -v links="$LINKS" <<'SQL'
 INSERT INTO users (username, email) VALUES ('bench', 'bench@example.org');
 INSERT INTO urls (user_id, short_code, original_url, title)
 SELECT 1, 'b' || n, 'https://example.org/bench/' || n, 'bench ' || n FROM generate_series(1, :links) AS n;
@@ -76,16 +55,11 @@ seq 1 "$LINKS" | sed 's#^#urls/#' >"$WORK/paths"
 KEY="$(DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" keys create --admin --name bench \
 	--rate-limit 1000000000 --key-only)"
 
-common=(DATABASE_URL="$BENCH_URL" NATS_URL="nats://127.0.0.1:1" RUST_LOG=warn API_DB_MAX_CONNECTIONS=16)
-OFF_ADDR="127.0.0.1:$(free_port)"
-start_server api-off "${common[@]}" API_LISTEN="$OFF_ADDR" API_AUTH=off VALKEY_URL= -- "$API_BIN" serve
-off_pid=$SERVER_PID
-ON_ADDR="127.0.0.1:$(free_port)"
-start_server api-required "${common[@]}" API_LISTEN="$ON_ADDR" API_AUTH=required \
-	VALKEY_URL="$VALKEY_URL" NATS_PREFIX="bench$$" -- "$API_BIN" serve
-on_pid=$SERVER_PID
-wait_health "$OFF_ADDR" "$off_pid" api-off
-wait_health "$ON_ADDR" "$on_pid" api-required
+start_bench_api api-off "$API_BIN" API_DB_MAX_CONNECTIONS=16
+OFF_ADDR=$API_ADDR
+start_bench_api api-required "$API_BIN" API_DB_MAX_CONNECTIONS=16 API_AUTH=required \
+	VALKEY_URL="$VALKEY_URL" NATS_PREFIX="bench$$"
+ON_ADDR=$API_ADDR
 # The limiter connects in the background: wait until answers carry its fields.
 for _ in $(seq 100); do
 	curl -fsS -o /dev/null -D - -H "Authorization: Bearer $KEY" "http://$ON_ADDR/urls/1" | grep -qi '^ratelimit:' && break

@@ -25,8 +25,6 @@ source "$ROOT/loadtests/lib.sh"
 SHORTLINE_LOG_TAG=bench-unpaged
 
 EVENTS="${BENCH_EVENTS:-1000000}"
-KEEP="${BENCH_KEEP:-0}"
-BENCH_DB=shortline_bench_unpaged
 [[ $EVENTS =~ ^[0-9]+$ ]] && ((EVENTS > 0)) || die "BENCH_EVENTS must be a whole number > 0"
 
 # shellcheck disable=SC2034  # read by tools.sh
@@ -40,37 +38,10 @@ TARGET="$(cargo_target)"
 API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 [[ -x $API_BIN ]] || die "$API_BIN not found: cargo build --release -p shortline-api"
 
-WORK="$(mktemp -d /tmp/shortline-bench-unpaged.XXXXXX)"
-API_PID=""
-DB_CREATED=0
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	[[ -n $API_PID ]] && terminate_pid "$API_PID"
-	if [[ $DB_CREATED == 1 && $KEEP != 1 ]]; then
-		psql_at "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
-	fi
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
-BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
-psql_at "$ADMIN_URL" -c "SELECT 1" >/dev/null || die "PostgreSQL at $(redact_url "$ADMIN_URL") is not reachable"
-
-log "database: $(redact_url "$BENCH_URL") (dropped and re-created)"
-psql_at "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
-DB_CREATED=1
-psql_at "$ADMIN_URL" -c "CREATE DATABASE $BENCH_DB" >/dev/null
-DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" migrate >"$WORK/migrate.log" 2>&1 || {
-	cat "$WORK/migrate.log" >&2
-	die "shortline-api migrate failed"
-}
+bench_workdir unpaged
+scratch_db shortline_bench_unpaged "$API_BIN"
 log "filling $EVENTS events"
-psql_at "$BENCH_URL" -v events="$EVENTS" <<'SQL'
+psql_bench -v events="$EVENTS" <<'SQL'
 SET synchronous_commit = off;
 INSERT INTO events (event_id, url_id, user_id, event_type, occurred_at, details)
 SELECT '01UNPAGED' || lpad(to_hex(g), 17, '0'), 1 + g % 1000, 1 + g % 100, 'redirect',
@@ -81,21 +52,10 @@ SELECT '01UNPAGED' || lpad(to_hex(g), 17, '0'), 1 + g % 1000, 1 + g % 100, 'redi
 FROM generate_series(1, :events) AS g;
 ANALYZE events;
 SQL
-TABLE_SIZE="$(psql_at "$BENCH_URL" -c "SELECT pg_size_pretty(pg_table_size('events'))")"
+TABLE_SIZE="$(bench_sql "SELECT pg_size_pretty(pg_table_size('events'))")"
 
-PORT="$(free_port)"
-DATABASE_URL="$BENCH_URL" API_LISTEN="127.0.0.1:$PORT" NATS_URL="nats://127.0.0.1:1" NATS_PREFIX=bench \
-	RUST_LOG=warn LOG_FORMAT=pretty "$API_BIN" serve >"$WORK/api.log" 2>&1 </dev/null &
-API_PID=$!
-for ((i = 0; i < 300; i++)); do
-	curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null && break
-	pid_alive "$API_PID" || {
-		show_log_tail "$WORK/api.log"
-		die "the API exited before answering"
-	}
-	sleep 0.1
-done
-log "api on 127.0.0.1:$PORT (pid $API_PID)"
+start_bench_api api "$API_BIN" LOG_FORMAT=pretty
+PORT="${API_ADDR##*:}"
 
 python3 - "$PORT" "$API_PID" "$EVENTS" "$TABLE_SIZE" "$(nproc)" <<'PY'
 import http.client, sys, threading, time

@@ -39,9 +39,7 @@ LINKS="${BENCH_LINKS:-100000}"
 USERS="${BENCH_USERS:-10000}"
 REQUESTS="${BENCH_REQUESTS:-500}"
 WARMUP="${BENCH_WARMUP:-50}"
-KEEP="${BENCH_KEEP:-0}"
 OUT="${BENCH_OUT:-}"
-BENCH_DB=shortline_bench_events
 for v in EVENTS LINKS USERS REQUESTS WARMUP; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
@@ -58,43 +56,13 @@ TARGET="$(cargo_target)"
 API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 [[ -x $API_BIN ]] || die "$API_BIN not found: cargo build --release -p shortline-api"
 
-WORK="$(mktemp -d /tmp/shortline-bench-events.XXXXXX)"
-API_PID=""
-DB_CREATED=0
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	[[ -n $API_PID ]] && terminate_pid "$API_PID"
-	if [[ $DB_CREATED == 1 && $KEEP != 1 ]]; then
-		psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
-	fi
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
-psql_bench() { psql_at "$BENCH_URL" "$@"; }
+bench_workdir events
 secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
-
-ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
-BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
-psql_admin "SELECT 1" >/dev/null || die "PostgreSQL at $(redact_url "$ADMIN_URL") is not reachable (start it first)"
 
 # ---------------------------------------------------------------------------------------
 # 1. Scratch database, schema, fill
 # ---------------------------------------------------------------------------------------
-log "database: $(redact_url "$BENCH_URL") (dropped and re-created)"
-psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
-DB_CREATED=1
-psql_admin "CREATE DATABASE $BENCH_DB" >/dev/null
-DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" migrate >"$WORK/migrate.log" 2>&1 || {
-	cat "$WORK/migrate.log" >&2
-	die "shortline-api migrate failed"
-}
+scratch_db shortline_bench_events "$API_BIN"
 INDEXES_BEFORE="$(psql_bench -c "SELECT string_agg(indexdef, E'\n' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'events'")"
 
 log "filling $USERS users, $LINKS links, $EVENTS events"
@@ -191,19 +159,9 @@ log "filled in $FILL_SECS s: $ROWS events, table $TABLE_SIZE, with indexes $TOTA
 # ---------------------------------------------------------------------------------------
 # 2. The API on a free port, and the measurements
 # ---------------------------------------------------------------------------------------
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-DATABASE_URL="$BENCH_URL" API_LISTEN="127.0.0.1:$PORT" NATS_URL="nats://127.0.0.1:1" NATS_PREFIX=bench API_AUTH=off VALKEY_URL= \
-	RUST_LOG=warn LOG_FORMAT=pretty "$API_BIN" serve >"$WORK/api.log" 2>&1 </dev/null &
-API_PID=$!
-for ((i = 0; i < 300; i++)); do
-	curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null && break
-	pid_alive "$API_PID" || {
-		show_log_tail "$WORK/api.log"
-		die "the API exited before answering"
-	}
-	sleep 0.1
-done
-log "api on 127.0.0.1:$PORT (pid $API_PID); $REQUESTS requests per shape after $WARMUP warm-up"
+start_bench_api api "$API_BIN" LOG_FORMAT=pretty
+PORT="${API_ADDR##*:}"
+log "$REQUESTS requests per shape after $WARMUP warm-up"
 
 python3 - "$PORT" "$REQUESTS" "$WARMUP" "$EVENTS" "$LINKS" "$USERS" >"$WORK/table.md" <<'PY'
 import http.client, json, random, statistics, sys, time

@@ -1,7 +1,109 @@
 # shellcheck shell=bash
-# Helpers shared by the load-test scripts (loadtests/*.sh). Source it after scripts/lib.sh;
-# the functions use the caller's WORK (temp dir) and PIDS (started processes) and, for
-# psql, PSQL. Processes are stopped with scripts/lib.sh's terminate_pid.
+# Helpers shared by the load-test scripts (loadtests/*.sh). Source it after scripts/lib.sh.
+# A script calls bench_workdir first (its scratch folder WORK and the exit trap), then
+# reuse_or_start_servers when it needs Valkey or NATS, and scratch_db for its database; at
+# exit, bench_cleanup stops what the run started, by pid (PIDS, STARTED_SERVERS), and drops
+# the scratch database unless KEEP=1. psql goes through PSQL (find_psql). Processes are
+# stopped with scripts/lib.sh's terminate_pid.
+
+# What the run started and made; bench_cleanup undoes it.
+PIDS=()
+STARTED_SERVERS=()
+DB_CREATED=0
+BENCH_DB=""
+ADMIN_URL=""
+BENCH_URL=""
+KEEP="${BENCH_KEEP:-0}"
+
+# bench_workdir NAME: WORK, a fresh /tmp/shortline-bench-NAME.XXXXXX, and the traps that run
+# bench_cleanup at exit (INT and TERM exit 130 and 143 through it).
+bench_workdir() {
+	WORK="$(mktemp -d "/tmp/shortline-bench-$1.XXXXXX")"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+# bench_cleanup: the exit trap. Stops PIDS; unless KEEP=1, calls bench_drop_extra when the
+# script defines it (what else the run left behind, e.g. its JetStream streams) and drops the
+# scratch database; stops the servers reuse_or_start_servers started, last first; removes
+# WORK. Exits with the script's status.
+bench_cleanup() {
+	local rc=$? pid i
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do terminate_pid "$pid" || true; done
+	if [[ $KEEP != 1 ]]; then
+		if declare -F bench_drop_extra >/dev/null; then
+			bench_drop_extra >/dev/null 2>&1 || true
+		fi
+		if [[ $DB_CREATED == 1 ]]; then
+			psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+		fi
+	fi
+	for ((i = ${#STARTED_SERVERS[@]} - 1; i >= 0; i--)); do
+		bash "$ROOT/scripts/servers.sh" stop "${STARTED_SERVERS[i]}" || true
+	done
+	[[ -n ${WORK:-} ]] && rm -rf "$WORK"
+	exit "$rc"
+}
+
+# reuse_or_start_servers NAME...: for each of postgres, valkey and nats, reuses the running
+# local server, or starts it with scripts/servers.sh and, once it is up, records it in
+# STARTED_SERVERS (stopped again at exit). A start that fails (say, the port is taken by a
+# server of another state directory) is not recorded: the exit must not stop what this run
+# did not start.
+reuse_or_start_servers() {
+	local s
+	for s in "$@"; do
+		if bash "$ROOT/scripts/servers.sh" status "$s" >/dev/null 2>&1; then
+			log "$s: reusing the running server"
+		else
+			log "$s: not running; starting it (stopped again at exit)"
+			bash "$ROOT/scripts/servers.sh" start "$s" || die "could not start $s"
+			STARTED_SERVERS+=("$s")
+		fi
+	done
+}
+
+# scratch_db NAME API_BIN: the scratch database NAME on DATABASE_URL's PostgreSQL, dropped
+# and re-created (again on a second call), with the migrations applied by `API_BIN migrate`;
+# dropped at exit unless KEEP=1. Sets BENCH_DB, BENCH_URL and ADMIN_URL (the server's
+# `postgres` database).
+scratch_db() {
+	BENCH_DB="$1"
+	ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
+	BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
+	psql_admin "SELECT 1" >/dev/null || die "PostgreSQL at $(redact_url "$ADMIN_URL") is not reachable (start it first)"
+	log "database: $(redact_url "$BENCH_URL") (dropped and re-created)"
+	psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
+	DB_CREATED=1
+	psql_admin "CREATE DATABASE $BENCH_DB" >/dev/null
+	DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$2" migrate >"$WORK/migrate.log" 2>&1 || {
+		cat "$WORK/migrate.log" >&2
+		die "shortline-api migrate failed"
+	}
+}
+
+# psql_admin SQL: one statement on the server's `postgres` database.
+psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
+# bench_sql SQL: one statement on the scratch database; psql_bench ARGS...: psql on it.
+bench_sql() { psql_at "$BENCH_URL" -c "$1"; }
+psql_bench() { psql_at "$BENCH_URL" "$@"; }
+
+# start_bench_api LABEL API_BIN [ENV...]: `API_BIN serve` on a free loopback port over the
+# scratch database, alone: NATS pointed at a closed port (no outbox traffic), no Valkey,
+# API_AUTH=off, RUST_LOG=warn; ENV adds to or overrides that. Waits for /health; sets
+# API_ADDR and API_PID.
+start_bench_api() {
+	local label="$1" bin="$2"
+	shift 2
+	API_ADDR="127.0.0.1:$(free_port)"
+	start_server "$label" DATABASE_URL="$BENCH_URL" API_LISTEN="$API_ADDR" NATS_URL="nats://127.0.0.1:1" \
+		NATS_PREFIX=bench API_AUTH=off VALKEY_URL= RUST_LOG=warn "$@" -- "$bin" serve
+	API_PID=$SERVER_PID
+	wait_health "$API_ADDR" "$API_PID" "$label"
+	log "$label on $API_ADDR (pid $API_PID)"
+}
 
 # require_commands CMD...: dies naming the first one missing.
 require_commands() {

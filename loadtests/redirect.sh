@@ -83,8 +83,6 @@ LINKS="${BENCH_LINKS:-100000}"
 USERS=1000
 BUILD="${BENCH_BUILD:-1}"
 OUT="${BENCH_OUT:-}"
-KEEP="${BENCH_KEEP:-0}"
-BENCH_DB=shortline_bench_redirect
 PREFIX=bench
 LUA="$ROOT/loadtests/redirect.lua"
 
@@ -128,37 +126,13 @@ done
 # ---------------------------------------------------------------------------------------
 # Cleanup: what this script started, by pid
 # ---------------------------------------------------------------------------------------
-WORK="$(mktemp -d /tmp/shortline-bench-redirect.XXXXXX)"
-STARTED_SERVERS=()
-PIDS=()
-DB_CREATED=0
-ADMIN_URL="" BENCH_URL=""
-
-cleanup() {
-	local rc=$? pid i
-	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do terminate_pid "$pid"; done
-	if [[ $KEEP != 1 ]]; then
-		nats_streams drop >/dev/null 2>&1 || true
-		if [[ $DB_CREATED == 1 ]]; then
-			psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
-		fi
-	fi
-	for ((i = ${#STARTED_SERVERS[@]} - 1; i >= 0; i--)); do
-		bash "$ROOT/scripts/servers.sh" stop "${STARTED_SERVERS[i]}" || true
-	done
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_workdir redirect
+# The bench JetStream streams (bench_cleanup drops them at exit unless BENCH_KEEP=1).
+bench_drop_extra() { nats_streams drop; }
 
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
-
-psql_admin() { psql_at "$ADMIN_URL" -c "$1"; }
 
 # nats_streams count|drop: the JetStream streams of $PREFIX (clickload, see
 # services/analytics/examples/clickload.rs): count prints their total message count, drop
@@ -382,29 +356,12 @@ finish_rows() {
 # ---------------------------------------------------------------------------------------
 # Backing servers: reuse running ones, start (and later stop) the others
 # ---------------------------------------------------------------------------------------
-for s in postgres valkey nats; do
-	if bash "$ROOT/scripts/servers.sh" status "$s" >/dev/null 2>&1; then
-		log "$s: reusing the running server"
-	else
-		log "$s: not running; starting it (stopped again at exit)"
-		STARTED_SERVERS+=("$s")
-		bash "$ROOT/scripts/servers.sh" start "$s" || die "could not start $s"
-	fi
-done
+reuse_or_start_servers postgres valkey nats
 
 # ---------------------------------------------------------------------------------------
 # Scratch database with LINKS links
 # ---------------------------------------------------------------------------------------
-ADMIN_URL="$(url_with_db "$DATABASE_URL" postgres)"
-BENCH_URL="$(url_with_db "$DATABASE_URL" "$BENCH_DB")"
-log "database: $(redact_url "$BENCH_URL") (dropped and re-created)"
-psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null
-DB_CREATED=1
-psql_admin "CREATE DATABASE $BENCH_DB" >/dev/null
-DATABASE_URL="$BENCH_URL" RUST_LOG=warn "$API_BIN" migrate >"$WORK/migrate.log" 2>&1 || {
-	cat "$WORK/migrate.log" >&2
-	die "shortline-api migrate failed"
-}
+scratch_db shortline_bench_redirect "$API_BIN"
 python3 scripts/gen_demo_data.py --out "$WORK/data" --users "$USERS" --links "$LINKS" \
 	--events-per-link 1 --seed 3 2>&1 | sed 's/^/  /' >&2
 seed_start=$(date +%s.%N)

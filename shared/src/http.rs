@@ -56,6 +56,20 @@ impl Default for CommonLayers {
     }
 }
 
+/// Binds a service's listening socket and logs `"<service> listening"`
+/// with the address; the error names the address.
+pub async fn bind(
+    listen: std::net::SocketAddr,
+    service: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(listen = %listen, "{service} listening");
+    Ok(listener)
+}
+
 /// Wraps a finished router (routes and fallback in place) in the common layers.
 pub fn with_common_layers(router: Router, settings: &CommonLayers) -> Router {
     with_common_layers_using(router, settings, RequestTelemetry::new())

@@ -6,11 +6,12 @@
 //! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
 //! `telemetry` logs, metrics and traces, `probe` the dependency and pool
-//! gauges and the one `/ready` answer, `http` the layers every router wears,
-//! `shutdown` the signal handling, `target_url` what a link may point at,
-//! `link_rules` the wire form of a link's rules, `user_agent` the one
-//! classification of user agents that rules and statistics share, and
-//! `wire` the contract's wire formats.
+//! gauges and the one `/ready` answer, `http` the layers every router wears
+//! and the listener's bind, `shutdown` the signal handling and a service's
+//! background tasks, `target_url` what a link may point at, `link_rules`
+//! the wire form of a link's rules, `user_agent` the one classification of
+//! user agents that rules and statistics share, and `wire` the contract's
+//! wire formats.
 
 pub mod cache;
 pub mod client_ip;

@@ -2,7 +2,9 @@
 //! into the contract's event log and per-link statistics. It is the only
 //! writer of those statistics (`link_stats`, `link_stats_hourly`,
 //! `rollup_backlog`, `link_stats_referrers`, `link_stats_agents`); the write
-//! API only reads them.
+//! API only reads them. The one hand-off is `rollup_pending`: the API marks a
+//! `redirect` event it recorded there, and this service deletes the mark in
+//! the statement that counts the event.
 //!
 //! `consumer` reads click batches from JetStream (one durable consumer
 //! shared by every replica) and acks them after `repo` has written their
@@ -37,9 +39,9 @@ use axum::response::Response;
 use axum::routing::get;
 use shortline_shared::http::{CommonLayers, error_body, health, with_common_layers};
 use shortline_shared::probe::{Dependencies, DependencyProbe, ReadyWhen};
+use shortline_shared::shutdown::BackgroundTasks;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::backlog::{RollupJob, RollupMetrics, RollupSettings};
 use crate::config::AnalyticsConfig;
@@ -83,8 +85,7 @@ async fn ready(State(state): State<AnalyticsState>) -> Response {
 /// A started consumer, its lag watcher and the rollup job.
 pub struct Service {
     pub state: AnalyticsState,
-    tasks: TaskTracker,
-    stop: CancellationToken,
+    tasks: BackgroundTasks,
     rollup: tokio::task::JoinHandle<()>,
     stop_rollup: CancellationToken,
     _probe: DependencyProbe,
@@ -111,8 +112,8 @@ impl Service {
         };
         let metrics = ConsumerMetrics::new();
         let subjects = config.common.subjects();
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
+        let tasks = BackgroundTasks::new();
+        let stop = tasks.token();
         let make = || {
             ClickConsumer::new(
                 db.clone(),
@@ -152,7 +153,6 @@ impl Service {
         Ok(Self {
             state: AnalyticsState { db, nats },
             tasks,
-            stop,
             rollup,
             stop_rollup,
             _probe: probe,
@@ -162,9 +162,7 @@ impl Service {
     /// Stops consuming after the batch in hand is written and acked, then
     /// lets the rollup job fold what the consumer wrote.
     pub async fn shutdown(self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.tasks.stop().await;
         self.stop_rollup.cancel();
         let _ = self.rollup.await;
         // Acks are fire-and-forget publishes: make sure they left.
@@ -190,10 +188,7 @@ pub async fn rebuild_rollups(config: &AnalyticsConfig) -> anyhow::Result<()> {
 pub async fn run(config: AnalyticsConfig) -> anyhow::Result<()> {
     let shutdown = shortline_shared::shutdown::on_signal();
     let service = Service::start(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(listen = %config.listen, "shortline-analytics listening");
+    let listener = shortline_shared::http::bind(config.listen, "shortline-analytics").await?;
     axum::serve(listener, router(service.state.clone()))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

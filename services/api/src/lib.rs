@@ -9,7 +9,10 @@
 //! committed changes to JetStream;
 //! `import` loads CSV files; `extract`, `validate` and `paging` turn
 //! requests into checked values; `row_stream` streams unpaged lists from a
-//! cursor; `error` maps every failure to a JSON problem response.
+//! cursor; `error` maps every failure to a JSON problem response. The link
+//! statistics are the analytics service's read models: the API reads them
+//! (`links::stats`) and never writes them; a `redirect` event recorded here
+//! reaches them through the outbox, like a click.
 //! [`Service`] starts it all, as the other services' `Service` does.
 
 pub mod auth;
@@ -39,9 +42,8 @@ use axum::routing::get;
 use shortline_shared::db::{self, PoolSettings};
 use shortline_shared::http::{CommonLayers, with_common_layers};
 use shortline_shared::probe::DependencyProbe;
+use shortline_shared::shutdown::BackgroundTasks;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{ApiConfig, AuthMode};
 use crate::error::ApiError;
@@ -82,8 +84,7 @@ pub fn router(state: AppState) -> Router {
 /// the tests and the end-to-end tests all start the API this way.
 pub struct Service {
     pub state: AppState,
-    tasks: TaskTracker,
-    stop: CancellationToken,
+    tasks: BackgroundTasks,
     _probe: DependencyProbe,
 }
 
@@ -105,8 +106,7 @@ impl Service {
             Some(config.common.connect_nats("shortline-api").await?)
         };
         let state = AppState::new(config.clone(), db, nats)?;
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
+        let tasks = BackgroundTasks::new();
         if let Some(client) = state.nats.clone() {
             let relay = OutboxRelay::new(
                 state.db.pool().clone(),
@@ -114,13 +114,12 @@ impl Service {
                 state.subjects.clone(),
                 state.config.outbox_poll(),
             );
-            tasks.spawn(relay.run(stop.clone()));
+            tasks.spawn(relay.run(tasks.token()));
         }
-        let probe = state.dependencies().observe(stop.clone());
+        let probe = state.dependencies().observe(tasks.token());
         Ok(Self {
             state,
             tasks,
-            stop,
             _probe: probe,
         })
     }
@@ -132,9 +131,7 @@ impl Service {
 
     /// Stops the background tasks; the outbox relay makes a last pass first.
     pub async fn shutdown(self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.tasks.stop().await;
     }
 }
 
@@ -148,10 +145,7 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         );
     }
     let service = Service::start(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(listen = %config.listen, "shortline-api listening");
+    let listener = shortline_shared::http::bind(config.listen, "shortline-api").await?;
     axum::serve(
         listener,
         service

@@ -36,9 +36,9 @@ use shortline_shared::http::{
     CommonLayers, RequestTelemetry, error_body, health, with_common_layers_using,
 };
 use shortline_shared::probe::{Dependencies, DependencyProbe, ReadyWhen};
+use shortline_shared::shutdown::BackgroundTasks;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::clicks::{PublisherSettings, TrustedProxies};
 use crate::config::RedirectConfig;
@@ -83,8 +83,7 @@ async fn ready(State(state): State<RedirectState>) -> Response {
 /// (change consumer, click publisher).
 pub struct Service {
     pub state: RedirectState,
-    tasks: TaskTracker,
-    stop: CancellationToken,
+    tasks: BackgroundTasks,
     _probe: DependencyProbe,
 }
 
@@ -141,8 +140,8 @@ impl Service {
             },
             metrics.clone(),
         );
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
+        let tasks = BackgroundTasks::new();
+        let stop = tasks.token();
         if let Some(dir) = spill {
             let replayer = SpillReplayer {
                 dir,
@@ -192,7 +191,6 @@ impl Service {
         Ok(Self {
             state,
             tasks,
-            stop,
             _probe: probe,
         })
     }
@@ -200,9 +198,7 @@ impl Service {
     /// Stops the background tasks: the change consumer at once, the click
     /// publisher after flushing its buffer (bounded by the flush timeout).
     pub async fn shutdown(self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.tasks.stop().await;
         if let Some(v) = &self.state.valkey {
             v.quit().await;
         }

@@ -1,7 +1,8 @@
 //! The event log: what happened to links, readable by link, user and type.
 //!
 //! Link changes write their `created`/`updated`/`deleted` rows in the same
-//! transaction as the change (see `links`), so the log reads its own writes.
+//! transaction as the change (the one write path, `crate::mutation`), so the
+//! log reads its own writes.
 //! `POST /events` records a client's event the same way. A `redirect` event
 //! also counts in the link's statistics, which only the analytics service
 //! writes: in the event's transaction the API marks it `rollup_pending` and

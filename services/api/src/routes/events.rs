@@ -6,7 +6,7 @@ use axum::extract::State;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Listed, not_found};
+use super::{Created, Listed, not_found, operation};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{
@@ -21,8 +21,7 @@ use crate::state::AppState;
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new().api_route(
         "/events",
-        get_with(list_events, |op| op.tag("events").summary("List events").description("Ordered by id; filter by `url_id`, `user_id`, `event_type`. Without `page`/`per_page`/`after_id` every match is returned. Keyset paging: `after_id=N` returns the matches with an id above N (`per_page` of them, default 100) and cannot be combined with `page`; it stays fast at any depth, unlike deep `page` numbers. A page cut short by its size carries `Link: <…>; rel=\"next\"` with the same filters and `after_id` set to its last id."))
-            .post_with(record_event, |op| not_found(op.tag("events").summary("Record an event").description("`details` must be a JSON object. `user_id` must be the owner of `url_id` (400 naming `user_id` otherwise). A `redirect` event counts in the link's statistics."), &format!("{} / {}", LinkId::NOT_FOUND, UserId::NOT_FOUND))),
+        get_with(list_events, list_events_docs).post_with(record_event, record_event_docs),
     )
 }
 
@@ -44,6 +43,18 @@ pub struct ListEventsParams {
     /// previous page; 0 starts at the beginning).
     #[schemars(with = "Option<u64>")]
     pub after_id: Option<String>,
+}
+
+operation! {
+    /// List events
+    ///
+    /// Ordered by id; filter by `url_id`, `user_id`, `event_type`. Without
+    /// `page`/`per_page`/`after_id` every match is returned. Keyset paging: `after_id=N`
+    /// returns the matches with an id above N (`per_page` of them, default 100) and cannot
+    /// be combined with `page`; it stays fast at any depth, unlike deep `page` numbers. A
+    /// page cut short by its size carries `Link: <…>; rel="next"` with the same filters and
+    /// `after_id` set to its last id.
+    fn list_events_docs tag "events";
 }
 
 async fn list_events(
@@ -69,6 +80,16 @@ async fn list_events(
             ("event_type", filter.event_type),
         ],
     ))
+}
+
+operation! {
+    /// Record an event
+    ///
+    /// `details` must be a JSON object. `user_id` must be the owner of `url_id` (400 naming
+    /// `user_id` otherwise). A `redirect` event counts in the link's statistics.
+    fn record_event_docs(op) tag "events" {
+        not_found(op, &format!("{} / {}", LinkId::NOT_FOUND, UserId::NOT_FOUND))
+    }
 }
 
 async fn record_event(

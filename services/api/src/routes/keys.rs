@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::NoContent;
 
-use super::{Created, not_found};
+use super::{Created, not_found, operation};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Id, JsonBody};
@@ -21,31 +21,16 @@ pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
             "/keys",
-            get_with(list_keys, |op| {
-                op.tag("keys")
-                    .summary("List API keys")
-                    .description("Every key, ordered by id, without secrets. Admin keys only.")
-            })
-            .post_with(create_key, |op| {
-                not_found(
-                    op.tag("keys").summary("Create an API key").description(
-                        "`user_id: null` makes an admin key (may do everything); a user id makes a key that acts as that user only. The answer's `key` is the only time the whole key is shown: store it. Admin keys only.",
-                    ),
-                    UserId::NOT_FOUND,
-                )
-            }),
+            get_with(list_keys, list_keys_docs).post_with(create_key, create_key_docs),
         )
-        .api_route(
-            "/keys/{id}",
-            delete_with(revoke_key, |op| {
-                not_found(
-                    op.tag("keys").summary("Revoke an API key").description(
-                        "The key stops working on every replica within `API_KEY_CACHE_MS` (500 ms). A second revoke is 404. Admin keys only.",
-                    ),
-                    KeyId::NOT_FOUND,
-                )
-            }),
-        )
+        .api_route("/keys/{id}", delete_with(revoke_key, revoke_key_docs))
+}
+
+operation! {
+    /// List API keys
+    ///
+    /// Every key, ordered by id, without secrets. Admin keys only.
+    fn list_keys_docs tag "keys";
 }
 
 async fn list_keys(
@@ -56,6 +41,15 @@ async fn list_keys(
     Ok(Json(keys::list(&state.db, None).await?))
 }
 
+operation! {
+    /// Create an API key
+    ///
+    /// `user_id: null` makes an admin key (may do everything); a user id makes a key that
+    /// acts as that user only. The answer's `key` is the only time the whole key is shown:
+    /// store it. Admin keys only.
+    fn create_key_docs(op) tag "keys" { not_found(op, UserId::NOT_FOUND) }
+}
+
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,6 +57,14 @@ async fn create_key(
 ) -> Result<Created<CreatedKey>, ApiError> {
     caller.require_admin()?;
     Ok(Created(keys::create(&state.db, new).await?))
+}
+
+operation! {
+    /// Revoke an API key
+    ///
+    /// The key stops working on every replica within `API_KEY_CACHE_MS` (500 ms). A second
+    /// revoke is 404. Admin keys only.
+    fn revoke_key_docs(op) tag "keys" { not_found(op, KeyId::NOT_FOUND) }
 }
 
 async fn revoke_key(

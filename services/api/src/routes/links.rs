@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, ListOf, Listed, Propagated, conflict, not_found, unprocessable};
+use super::{Created, ListOf, Listed, Propagated, conflict, not_found, operation, unprocessable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
@@ -27,30 +27,16 @@ pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
             "/urls",
-            get_with(list_links, |op| op.tag("urls").summary("List links").description("Ordered by id; filter by `user_id` and `is_active`. Without `page`/`per_page` every match is returned."))
-                .post_with(create_link, |op| {
-                    let op = op.tag("urls").summary("Create a link").description("Generates a 6-character base62 code unless `short_code` is given. Logs a `created` event. `original_url` must be an absolute http(s) URL with a host and no whitespace, control characters or userinfo (400 otherwise); a target on this service's own public hosts or a blocklisted domain is 422.");
-                    unprocessable(conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists"), TARGET_REFUSED)
-                }),
+            get_with(list_links, list_links_docs).post_with(create_link, create_link_docs),
         )
         .api_route(
             "/urls/{id}",
-            get_with(get_link, |op| not_found(op.tag("urls").summary("Get a link").description("Deactivated and deleted links still read back, with `is_active: false`."), LinkId::NOT_FOUND))
-                .put_with(update_link, |op| {
-                    unprocessable(not_found(op.tag("urls").summary("Update a link").description("Any of `title`, `is_active` (strict boolean), `original_url` (the rules of `POST /urls`). Bumps `updated_at`; logs one `updated` event per changed field."), LinkId::NOT_FOUND), TARGET_REFUSED)
-                })
-                .delete_with(delete_link, |op| {
-                    not_found(op.tag("urls").summary("Delete a link").description("Soft delete: `is_active=false` and a `deleted` event. A second delete is 404."), LinkId::NOT_FOUND)
-                }),
+            get_with(get_link, get_link_docs)
+                .put_with(update_link, update_link_docs)
+                .delete_with(delete_link, delete_link_docs),
         )
-        .api_route(
-            "/urls/{id}/events",
-            get_with(link_events, |op| not_found(op.tag("urls").summary("A link's events").description("Ordered by id; paging as for `GET /events` (`page`/`per_page`, or keyset `after_id`; a page cut short by its size carries `Link: <…>; rel=\"next\"`)."), LinkId::NOT_FOUND)),
-        )
-        .api_route(
-            "/urls/{id}/stats",
-            get_with(link_stats, |op| not_found(op.tag("urls").summary("A link's statistics").description("All-time `redirect_count` and `last_redirect_at`, plus, over the range `from`..`to` (UTC; default the 7 days before now): `series`, redirects per `hour` or `day` bucket with empty buckets as 0 (at most 2000 buckets), and, for the range's days, `top_referrers` (10), `browsers`, `operating_systems`, `devices` and `bots`. Bad values, `from` after `to` or too many buckets: 400 naming the field."), LinkId::NOT_FOUND)),
-        )
+        .api_route("/urls/{id}/events", get_with(link_events, link_events_docs))
+        .api_route("/urls/{id}/stats", get_with(link_stats, link_stats_docs))
 }
 
 /// The 422 of a refused target.
@@ -103,6 +89,14 @@ pub struct StatsParams {
     pub interval: Option<String>,
 }
 
+operation! {
+    /// List links
+    ///
+    /// Ordered by id; filter by `user_id` and `is_active`. Without `page`/`per_page` every
+    /// match is returned.
+    fn list_links_docs tag "urls";
+}
+
 async fn list_links(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,6 +111,19 @@ async fn list_links(
     Ok(ListOf(links::list(&state, filter, page).await?))
 }
 
+operation! {
+    /// Create a link
+    ///
+    /// Generates a 6-character base62 code unless `short_code` is given. Logs a `created`
+    /// event. `original_url` must be an absolute http(s) URL with a host and no whitespace,
+    /// control characters or userinfo (400 otherwise); a target on this service's own public
+    /// hosts or a blocklisted domain is 422.
+    fn create_link_docs(op) tag "urls" {
+        let op = conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists");
+        unprocessable(op, TARGET_REFUSED)
+    }
+}
+
 async fn create_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,6 +131,13 @@ async fn create_link(
 ) -> Result<Propagated<Created<Link>>, ApiError> {
     caller.require_acting_as(new.user_id)?;
     Ok(links::create(&state, new).await?.map(Created).into())
+}
+
+operation! {
+    /// Get a link
+    ///
+    /// Deactivated and deleted links still read back, with `is_active: false`.
+    fn get_link_docs(op) tag "urls" { not_found(op, LinkId::NOT_FOUND) }
 }
 
 async fn get_link(
@@ -134,6 +148,16 @@ async fn get_link(
     let id = id.get()?;
     caller.check_link(&state, id).await?;
     Ok(Json(links::get(&state, id).await?))
+}
+
+operation! {
+    /// Update a link
+    ///
+    /// Any of `title`, `is_active` (strict boolean), `original_url` (the rules of
+    /// `POST /urls`). Bumps `updated_at`; logs one `updated` event per changed field.
+    fn update_link_docs(op) tag "urls" {
+        unprocessable(not_found(op, LinkId::NOT_FOUND), TARGET_REFUSED)
+    }
 }
 
 async fn update_link(
@@ -147,6 +171,13 @@ async fn update_link(
     Ok(links::update(&state, id, patch).await?.map(Json).into())
 }
 
+operation! {
+    /// Delete a link
+    ///
+    /// Soft delete: `is_active=false` and a `deleted` event. A second delete is 404.
+    fn delete_link_docs(op) tag "urls" { not_found(op, LinkId::NOT_FOUND) }
+}
+
 async fn delete_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,6 +186,14 @@ async fn delete_link(
     let id = id.get()?;
     caller.check_link(&state, id).await?;
     Ok(links::delete(&state, id).await?.map(|()| NoContent).into())
+}
+
+operation! {
+    /// A link's events
+    ///
+    /// Ordered by id; paging as for `GET /events` (`page`/`per_page`, or keyset `after_id`;
+    /// a page cut short by its size carries `Link: <…>; rel="next"`).
+    fn link_events_docs(op) tag "urls" { not_found(op, LinkId::NOT_FOUND) }
 }
 
 async fn link_events(
@@ -168,6 +207,17 @@ async fn link_events(
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
     let slice = events::for_link(&state, id, page).await?;
     Ok(Listed::new(slice, page, &format!("/urls/{id}/events"), &[]))
+}
+
+operation! {
+    /// A link's statistics
+    ///
+    /// All-time `redirect_count` and `last_redirect_at`, plus, over the range `from`..`to`
+    /// (UTC; default the 7 days before now): `series`, redirects per `hour` or `day` bucket
+    /// with empty buckets as 0 (at most 2000 buckets), and, for the range's days,
+    /// `top_referrers` (10), `browsers`, `operating_systems`, `devices` and `bots`. Bad
+    /// values, `from` after `to` or too many buckets: 400 naming the field.
+    fn link_stats_docs(op) tag "urls" { not_found(op, LinkId::NOT_FOUND) }
 }
 
 async fn link_stats(

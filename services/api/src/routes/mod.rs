@@ -1,5 +1,7 @@
-//! HTTP handlers: parse the request, call the domain, map the result. The
-//! OpenAPI description of each route sits next to its registration.
+//! HTTP handlers: parse the request, call the domain, map the result. Each
+//! handler has an operation-documentation function beside it, made with
+//! [`operation!`] from `///` lines: its summary, description and documented
+//! error answers in /openapi.json.
 
 pub mod events;
 pub mod health;
@@ -27,6 +29,68 @@ use crate::mutation::Committed;
 use crate::outbox::Propagation;
 use crate::paging::{Page, Rows};
 use crate::state::AppState;
+
+/// Defines the OpenAPI documentation of one operation as a function for
+/// aide's `get_with`/`post_with`/...: the `///` lines above it give the
+/// summary (the first line) and the description (the lines after the blank
+/// one, joined with spaces; blank lines between them start a new paragraph),
+/// `tag` the group, and the optional body adds what the lines cannot say (the
+/// documented error answers) to `op`, which arrives already described.
+///
+/// ```ignore
+/// operation! {
+///     /// Delete a link
+///     ///
+///     /// Soft delete: `is_active=false` and a `deleted` event.
+///     fn delete_link_docs(op) tag "urls" { not_found(op, LinkId::NOT_FOUND) }
+/// }
+/// ```
+macro_rules! operation {
+    ($(#[doc = $doc:literal])* fn $name:ident($op:ident) tag $tag:literal $body:block) => {
+        $(#[doc = $doc])*
+        fn $name(
+            $op: ::aide::transform::TransformOperation<'_>,
+        ) -> ::aide::transform::TransformOperation<'_> {
+            let $op = $crate::routes::described($op, $tag, &[$($doc),*]);
+            $body
+        }
+    };
+    ($(#[doc = $doc:literal])* fn $name:ident tag $tag:literal;) => {
+        $crate::routes::operation! { $(#[doc = $doc])* fn $name(op) tag $tag { op } }
+    };
+}
+pub(crate) use operation;
+
+/// Sets `op`'s tag, summary and description from the doc lines of an
+/// [`operation!`] (each with the leading space `///` leaves).
+pub fn described<'a>(
+    op: TransformOperation<'a>,
+    tag: &str,
+    doc: &[&str],
+) -> TransformOperation<'a> {
+    let mut lines = doc.iter().map(|line| line.trim());
+    let op = op.tag(tag).summary(lines.next().unwrap_or_default());
+    let mut paragraphs: Vec<String> = Vec::new();
+    let mut open = false;
+    for line in lines {
+        match (line.is_empty(), paragraphs.last_mut()) {
+            (true, _) => open = false,
+            (false, Some(last)) if open => {
+                last.push(' ');
+                last.push_str(line);
+            }
+            (false, _) => {
+                paragraphs.push(line.to_owned());
+                open = true;
+            }
+        }
+    }
+    if paragraphs.is_empty() {
+        op
+    } else {
+        op.description(&paragraphs.join("\n\n"))
+    }
+}
 
 /// Every API route (the redirect route lives in the redirect service).
 pub fn api_routes() -> ApiRouter<AppState> {
@@ -117,7 +181,10 @@ fn with_propagation_header(ctx: &mut GenContext, mut res: DocResponse) -> DocRes
         "Shortline-Propagation".into(),
         optional_string_header(
             ctx,
-            "`acknowledged`: every redirect replica dropped the link from its caches before this answer. `unconfirmed`: not confirmed (NATS away or a replica slow); the API tombstoned the link in Valkey itself and replicas that lost the change stream re-read within a second.",
+            "`acknowledged`: every redirect replica dropped the link from its caches before \
+             this answer. `unconfirmed`: not confirmed (NATS away or a replica slow); the API \
+             tombstoned the link in Valkey itself and replicas that lost the change stream \
+             re-read within a second.",
         ),
     );
     res

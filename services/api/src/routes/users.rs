@@ -8,9 +8,9 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, ListOf, Propagated, conflict, not_found};
+use super::{Created, ListOf, Propagated, conflict, not_found, operation};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Id, JsonBody, Params};
 use crate::ids::{ResourceId, UserId};
 use crate::import::{self, BulkReport, CsvUpload};
@@ -25,33 +25,22 @@ pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
             "/users",
-            get_with(list_users, |op| op.tag("users").summary("List users").description("Ordered by id. Without `page`/`per_page` every user is returned."))
-                .post_with(create_user, |op| {
-                    conflict(op.tag("users").summary("Create a user"), "Username or email already exists")
-                }),
+            get_with(list_users, list_users_docs).post_with(create_user, create_user_docs),
         )
         .api_route(
             "/users/bulk",
-            post_with(bulk_import, |op| {
-                op.tag("users")
-                    .summary("Import users from CSV")
-                    .description("multipart/form-data with a `file` field holding `id,username,email,created_at` rows. Every data row counts (duplicates are skipped but counted); CSV ids are kept. Header only: 0. Missing file or wrong header: 400. Larger than the configured cap: 413.")
-                    .response_with::<413, Json<crate::error::ErrorBody>, _>(|r| r.description("Upload larger than CSV_MAX_BYTES"))
-            })
-            .layer(DefaultBodyLimit::disable()),
+            post_with(bulk_import, bulk_import_docs).layer(DefaultBodyLimit::disable()),
         )
         .api_route(
             "/users/{id}",
-            get_with(get_user, |op| not_found(op.tag("users").summary("Get a user"), UserId::NOT_FOUND))
-                .put_with(update_user, |op| {
-                    let op = not_found(op.tag("users").summary("Update a user").description("Any subset of `username`/`email`; `{}` changes nothing."), UserId::NOT_FOUND);
-                    conflict(op, "Username or email already exists")
-                })
-                .delete_with(delete_user, |op| {
-                    not_found(op.tag("users").summary("Delete a user").description("The user's links are deactivated, not deleted."), UserId::NOT_FOUND)
-                }),
+            get_with(get_user, get_user_docs)
+                .put_with(update_user, update_user_docs)
+                .delete_with(delete_user, delete_user_docs),
         )
 }
+
+/// The 409 of a taken username or email.
+const USER_CONFLICT: &str = "Username or email already exists";
 
 /// Paging parameters.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -64,6 +53,13 @@ pub struct ListUsersParams {
     pub per_page: Option<i64>,
 }
 
+operation! {
+    /// List users
+    ///
+    /// Ordered by id. Without `page`/`per_page` every user is returned.
+    fn list_users_docs tag "users";
+}
+
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -74,6 +70,11 @@ async fn list_users(
     Ok(ListOf(users::list(&state, page).await?))
 }
 
+operation! {
+    /// Create a user
+    fn create_user_docs(op) tag "users" { conflict(op, USER_CONFLICT) }
+}
+
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,6 +82,11 @@ async fn create_user(
 ) -> Result<Created<User>, ApiError> {
     caller.require_admin()?;
     Ok(Created(users::create(&state, new).await?))
+}
+
+operation! {
+    /// Get a user
+    fn get_user_docs(op) tag "users" { not_found(op, UserId::NOT_FOUND) }
 }
 
 async fn get_user(
@@ -96,6 +102,15 @@ async fn get_user(
     Ok(Json(users::get(&state, id).await?))
 }
 
+operation! {
+    /// Update a user
+    ///
+    /// Any subset of `username`/`email`; `{}` changes nothing.
+    fn update_user_docs(op) tag "users" {
+        conflict(not_found(op, UserId::NOT_FOUND), USER_CONFLICT)
+    }
+}
+
 async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +119,13 @@ async fn update_user(
 ) -> Result<Json<User>, ApiError> {
     caller.require_admin()?;
     Ok(Json(users::update(&state, id.get()?, patch).await?))
+}
+
+operation! {
+    /// Delete a user
+    ///
+    /// The user's links are deactivated, not deleted.
+    fn delete_user_docs(op) tag "users" { not_found(op, UserId::NOT_FOUND) }
 }
 
 async fn delete_user(
@@ -116,6 +138,19 @@ async fn delete_user(
         .await?
         .map(|()| NoContent)
         .into())
+}
+
+operation! {
+    /// Import users from CSV
+    ///
+    /// multipart/form-data with a `file` field holding `id,username,email,created_at` rows.
+    /// Every data row counts (duplicates are skipped but counted); CSV ids are kept. Header
+    /// only: 0. Missing file or wrong header: 400. Larger than the configured cap: 413.
+    fn bulk_import_docs(op) tag "users" {
+        op.response_with::<413, Json<ErrorBody>, _>(|r| {
+            r.description("Upload larger than CSV_MAX_BYTES")
+        })
+    }
 }
 
 async fn bulk_import(
