@@ -121,6 +121,10 @@ pub struct Click {
     /// The client's address with its host part zeroed (IPv4 /24, IPv6 /48),
     /// never the full address.
     pub ip: Option<String>,
+    /// For a link with rules, which of its URLs the redirect went to
+    /// (`target`, `rule:N`, `fallback`); absent for a plain link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// Clicks travel in batches: one JetStream message per batch. The JSON form
@@ -314,6 +318,7 @@ mod tests {
             user_agent: None,
             referrer: None,
             ip: None,
+            outcome: None,
         };
         let plain = serde_json::to_value(ClickBatch::new(vec![click.clone()])).expect("json");
         assert!(plain.get("recorded").is_none(), "{plain}");

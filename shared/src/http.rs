@@ -348,13 +348,20 @@ fn accepts_problem_json(headers: &HeaderMap) -> bool {
         .any(|v| v.to_ascii_lowercase().contains(PROBLEM_JSON))
 }
 
+/// Marks an error response whose body is meant as it is (a page made for a
+/// browser that asked for HTML): [`json_errors`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnErrorPage;
+
 /// Replaces any non-JSON error response (axum's rejections, 404 and 405 from
 /// the router, 408 from the timeout, 413 from body limits) with a problem
 /// body, keeping status and headers such as `Allow`; JSON error bodies get
 /// the problem media type when the client asked for it.
 fn json_errors(response: Response<Body>, wants_problem: bool) -> Response<Body> {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<OwnErrorPage>().is_some()
+    {
         return response;
     }
     let content_type = response

@@ -146,6 +146,7 @@ async fn fill(nats_url: &str, prefix: &str, clicks: u64, per_batch: u64) -> anyh
                     user_agent: Some(AGENTS[(h >> 20) as usize % AGENTS.len()].to_owned()),
                     referrer: REFERRERS[(h >> 30) as usize % REFERRERS.len()].map(str::to_owned),
                     ip: Some(format!("198.51.{}.0", (h >> 40) % 256)),
+                    outcome: None,
                 }
             })
             .collect();

@@ -167,6 +167,9 @@ pub async fn store(db: &PgPool, clicks: &[Click], source: Source) -> Result<Stor
                 if let Some(ip) = &click.ip {
                     details["ip"] = json!(ip);
                 }
+                if let Some(outcome) = &click.outcome {
+                    details["outcome"] = json!(outcome);
+                }
                 details.to_string()
             }
             Source::Recorded => String::new(),

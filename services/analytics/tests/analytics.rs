@@ -80,6 +80,7 @@ fn click(url_id: i64, ua: &str, referrer: Option<&str>) -> Click {
         user_agent: Some(ua.into()),
         referrer: referrer.map(str::to_owned),
         ip: Some("198.51.100.0".into()),
+        outcome: None,
     }
 }
 
@@ -650,6 +651,7 @@ async fn recorded_event(db: &PgPool, url_id: i64, details: serde_json::Value) ->
         user_agent: text("user_agent"),
         referrer: text("referrer"),
         ip: None,
+        outcome: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn click(url_id: i64, code: &str, hours_ago: i64) -> Click {
         user_agent: None,
         referrer: None,
         ip: None,
+        outcome: None,
     }
 }
 

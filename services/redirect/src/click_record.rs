@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use shortline_shared::events::Click;
 
 use crate::code::CodeKey;
+use crate::policy::Outcome;
 
 /// One redirect, as buffered for publishing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct ClickRecord {
     pub referrer: Option<Box<str>>,
     /// Already anonymized (see [`crate::clicks::anonymize`]).
     pub ip: Option<IpAddr>,
+    /// Which URL of a link with rules it went to (`None`: a plain link).
+    pub outcome: Option<Outcome>,
 }
 
 impl ClickRecord {
@@ -39,6 +42,7 @@ impl ClickRecord {
             user_agent: self.user_agent.map(Into::into),
             referrer: self.referrer.map(Into::into),
             ip: self.ip.map(|ip| ip.to_string()),
+            outcome: self.outcome.map(Outcome::label),
         }
     }
 }
@@ -58,6 +62,7 @@ mod tests {
             user_agent: Some("curl/8".into()),
             referrer: None,
             ip: Some("198.51.100.0".parse().expect("ip")),
+            outcome: None,
         }
         .into_click();
         assert_eq!(
@@ -68,6 +73,7 @@ mod tests {
         assert_eq!(click.user_agent.as_deref(), Some("curl/8"));
         assert_eq!(click.referrer, None);
         assert_eq!(click.ip.as_deref(), Some("198.51.100.0"));
+        assert_eq!(click.outcome, None);
         assert_eq!(
             click.event_id.timestamp_ms(),
             u64::try_from(at.timestamp_millis()).expect("after 1970")

@@ -105,6 +105,26 @@ pub struct RedirectConfig {
     #[arg(long, env = "LOG_FLUSH_MS", default_value_t = 100)]
     pub log_flush_ms: u64,
 
+    /// `Cache-Control: public, max-age=N` of a 301 or 308 redirect of a link
+    /// without rules (302, 307 and links with rules are never cacheable).
+    #[arg(long, env = "REDIRECT_PERMANENT_MAX_AGE_SECS", default_value_t = 3600)]
+    pub permanent_max_age_secs: u64,
+
+    /// Wrong passwords allowed per link and client address within
+    /// `LINK_PASSWORD_WINDOW_SECS`; more answer 429 until the window ends.
+    #[arg(long, env = "LINK_PASSWORD_ATTEMPTS", default_value_t = 5)]
+    pub password_attempts: u32,
+
+    /// The window of `LINK_PASSWORD_ATTEMPTS`.
+    #[arg(long, env = "LINK_PASSWORD_WINDOW_SECS", default_value_t = 300)]
+    pub password_window_secs: u64,
+
+    /// A directory whose `not_found.html`, `gone.html` and `password.html`
+    /// replace the built-in pages for browsers (each file optional; read at
+    /// start). Empty: the built-in pages.
+    #[arg(long, env = "REDIRECT_TEMPLATE_DIR", default_value = "")]
+    pub template_dir: String,
+
     /// Proxies whose `X-Forwarded-For` is believed (comma-separated CIDRs).
     #[arg(
         long,
@@ -164,6 +184,16 @@ impl RedirectConfig {
     /// `None` when spilling is disabled.
     pub fn click_spill_dir(&self) -> Option<std::path::PathBuf> {
         let dir = self.click_spill_dir.trim();
+        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
+    }
+
+    pub fn password_window(&self) -> Duration {
+        Duration::from_secs(self.password_window_secs.max(1))
+    }
+
+    /// `None`: the built-in pages.
+    pub fn template_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = self.template_dir.trim();
         (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
     }
 

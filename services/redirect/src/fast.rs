@@ -4,8 +4,10 @@
 //! holds. For those the router's work (routing, extractors, five tower
 //! layers, a boxed future each) cost more than the answer itself, so
 //! [`FastPath`] answers them directly: `GET|HEAD /{code}` with a valid code
-//! whose current, positive L1 entry exists gets the same answer the router's
-//! handler gives (302, `Location`, `X-Cache: HIT`, `Cache-Control`,
+//! whose current, positive L1 entry exists (and, for a link with rules,
+//! whose answer depends on the request alone: no click limit, no password,
+//! not expired) gets the same answer the router's handler gives (the
+//! link's redirect status, `Location`, `X-Cache: HIT`, `Cache-Control`,
 //! `X-Request-ID` echoed or made), recorded the same way: the same request
 //! span continuing the caller's trace, duration histogram and access-log line
 //! ([`RequestTelemetry`], shared with the router's layer), the same lookup
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, Response};
+use axum::http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -37,8 +39,9 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::code;
+use crate::policy::Visitor;
 use crate::resolve::Layer;
-use crate::routes::{REDIRECT_ROUTE, RequestFacts, found};
+use crate::routes::{NO_STORE, REDIRECT_ROUTE, RequestFacts, found};
 use crate::state::RedirectState;
 
 /// The service's request handler: the fast path, else the router.
@@ -94,9 +97,37 @@ impl FastPath {
             return None;
         }
         let target = self.state.links.cached(code).await?;
-        // (Never fails for a checked target; if it did, the router answers.)
-        let location = target.location()?;
         let headers = req.headers();
+        // A link with rules is answered here only when nothing but the
+        // request decides it (no click limit, no password, not expired).
+        let (location, outcome, cache_control) = match &target.policy {
+            None => (
+                target.location()?,
+                None,
+                self.state.cache_control(target.status, true),
+            ),
+            Some(policy) => {
+                if policy.needs_router() || policy.expired(chrono::Utc::now()) {
+                    return None;
+                }
+                let header = |name| {
+                    headers
+                        .get(name)
+                        .and_then(|v: &HeaderValue| v.to_str().ok())
+                };
+                let visitor = Visitor {
+                    user_agent: header(header::USER_AGENT),
+                    accept_language: header(header::ACCEPT_LANGUAGE),
+                    query: req.uri().query(),
+                };
+                let chosen = policy.choose(target.location_text(), &visitor, &self.state.agents);
+                (
+                    HeaderValue::from_str(&chosen.location).ok()?,
+                    Some(chosen.outcome),
+                    NO_STORE,
+                )
+            }
+        };
         let request_id = request_id(headers);
         let observed = self.telemetry.begin(
             start,
@@ -109,9 +140,11 @@ impl FastPath {
         if method == Method::GET {
             let _in_span = observed.span.enter();
             let facts = RequestFacts::new(&self.state.trusted_proxies, Some(peer.ip()), headers);
-            self.state.clicks.record(facts.click(&target, code));
+            self.state
+                .clicks
+                .record(facts.click(&target, code, outcome));
         }
-        let mut response = found(location, Layer::L1);
+        let mut response = found(target.status, location, Layer::L1, cache_control);
         response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
         self.telemetry.finish(observed, response.status());
         Some(response)

@@ -1,9 +1,12 @@
 //! Shortline's redirect service (`shortline-redirect`): the hot read path.
 //!
 //! `fast` serves HTTP and answers redirects of links held in memory
-//! itself, in front of the router; `routes` answers `GET|HEAD /{short_code}`
-//! for the rest (`code` says which codes can exist at all); `resolve` finds the target
-//! through the tiered cache (moka, Valkey, Postgres); `invalidate` drops
+//! itself, in front of the router; `routes` answers `GET|HEAD|POST
+//! /{short_code}` for the rest (`code` says which codes can exist at all);
+//! `resolve` finds the target through the tiered cache (moka, Valkey,
+//! Postgres); `policy` decides links with rules (expiry, targeting rules,
+//! query forwarding, fallback, password), `limits` counts their clicks and
+//! password attempts in Valkey, `pages` answers browsers with HTML; `invalidate` drops
 //! changed links from the caches as the write side's change events arrive;
 //! `clicks` turns every redirect into a click event published to JetStream
 //! in batches, off the request path, and `spill` keeps what a shutdown could
@@ -17,6 +20,9 @@ pub mod config;
 pub mod error;
 pub mod fast;
 pub mod invalidate;
+pub mod limits;
+pub mod pages;
+pub mod policy;
 pub mod resolve;
 pub mod routes;
 pub mod spill;
@@ -28,7 +34,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use shortline_shared::cache::{Valkey, ValkeySettings};
@@ -43,6 +49,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clicks::{PublisherSettings, TrustedProxies};
 use crate::config::RedirectConfig;
 use crate::invalidate::Invalidator;
+use crate::limits::Limits;
+use crate::pages::Pages;
+use crate::policy::AgentMemo;
 use crate::resolve::{CacheSettings, LinkCache};
 use crate::spill::{SpillDir, SpillReplayer};
 use crate::state::{RedirectMetrics, RedirectState, Shared};
@@ -56,7 +65,7 @@ pub fn router(state: RedirectState) -> Router {
             "/metrics",
             get(shortline_shared::telemetry::metrics_handler),
         )
-        .route("/{short_code}", get(routes::redirect))
+        .route("/{short_code}", get(routes::redirect).post(routes::unlock))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state.clone());
     with_common_layers_using(app, &CommonLayers::default(), state.http.clone())
@@ -114,6 +123,17 @@ impl Service {
                 .context("invalid VALKEY_URL")?,
             )
         };
+        let pages = Pages::load(config.template_dir().as_deref())?;
+        let limits = Limits::new(
+            valkey.clone(),
+            db.clone().into(),
+            &config.common.nats_prefix,
+            config.password_attempts,
+            config.password_window(),
+        );
+        let permanent_cache_control =
+            HeaderValue::try_from(format!("public, max-age={}", config.permanent_max_age_secs))
+                .context("REDIRECT_PERMANENT_MAX_AGE_SECS")?;
         let links = LinkCache::new(
             db.clone().into(),
             valkey.clone(),
@@ -184,6 +204,10 @@ impl Service {
             nats: Some(nats),
             links,
             clicks,
+            limits,
+            agents: AgentMemo::default(),
+            pages,
+            permanent_cache_control,
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             metrics,
             http: RequestTelemetry::new(),

@@ -38,14 +38,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
+use chrono::{DateTime, Utc};
 use moka::Expiry;
+use serde::{Deserialize, Serialize};
 use shortline_shared::cache::{CacheError, Valkey};
 use shortline_shared::db::Db;
-use shortline_shared::target_url::{self, TargetUrlError};
 
 use crate::code::CodeKey;
 use crate::error::RedirectError;
+use crate::policy::{Policy, Problem, RuleColumns, location_of};
 use crate::state::RedirectMetrics;
 
 /// The L2 value meaning "changed just now: ask Postgres" (the API writes it
@@ -65,7 +67,8 @@ const INVALIDATION_MEMORY: Duration = Duration::from_secs(60);
 /// allocation holding the `Location` bytes. The header value is copied from
 /// them per request, which costs less than reaching a shared header value
 /// and its reference count elsewhere in memory (measured with
-/// `examples/hotpath.rs`).
+/// `examples/hotpath.rs`). A link with rules carries them compiled
+/// ([`Policy`]); a plain one carries nothing more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub url_id: i64,
@@ -73,34 +76,74 @@ pub struct Target {
     /// The `Location`: the stored URL exactly when it is ASCII, else its
     /// RFC 3986 form.
     url: Arc<str>,
+    /// 301, 302, 307 or 308.
+    pub status: StatusCode,
+    /// The link's rules, if it has any.
+    pub policy: Option<Arc<Policy>>,
 }
 
-/// A stored target that fails the target rule.
+/// A stored link that cannot be served as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadTarget {
     pub url_id: i64,
-    pub problem: TargetUrlError,
+    pub problem: Problem,
 }
 
-/// A `urls` row as the lookup reads it.
-#[derive(sqlx::FromRow)]
-struct TargetRow {
-    url_id: i64,
-    user_id: i64,
-    original_url: String,
+/// A `urls` row as the lookup reads it, and the L2 form of a link with
+/// rules or a redirect type other than 302.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
+pub struct TargetRow {
+    pub url_id: i64,
+    pub user_id: i64,
+    pub original_url: String,
+    #[serde(default = "default_redirect_type")]
+    pub redirect_type: i16,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub max_clicks: Option<i64>,
+    #[serde(default)]
+    pub fallback_url: Option<String>,
+    #[serde(default)]
+    pub forward_query: bool,
+    #[serde(default)]
+    pub rules: Option<sqlx::types::Json<serde_json::Value>>,
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+fn default_redirect_type() -> i16 {
+    302
+}
+
+/// The active link of a code, as a [`TargetRow`].
+const TARGET_BY_CODE: &str = "SELECT id AS url_id, user_id, original_url, redirect_type, \
+     expires_at, max_clicks, fallback_url, forward_query, rules, password_hash \
+     FROM urls WHERE short_code = $1 AND is_active";
+
+impl TargetRow {
+    /// The target of a link with no rules and the default redirect type.
+    pub fn plain(url_id: i64, user_id: i64, original_url: &str) -> Self {
+        Self {
+            url_id,
+            user_id,
+            original_url: original_url.to_owned(),
+            redirect_type: 302,
+            expires_at: None,
+            max_clicks: None,
+            fallback_url: None,
+            forward_query: false,
+            rules: None,
+            password_hash: None,
+        }
+    }
 }
 
 impl Target {
-    /// The target of a link whose stored URL is `original_url`, if that
-    /// passes the target rule.
+    /// The target of a link whose stored URL is `original_url` (no rules,
+    /// 302), if that passes the target rule.
     pub fn checked(url_id: i64, user_id: i64, original_url: &str) -> Result<Self, BadTarget> {
-        let parsed =
-            target_url::parse(original_url).map_err(|problem| BadTarget { url_id, problem })?;
-        Ok(Self {
-            url_id,
-            user_id,
-            url: Arc::from(target_url::location(original_url, &parsed)),
-        })
+        Self::try_from(&TargetRow::plain(url_id, user_id, original_url))
     }
 
     /// The `Location` of the redirect (`None` cannot happen for a checked
@@ -114,14 +157,22 @@ impl Target {
         &self.url
     }
 
-    /// The L2 value (its `Location` text, which checks as itself).
-    fn to_l2(&self) -> String {
-        format!("{}\t{}\t{}", self.url_id, self.user_id, self.url)
+    /// Whether the link is answered as it is: no rules, whatever its status.
+    pub fn is_plain(&self) -> bool {
+        self.policy.is_none()
+    }
+
+    /// The L2 value of a plain 302 link: `url_id \t user_id \t url` (its
+    /// `Location` text, which checks as itself); `None` for others, whose
+    /// L2 value is their row as JSON.
+    fn to_l2(&self) -> Option<String> {
+        (self.policy.is_none() && self.status == StatusCode::FOUND)
+            .then(|| format!("{}\t{}\t{}", self.url_id, self.user_id, self.url))
     }
 }
 
-/// The parts of an L2 value (`url_id \t user_id \t url`), unchecked;
-/// `None` when it does not have that shape.
+/// The parts of a tab-separated L2 value (`url_id \t user_id \t url`),
+/// unchecked; `None` when it does not have that shape.
 fn split_l2(value: &str) -> Option<(i64, i64, &str)> {
     let mut parts = value.splitn(3, '\t');
     Some((
@@ -131,11 +182,47 @@ fn split_l2(value: &str) -> Option<(i64, i64, &str)> {
     ))
 }
 
-impl TryFrom<TargetRow> for Target {
+/// An L2 value read back: a JSON row (starts with `{`) or the tab form of
+/// a plain link; `None` when it is neither.
+fn from_l2(value: &str) -> Option<Result<Target, BadTarget>> {
+    if value.starts_with('{') {
+        let row: TargetRow = serde_json::from_str(value).ok()?;
+        return Some(Target::try_from(&row));
+    }
+    split_l2(value).map(|(url_id, user_id, url)| Target::checked(url_id, user_id, url))
+}
+
+impl TryFrom<&TargetRow> for Target {
     type Error = BadTarget;
 
-    fn try_from(row: TargetRow) -> Result<Self, BadTarget> {
-        Self::checked(row.url_id, row.user_id, &row.original_url)
+    fn try_from(row: &TargetRow) -> Result<Self, BadTarget> {
+        let bad = |problem| BadTarget {
+            url_id: row.url_id,
+            problem,
+        };
+        let status = match row.redirect_type {
+            301 => StatusCode::MOVED_PERMANENTLY,
+            302 => StatusCode::FOUND,
+            307 => StatusCode::TEMPORARY_REDIRECT,
+            308 => StatusCode::PERMANENT_REDIRECT,
+            other => return Err(bad(Problem::RedirectType(other))),
+        };
+        let policy = Policy::compile(&RuleColumns {
+            expires_at: row.expires_at,
+            max_clicks: row.max_clicks,
+            fallback_url: row.fallback_url.as_deref(),
+            forward_query: row.forward_query,
+            rules: row.rules.as_ref().map(|r| &r.0),
+            password_hash: row.password_hash.as_deref(),
+        })
+        .map_err(bad)?;
+        Ok(Self {
+            url_id: row.url_id,
+            user_id: row.user_id,
+            url: location_of("original_url", &row.original_url).map_err(bad)?,
+            status,
+            policy: policy.map(Arc::new),
+        })
     }
 }
 
@@ -517,9 +604,8 @@ impl LinkCache {
             match l2.get(&self.l2_key(code)).await {
                 Ok(Some(value)) if value == TOMBSTONE => tombstoned = true,
                 Ok(Some(value)) => {
-                    if let Some((url_id, user_id, url)) = split_l2(&value) {
-                        let target = Target::checked(url_id, user_id, url)
-                            .map_err(|bad| bad_target(code, Layer::L2, &bad))?;
+                    if let Some(target) = from_l2(&value) {
+                        let target = target.map_err(|bad| bad_target(code, Layer::L2, &bad))?;
                         return Ok(Entry {
                             target: Some(target),
                             epoch,
@@ -532,16 +618,18 @@ impl LinkCache {
                 Err(e) => self.l2_failed("get", &e),
             }
         }
-        let target = self.load_db(code).await?;
-        if let (Some(l2), Some(target), false) = (&inner.l2, &target, tombstoned) {
+        let found = self.load_row(code).await?;
+        let target = found
+            .as_ref()
+            .map(|row| Target::try_from(row).map_err(|bad| bad_target(code, Layer::Db, &bad)))
+            .transpose()?;
+        if let (Some(l2), Some(target), Some(row), false) = (&inner.l2, &target, &found, tombstoned)
+        {
             // Off the request path: the answer does not wait for the write.
-            let (l2, key, value, ttl, cache) = (
-                l2.clone(),
-                self.l2_key(code),
-                target.to_l2(),
-                inner.l2_ttl,
-                self.clone(),
-            );
+            let value = target
+                .to_l2()
+                .unwrap_or_else(|| serde_json::to_string(row).unwrap_or_default());
+            let (l2, key, ttl, cache) = (l2.clone(), self.l2_key(code), inner.l2_ttl, self.clone());
             tokio::spawn(async move {
                 if let Err(e) = l2.set_if_absent(&key, &value, ttl).await {
                     cache.l2_failed("set", &e);
@@ -556,20 +644,24 @@ impl LinkCache {
     }
 
     /// The active link's target from Postgres (`None`: unknown or
-    /// inactive); a stored target failing the rule is an error.
+    /// inactive); a stored link failing the rules is an error.
     async fn load_db(&self, code: &str) -> Result<Option<Target>, RedirectError> {
-        let unavailable = |e: sqlx::Error| RedirectError::Unavailable(e.to_string());
-        let mut conn = self.0.db.acquire().await.map_err(unavailable)?;
-        let row = sqlx::query_as::<_, TargetRow>(
-            "SELECT id AS url_id, user_id, original_url FROM urls WHERE short_code = $1 AND is_active",
-        )
-        .bind(code)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-        row.map(Target::try_from)
+        self.load_row(code)
+            .await?
+            .map(|row| Target::try_from(&row))
             .transpose()
             .map_err(|bad| bad_target(code, Layer::Db, &bad))
+    }
+
+    /// The active link's row (`None`: unknown or inactive).
+    async fn load_row(&self, code: &str) -> Result<Option<TargetRow>, RedirectError> {
+        let unavailable = |e: sqlx::Error| RedirectError::Unavailable(e.to_string());
+        let mut conn = self.0.db.acquire().await.map_err(unavailable)?;
+        sqlx::query_as::<_, TargetRow>(TARGET_BY_CODE)
+            .bind(code)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(unavailable)
     }
 
     fn l2_failed(&self, op: &'static str, e: &CacheError) {
@@ -593,10 +685,7 @@ fn bad_target(code: &str, layer: Layer, bad: &BadTarget) -> RedirectError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn from_l2(value: &str) -> Option<Result<Target, BadTarget>> {
-        split_l2(value).map(|(url_id, user_id, url)| Target::checked(url_id, user_id, url))
-    }
+    use shortline_shared::target_url::TargetUrlError;
 
     #[test]
     fn l2_values_round_trip_and_are_checked() {
@@ -605,7 +694,7 @@ mod tests {
             t.location().as_ref().map(HeaderValue::as_bytes),
             Some(&b"https://example.com/a?q=1#f"[..])
         );
-        assert_eq!(from_l2(&t.to_l2()), Some(Ok(t)));
+        assert_eq!(from_l2(&t.to_l2().expect("plain")), Some(Ok(t)));
         assert_eq!(from_l2("x\t1\thttps://a"), None);
         assert_eq!(from_l2(TOMBSTONE), None);
         // The tail is the URL whatever it holds, and it is checked.
@@ -635,7 +724,7 @@ mod tests {
         );
         assert!(t.location().is_some());
         // Its L2 value checks as itself.
-        assert_eq!(from_l2(&t.to_l2()), Some(Ok(t)));
+        assert_eq!(from_l2(&t.to_l2().expect("plain")), Some(Ok(t)));
     }
 
     #[test]
@@ -698,12 +787,62 @@ mod tests {
             Target::checked(1, 2, "https://example.com/\nx"),
             Err(BadTarget {
                 url_id: 1,
-                problem: TargetUrlError::Whitespace
+                problem: Problem::Target("original_url", TargetUrlError::Whitespace)
             })
         );
         assert_eq!(
             Target::checked(1, 2, "https://example.com/\u{7f}").map_err(|b| b.problem),
-            Err(TargetUrlError::ControlCharacter)
+            Err(Problem::Target(
+                "original_url",
+                TargetUrlError::ControlCharacter
+            ))
         );
+    }
+
+    #[test]
+    fn links_with_rules_travel_through_l2_as_json() {
+        let rules =
+            serde_json::json!([{"when": {"device": ["mobile"]}, "target": "https://m.example/"}]);
+        let row = TargetRow {
+            redirect_type: 308,
+            forward_query: true,
+            rules: Some(sqlx::types::Json(rules)),
+            expires_at: Some(Utc::now()),
+            ..TargetRow::plain(7, 3, "https://example.com/a")
+        };
+        let t = Target::try_from(&row).expect("valid");
+        assert_eq!(t.status, StatusCode::PERMANENT_REDIRECT);
+        assert!(t.policy.is_some() && t.to_l2().is_none());
+        let value = serde_json::to_string(&row).expect("json");
+        assert_eq!(from_l2(&value), Some(Ok(t)));
+        // A plain link with another redirect type is JSON too; its status survives.
+        let moved = TargetRow {
+            redirect_type: 301,
+            ..TargetRow::plain(7, 3, "https://example.com/a")
+        };
+        let t = Target::try_from(&moved).expect("valid");
+        assert!(t.is_plain() && t.to_l2().is_none());
+        let back = from_l2(&serde_json::to_string(&moved).expect("json"))
+            .expect("readable")
+            .expect("valid");
+        assert_eq!(back.status, StatusCode::MOVED_PERMANENTLY);
+        // Bad rows are bad targets, from L2 as from Postgres.
+        let bad = TargetRow {
+            redirect_type: 303,
+            ..TargetRow::plain(7, 3, "https://example.com/a")
+        };
+        assert!(matches!(
+            Target::try_from(&bad),
+            Err(BadTarget {
+                problem: Problem::RedirectType(303),
+                ..
+            })
+        ));
+        assert!(matches!(
+            from_l2(
+                r#"{"url_id":7,"user_id":3,"original_url":"https://a.example/","rules":[{"when":{},"target":"https://b.example/"}]}"#
+            ),
+            Some(Err(_))
+        ));
     }
 }

@@ -237,6 +237,7 @@ mod tests {
             user_agent: Some("curl/8".into()),
             referrer: None,
             ip: None,
+            outcome: None,
         };
         let batches = vec![
             ClickBatch::new(vec![click.clone()]),

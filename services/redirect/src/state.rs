@@ -9,8 +9,14 @@ use shortline_shared::cache::Valkey;
 use shortline_shared::http::RequestTelemetry;
 use sqlx::PgPool;
 
+use axum::http::{HeaderValue, StatusCode};
+
 use crate::clicks::{ClickSink, TrustedProxies};
+use crate::limits::Limits;
+use crate::pages::Pages;
+use crate::policy::AgentMemo;
 use crate::resolve::{Layer, LinkCache};
+use crate::routes::NO_STORE;
 
 /// Cloned for every request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
@@ -36,11 +42,70 @@ pub struct Shared {
     pub nats: Option<async_nats::Client>,
     pub links: LinkCache,
     pub clicks: ClickSink,
+    /// Click limits and password attempts (Valkey).
+    pub limits: Limits,
+    /// Device and OS per `User-Agent`, for links with rules.
+    pub agents: AgentMemo,
+    /// Pages for browsers.
+    pub pages: Pages,
+    /// `Cache-Control` of a 301 or 308 redirect of a link without rules.
+    pub permanent_cache_control: HeaderValue,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub metrics: RedirectMetrics,
     /// Request span, duration histogram and access log, shared by the
     /// router's layer and the fast path.
     pub http: RequestTelemetry,
+}
+
+impl Shared {
+    /// `Cache-Control` of a redirect: `public, max-age=N` for a permanent
+    /// (301, 308) redirect of a link without rules, else `private, no-store`
+    /// (a link can change, and a link with rules answers per request).
+    pub fn cache_control(&self, status: StatusCode, plain: bool) -> HeaderValue {
+        if plain
+            && (status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::PERMANENT_REDIRECT)
+        {
+            self.permanent_cache_control.clone()
+        } else {
+            NO_STORE
+        }
+    }
+}
+
+/// Why a link with rules did not redirect (the `reason` of
+/// `shortline.redirect.refused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Past `expires_at`, no fallback: 410.
+    Expired,
+    /// `max_clicks` reached, no fallback: 410.
+    Exhausted,
+    /// A wrong password: 401.
+    WrongPassword,
+    /// Too many wrong passwords: 429.
+    AttemptsLimited,
+    /// Valkey could not count a limited or protected link: 503.
+    Uncounted,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 5] = [
+        Refusal::Expired,
+        Refusal::Exhausted,
+        Refusal::WrongPassword,
+        Refusal::AttemptsLimited,
+        Refusal::Uncounted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Expired => "expired",
+            Refusal::Exhausted => "exhausted",
+            Refusal::WrongPassword => "wrong_password",
+            Refusal::AttemptsLimited => "attempts_limited",
+            Refusal::Uncounted => "uncounted",
+        }
+    }
 }
 
 /// Every instrument the redirect service records (names follow
@@ -59,6 +124,8 @@ pub struct Instruments {
     _lookups_reported: ObservableCounter<u64>,
     /// Cache entries dropped because a link changed.
     pub invalidations: Counter<u64>,
+    /// Requests for links with rules that did not redirect, by reason.
+    refused: Counter<u64>,
     /// Valkey commands that failed or timed out (the request carried on).
     pub valkey_errors: Counter<u64>,
     /// Clicks accepted into the buffer.
@@ -98,6 +165,12 @@ impl RedirectMetrics {
             invalidations: meter
                 .u64_counter("shortline.redirect.invalidations")
                 .with_description("Cache entries dropped on a link-change event")
+                .build(),
+            refused: meter
+                .u64_counter("shortline.redirect.refused")
+                .with_description(
+                    "Requests for links with rules that did not redirect, by reason (expired, exhausted, wrong_password, attempts_limited, uncounted)",
+                )
                 .build(),
             valkey_errors: meter
                 .u64_counter("shortline.redirect.valkey.errors")
@@ -150,6 +223,11 @@ impl RedirectMetrics {
         // Every series the dashboards and alerts read exists from the first
         // scrape (a counter that has never moved is 0, not absent; the
         // lookups report all of theirs every time).
+        for reason in Refusal::ALL {
+            instruments
+                .refused
+                .add(0, &[KeyValue::new("reason", reason.as_str())]);
+        }
         for reason in ["overflow", "shutdown"] {
             instruments
                 .clicks_dropped
@@ -168,6 +246,13 @@ impl RedirectMetrics {
         }
         instruments.click_buffer_depth.record(0, &[]);
         Self(Arc::new(instruments))
+    }
+
+    /// Counts a request for a link with rules that did not redirect.
+    pub fn refused(&self, why: Refusal) {
+        self.0
+            .refused
+            .add(1, &[KeyValue::new("reason", why.as_str())]);
     }
 
     /// Records one lookup.

@@ -105,6 +105,7 @@ impl EventRecord {
             user_agent: text("user_agent"),
             referrer: text("referrer"),
             ip: None,
+            outcome: None,
         }
     }
 }
