@@ -14,7 +14,12 @@
 //! * `l1`: `LinkCache::cached` plus the `Location` value;
 //! * `request`: `FastPath::handle` of `GET /{code}`, the whole answer as the
 //!   server makes it, click included (the click publisher runs on the same
-//!   thread, so publishing to NATS is counted too).
+//!   thread, so publishing to NATS is counted too);
+//! * `plain1` and `rules1`: the same, for one plain link and for one link
+//!   with rules (a device rule and `forward_query`, which the example
+//!   writes as code `hotpath-rules`), each requested by a phone with a
+//!   `?utm_source=` query: what deciding the rules adds per request
+//!   (`rules1 - plain1`).
 //!
 //! ```sh
 //! cargo build --release -p shortline-redirect --example hotpath
@@ -67,6 +72,18 @@ fn get(path: &str) -> Request<Body> {
         .expect("a valid request")
 }
 
+/// A request by a phone (the rules link's device rule matches it).
+fn phone(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("host", "127.0.0.1:8000")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        )
+        .body(Body::empty())
+        .expect("a valid request")
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -75,9 +92,11 @@ async fn main() -> anyhow::Result<()> {
     let config = RedirectConfig::try_parse_from(["hotpath"])?;
     let service = shortline_redirect::Service::start(&config).await?;
     let state = service.state.clone();
-    let codes: Vec<String> = sqlx::query_scalar("SELECT short_code FROM urls WHERE is_active")
-        .fetch_all(&state.db)
-        .await?;
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT short_code FROM urls WHERE is_active AND short_code <> 'hotpath-rules'",
+    )
+    .fetch_all(&state.db)
+    .await?;
     anyhow::ensure!(!codes.is_empty(), "no active links in the database");
     let fast = FastPath::new(state.clone());
     let peer: SocketAddr = "127.0.0.1:40000".parse()?;
@@ -97,8 +116,36 @@ async fn main() -> anyhow::Result<()> {
         plain.insert(CodeKey::new(code), target);
     }
     let paths: Vec<String> = codes.iter().map(|c| format!("/{c}")).collect();
+    // One link with rules: phones go elsewhere, queries are forwarded.
+    sqlx::query(
+        "INSERT INTO urls (user_id, short_code, original_url, forward_query, rules)
+         SELECT user_id, 'hotpath-rules', 'https://example.com/hotpath?ref=bench', TRUE,
+                '[{\"when\": {\"device\": [\"mobile\", \"tablet\"]}, \"target\": \"https://m.example.com/hotpath\"}]'::jsonb
+         FROM urls LIMIT 1
+         ON CONFLICT (short_code) DO NOTHING",
+    )
+    .execute(&state.db)
+    .await?;
+    let plain_one = format!("{}?utm_source=bench", paths[0]);
+    let rules_one = "/hotpath-rules?utm_source=bench".to_owned();
+    for path in [&plain_one, &rules_one] {
+        let response = fast.handle(phone(path), peer).await;
+        anyhow::ensure!(
+            response.status() == StatusCode::FOUND,
+            "{path}: {}",
+            response.status()
+        );
+    }
+    let response = fast.handle(phone(&rules_one), peer).await;
+    anyhow::ensure!(
+        response.headers()["location"] == "https://m.example.com/hotpath?utm_source=bench"
+            && response.headers()["x-cache"] == "HIT",
+        "the rules link is not answered from L1 by its rule: {:?}",
+        response.headers()
+    );
     let mut picks = Picks(0x9E37_79B9_7F4A_7C15);
     let (mut map_ns, mut l1_ns, mut request_ns) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain1_ns, mut rules1_ns) = (Vec::new(), Vec::new());
     let mut found = 0usize;
     for _ in 0..rounds {
         let start = Instant::now();
@@ -134,17 +181,32 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         request_ns.push(start.elapsed().as_nanos() as f64 / lookups as f64);
+        for (path, ns) in [(&plain_one, &mut plain1_ns), (&rules_one, &mut rules1_ns)] {
+            let start = Instant::now();
+            for i in 0..lookups {
+                let response = fast.handle(phone(path), peer).await;
+                found += usize::from(response.status() == StatusCode::FOUND);
+                if i % 256 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            ns.push(start.elapsed().as_nanos() as f64 / lookups as f64);
+        }
     }
     anyhow::ensure!(
-        found == 3 * rounds * lookups,
+        found == 5 * rounds * lookups,
         "{found} of {} lookups found their link",
-        3 * rounds * lookups
+        5 * rounds * lookups
     );
     let (map, l1, request) = (median(map_ns), median(l1_ns), median(request_ns));
+    let (plain1, rules1) = (median(plain1_ns), median(rules1_ns));
     println!(
         "hotpath: {} links, {rounds} rounds of {lookups} random codes each (medians): \
-         map {map:.0} ns, l1 {l1:.0} ns, request {request:.0} ns per code",
+         map {map:.0} ns, l1 {l1:.0} ns, request {request:.0} ns per code; \
+         one link by a phone with a query: plain1 {plain1:.0} ns, rules1 {rules1:.0} ns \
+         (device rule + forward_query: {:+.0} ns)",
         codes.len(),
+        rules1 - plain1,
     );
     service.shutdown().await;
     Ok(())

@@ -1,0 +1,196 @@
+//! Link rules across the services: a link with rules created through the
+//! write API, answered by two redirect replicas, its clicks folded by the
+//! analytics consumer, all against the same real Postgres, Valkey and NATS.
+//! A click limit holds exactly across the replicas and leaves exactly that
+//! many event rows; an edit of the rules through the API is served by every
+//! replica from the moment the API answers.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use shortline_e2e::send;
+use shortline_redirect::Service;
+use shortline_redirect::config::RedirectConfig;
+use shortline_redirect::fast::FastPath;
+use shortline_shared::testing::unique_prefix;
+use sqlx::PgPool;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+const PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36";
+
+/// `GET /{code}` by a phone, as the replica's server handles it.
+async fn phone_get(fast: &FastPath, code: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .uri(format!("/{code}"))
+        .header("user-agent", PHONE)
+        .body(Body::empty())
+        .expect("request");
+    let response = fast.handle(request, ([127, 0, 0, 1], 40_000).into()).await;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (response.status(), location)
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn click_limits_are_exact_end_to_end_and_rule_edits_are_never_stale(db: PgPool) {
+    let prefix = unique_prefix();
+    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
+    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let api_service = shortline_e2e::api_with_valkey(
+        db.clone(),
+        &prefix,
+        Some(&nats_url),
+        Duration::from_secs(30),
+        &valkey_url,
+    )
+    .await;
+    let api = api_service.router();
+    let mut redirect_config =
+        RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
+    redirect_config.change_stream_wait_ms = 30_000;
+    redirect_config.click_linger_ms = 1;
+    let replicas = [
+        Service::start_with_pool(&redirect_config, db.clone())
+            .await
+            .expect("replica a"),
+        Service::start_with_pool(&redirect_config, db.clone())
+            .await
+            .expect("replica b"),
+    ];
+    let analytics = shortline_analytics::Service::start_with_pool(
+        &shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix),
+        db.clone(),
+    )
+    .await
+    .expect("analytics");
+
+    let (s, user, _) = send(
+        &api,
+        Method::POST,
+        "/users",
+        Some(json!({"username": "ruler", "email": "ruler@example.com"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let (s, link, _) = send(
+        &api,
+        Method::POST,
+        "/urls",
+        Some(json!({
+            "user_id": user["id"],
+            "original_url": "https://example.com/desk",
+            "max_clicks": 1000,
+            "rules": [{"when": {"device": ["mobile"]}, "target": "https://m.example.com/v1"}],
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let code = link["short_code"].as_str().expect("code").to_owned();
+    let id = link["id"].as_i64().expect("id");
+
+    // 64 concurrent clients over both replicas, 20 requests each.
+    let fast: Vec<std::sync::Arc<FastPath>> = replicas
+        .iter()
+        .map(|r| std::sync::Arc::new(FastPath::new(r.state.clone())))
+        .collect();
+    let mut tasks = Vec::new();
+    for client in 0..64 {
+        let (fast, code) = (fast[client % 2].clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..20 {
+                answers.push(phone_get(&fast, &code).await);
+            }
+            answers
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.extend(t.await.expect("client"));
+    }
+    let redirected = answers
+        .iter()
+        .filter(|(s, l)| *s == StatusCode::FOUND && l == "https://m.example.com/v1")
+        .count();
+    let gone = answers.iter().filter(|(s, _)| *s == StatusCode::GONE).count();
+    assert_eq!((redirected, gone), (1000, 280));
+
+    // Exactly 1000 event rows, each saying which rule it followed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+        if stats["redirect_count"] == json!(1000) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, events, _) = send(
+        &api,
+        Method::GET,
+        &format!("/events?url_id={id}&event_type=redirect"),
+        None,
+    )
+    .await;
+    let events = events.as_array().expect("events").clone();
+    assert_eq!(events.len(), 1000);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["details"]["outcome"] == json!("rule:0")),
+        "{:?}",
+        events.first()
+    );
+
+    // Rule edits through the API: lift the limit, then change the rule's
+    // target again and again; every replica follows each edit from the
+    // moment the API has answered.
+    let (s, body, _) = send(
+        &api,
+        Method::PUT,
+        &format!("/urls/{id}"),
+        Some(json!({"max_clicks": null})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for round in 2..12 {
+        let target = format!("https://m.example.com/v{round}");
+        let (s, body, _) = send(
+            &api,
+            Method::PUT,
+            &format!("/urls/{id}"),
+            Some(json!({"rules": [{"when": {"device": ["mobile"]}, "target": target}]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        for f in &fast {
+            assert_eq!(
+                phone_get(f, &code).await,
+                (StatusCode::FOUND, target.clone()),
+                "stale after edit {round}"
+            );
+        }
+    }
+    let stored: Value = sqlx::query_scalar("SELECT rules FROM urls WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .expect("rules");
+    assert_eq!(stored[0]["target"], "https://m.example.com/v11");
+
+    for s in replicas {
+        s.shutdown().await;
+    }
+    analytics.shutdown().await;
+    api_service.shutdown().await;
+}
