@@ -47,6 +47,11 @@ pub struct ApiConfig {
     #[arg(long, env = "INVALIDATION_WAIT_MS", default_value_t = 500)]
     pub invalidation_wait_ms: u64,
 
+    /// The redirect status of links created without a `redirect_type`:
+    /// 301, 302, 307 or 308 (anything else is refused at start).
+    #[arg(long, env = "DEFAULT_REDIRECT_TYPE", default_value_t = 302, value_parser = parse_redirect_type)]
+    pub default_redirect_type: i16,
+
     /// Hosts this service is reached at (comma-separated `host` or
     /// `host:port`): links may not point at them, as such a redirect would
     /// loop. Empty: none.
@@ -103,6 +108,20 @@ pub struct ApiConfig {
         default_value = "127.0.0.1/32,::1/128"
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A redirect status links may have ([`shortline_shared::link_rules::REDIRECT_TYPES`]).
+fn parse_redirect_type(s: &str) -> Result<i16, String> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(crate::links::rules::redirect_type)
+        .ok_or_else(|| {
+            format!(
+                "{} (got {s:?})",
+                crate::links::rules::redirect_type_problem()
+            )
+        })
 }
 
 /// Whether the API asks for keys.
