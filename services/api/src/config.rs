@@ -177,3 +177,30 @@ impl ApiConfig {
         config
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ApiConfig, clap::Error> {
+        let cmd = <ApiConfig as clap::Args>::augment_args(clap::Command::new("api"));
+        let matches = cmd.try_get_matches_from(args)?;
+        <ApiConfig as clap::FromArgMatches>::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn the_default_redirect_type_is_checked_at_start() {
+        assert_eq!(
+            parse(&["api"]).expect("defaults").default_redirect_type,
+            302
+        );
+        let config = parse(&["api", "--default-redirect-type", "308"]).expect("308");
+        assert_eq!(config.default_redirect_type, 308);
+        for bad in ["303", "200", "x", ""] {
+            assert!(
+                parse(&["api", "--default-redirect-type", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -442,6 +442,63 @@ mod tests {
     }
 
     #[test]
+    fn url_rows_with_rule_columns() {
+        let csv = "user_id,short_code,original_url,redirect_type,expires_at,max_clicks,fallback_url,forward_query,rules\n\
+                   1,full01,https://x.io/a,307,2030-01-02T03:04:05+01:00,5,https://x.io/f,true,\"[{\"\"when\"\":{\"\"os\"\":[\"\"ios\"\"]},\"\"target\"\":\"\"https://x.io/i\"\"}]\"\n\
+                   1,dflt01,https://x.io/b,,,,,,\n\
+                   1,bad001,https://x.io/c,302.0,,,,,\n\
+                   1,bad002,https://x.io/c,,,-4,,,\n\
+                   1,bad003,https://x.io/c,,,,,,\"[{\"\"when\"\":{\"\"os\"\":[\"\"beos\"\"]},\"\"target\"\":\"\"https://x.io/i\"\"}]\"\n\
+                   1,bad004,https://x.io/c,,,,,,{\n\
+                   1,bad005,https://x.io/c,,,,http://localhost:8000/x,,\n";
+        let (outcome, chunks) = parse_all::<UrlRows>(csv, 10);
+        let outcome = outcome.expect("parses");
+        assert_eq!((outcome.rows, outcome.invalid), (7, 5));
+        let problems: Vec<&str> = outcome
+            .problems
+            .iter()
+            .map(|p| p.problem.as_str())
+            .collect();
+        assert!(
+            problems[0].starts_with("redirect_type: must be one of 301, 302, 307, 308"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("max_clicks: must be a positive integer"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            problems[2],
+            "rules[0].when.os[0]: must be one of ios, android, windows, macos, linux, chromeos, other"
+        );
+        assert!(
+            problems[3].starts_with("rules: must be a JSON array of rules"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[4].starts_with("fallback_url: must not point at this service"),
+            "{problems:?}"
+        );
+        let b = &chunks[0].batch;
+        assert_eq!(b.redirect_types, [307, 302]);
+        assert_eq!(b.max_clicks, [Some(5), None]);
+        assert_eq!(b.fallback_urls, [Some("https://x.io/f".to_owned()), None]);
+        assert_eq!(b.forward_query, [true, false]);
+        assert_eq!(
+            b.rules,
+            [
+                r#"[{"when":{"os":["ios"]},"target":"https://x.io/i"}]"#,
+                "[]"
+            ]
+        );
+        assert_eq!(
+            b.expires_at[0].map(|t| shortline_shared::wire::format_timestamp(&t)),
+            Some("2030-01-02T02:04:05".to_owned())
+        );
+        assert_eq!(b.expires_at[1], None);
+    }
+
+    #[test]
     fn event_rows_and_ids() {
         let csv = "id,url_id,user_id,event_type,timestamp,details\n\
                    1,1,1,created,2025-08-18 05:25:03,\"{\"\"short_code\"\":\"\"ENE3UF\"\"}\"\n\

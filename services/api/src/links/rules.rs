@@ -375,3 +375,84 @@ fn values<T>(
     }
     (out.len() == items.len()).then_some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn problems(value: Value) -> (Option<Vec<Rule>>, Vec<(String, String)>) {
+        let mut seen = Vec::new();
+        let rules = parse_rules(&value, &mut |path, problem| seen.push((path, problem)));
+        (rules, seen)
+    }
+
+    #[test]
+    fn rules_read_into_their_wire_form() {
+        let value = json!([
+            {"when": {"device": ["mobile", "bot"], "os": ["android"], "language": ["pt-BR"]},
+             "target": "https://example.com/x"}
+        ]);
+        let (rules, seen) = problems(value.clone());
+        assert!(seen.is_empty(), "{seen:?}");
+        let rules = rules.expect("rules");
+        assert_eq!(rules[0].when.device, [Device::Mobile, Device::Bot]);
+        assert_eq!(serde_json::to_value(&rules).expect("json"), value);
+        assert_eq!(problems(json!([])).0, Some(Vec::new()));
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_path() {
+        let (rules, seen) = problems(json!([
+            {"when": {"device": ["fridge", "mobile", 3]}, "target": "https://example.com/"},
+            {"when": {"language": ["de", "x"], "colour": []}, "target": "https://a@b.io/", "x": 1}
+        ]));
+        assert_eq!(rules, None);
+        let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "rules[0].when.device[0]",
+                "rules[0].when.device[2]",
+                "rules[1].x",
+                "rules[1].when.colour",
+                "rules[1].when.language[1]",
+                "rules[1].target"
+            ]
+        );
+        assert_eq!(
+            seen[0].1,
+            "must be one of mobile, tablet, desktop, bot, other"
+        );
+        let (_, seen) = problems(json!([{"when": {}, "target": "https://example.com/"}]));
+        assert_eq!(
+            seen,
+            [(
+                "rules[0].when".to_owned(),
+                "needs at least one of device, os, language".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn redirect_types_and_expiry() {
+        assert_eq!(redirect_type(301), Some(301));
+        assert_eq!(redirect_type(308), Some(308));
+        assert_eq!(redirect_type(303), None);
+        assert_eq!(redirect_type(0), None);
+        assert_eq!(redirect_type_problem(), "must be one of 301, 302, 307, 308");
+        let t = parse_expires_at("2030-01-02T03:04:05.999+01:00").expect("rfc 3339");
+        assert_eq!(
+            shortline_shared::wire::format_timestamp(&t),
+            "2030-01-02T02:04:05"
+        );
+        assert_eq!(t.timestamp_subsec_nanos(), 0);
+        assert!(parse_expires_at("2030-01-02T03:04:05").is_some());
+        assert!(parse_expires_at("soon").is_none());
+        assert_eq!(
+            format!("{:?}", Password("secret".into())),
+            "Password([redacted])"
+        );
+    }
+}
