@@ -47,10 +47,22 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// Hashes running at once: each takes ~19 MiB and a core for a while, so a
+/// burst of password writes queues here instead of filling the blocking
+/// pool (and memory).
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from))
+});
+
 impl Password {
     /// Its argon2id PHC string (default parameters, a random salt), computed
-    /// on the blocking pool so a request does not stall the runtime.
+    /// on the blocking pool so a request does not stall the runtime, at most
+    /// one per core at a time.
     pub async fn hash(self) -> Result<String, ApiError> {
+        let _permit = HASHING
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(format!("password hashing closed: {e}")))?;
         tokio::task::spawn_blocking(move || {
             argon2::Argon2::default()
                 .hash_password(self.0.as_bytes())
