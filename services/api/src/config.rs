@@ -47,6 +47,11 @@ pub struct ApiConfig {
     #[arg(long, env = "INVALIDATION_WAIT_MS", default_value_t = 500)]
     pub invalidation_wait_ms: u64,
 
+    /// The redirect status of links created without a `redirect_type`:
+    /// 301, 302, 307 or 308 (anything else is refused at start).
+    #[arg(long, env = "DEFAULT_REDIRECT_TYPE", default_value_t = 302, value_parser = parse_redirect_type)]
+    pub default_redirect_type: i16,
+
     /// Hosts this service is reached at (comma-separated `host` or
     /// `host:port`): links may not point at them, as such a redirect would
     /// loop. Empty: none.
@@ -105,6 +110,20 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// A redirect status links may have ([`shortline_shared::link_rules::REDIRECT_TYPES`]).
+fn parse_redirect_type(s: &str) -> Result<i16, String> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(crate::links::rules::redirect_type)
+        .ok_or_else(|| {
+            format!(
+                "{} (got {s:?})",
+                crate::links::rules::redirect_type_problem()
+            )
+        })
+}
+
 /// Whether the API asks for keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthMode {
@@ -156,5 +175,32 @@ impl ApiConfig {
         config.common.database_url = database_url.to_owned();
         config.common.nats_url = nats_url.to_owned();
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ApiConfig, clap::Error> {
+        let cmd = <ApiConfig as clap::Args>::augment_args(clap::Command::new("api"));
+        let matches = cmd.try_get_matches_from(args)?;
+        <ApiConfig as clap::FromArgMatches>::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn the_default_redirect_type_is_checked_at_start() {
+        assert_eq!(
+            parse(&["api"]).expect("defaults").default_redirect_type,
+            302
+        );
+        let config = parse(&["api", "--default-redirect-type", "308"]).expect("308");
+        assert_eq!(config.default_redirect_type, 308);
+        for bad in ["303", "200", "x", ""] {
+            assert!(
+                parse(&["api", "--default-redirect-type", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

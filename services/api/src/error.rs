@@ -5,7 +5,8 @@
 //! "error"}`; validation failures add `"details": {"<field>": "<problem>"}`.
 //! Field-level problems and malformed bodies are both `400`; `422` (same
 //! shape) is only for a well-formed value that a policy refuses (a link
-//! target on the blocklist). 5xx bodies never
+//! target on the blocklist) and for problems in a link's `rules`, named by
+//! their path (`rules[1].when.device[0]`). 5xx bodies never
 //! carry internals; the cause is logged (once, in the request span).
 
 use std::collections::BTreeMap;

@@ -72,8 +72,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { dir } => {
             let pool =
                 shortline_shared::db::pool(&cli.config.common.database_url, &Default::default())?;
-            let targets = std::sync::Arc::new(cli.config.target_policy()?);
-            let report = shortline_api::import::seed_dir(&pool, &dir, targets).await?;
+            let rules = shortline_api::import::UrlRules {
+                targets: std::sync::Arc::new(cli.config.target_policy()?),
+                default_redirect_type: cli.config.default_redirect_type,
+            };
+            let report = shortline_api::import::seed_dir_with(&pool, &dir, rules).await?;
             tracing::info!(?report, "seed finished");
             Ok(())
         }

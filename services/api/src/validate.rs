@@ -5,6 +5,12 @@
 //! Every reader refuses a NUL character (`\u0000`) in what it returns,
 //! nested keys and values of objects included: PostgreSQL cannot store one
 //! in `text` or `jsonb`, so it is the client's `400`, not a failed insert.
+//!
+//! Problems come in two kinds: [`Fields::error`] (malformed, a `400`) and
+//! [`Fields::refuse`] (well-formed JSON that breaks a structural rule, a
+//! `422`, e.g. a link's `rules`, whose problems are named by their path,
+//! `rules[1].when.device[0]`). [`Fields::finish`] answers the `400` when
+//! there is any, else the `422`.
 
 use serde_json::{Map, Value};
 
@@ -78,6 +84,7 @@ pub fn drop_null_defaults(schema: &mut schemars::Schema) {
 pub struct Fields<'a> {
     obj: &'a Map<String, Value>,
     errors: FieldErrors,
+    refused: FieldErrors,
 }
 
 impl<'a> Fields<'a> {
@@ -85,7 +92,13 @@ impl<'a> Fields<'a> {
         Self {
             obj,
             errors: FieldErrors::new(),
+            refused: FieldErrors::new(),
         }
+    }
+
+    /// The raw value of a field, for readers of shapes of their own.
+    pub fn value(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field)
     }
 
     /// Records a problem with a field (the first one per field wins).
@@ -95,8 +108,21 @@ impl<'a> Fields<'a> {
             .or_insert_with(|| problem.into());
     }
 
+    /// Records a `422` problem at a path (the first one per path wins).
+    pub fn refuse(&mut self, path: &str, problem: impl Into<String>) {
+        self.refused
+            .entry(path.to_owned())
+            .or_insert_with(|| problem.into());
+    }
+
+    /// Whether any `400` problem was recorded.
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
+    }
+
+    /// Whether any problem at all (`400` or `422`) was recorded.
+    pub fn has_problems(&self) -> bool {
+        !self.errors.is_empty() || !self.refused.is_empty()
     }
 
     /// Whether the field is present at all (even as `null`).
@@ -245,12 +271,16 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Fails with every collected problem, if any.
+    /// Fails with every collected problem, if any: the `400` ones
+    /// ([`ApiError::Validation`]) when there are any, else the `422` ones
+    /// ([`ApiError::Unprocessable`]).
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
+        if !self.errors.is_empty() {
             Err(ApiError::Validation(self.errors))
+        } else if !self.refused.is_empty() {
+            Err(ApiError::Unprocessable(self.refused))
+        } else {
+            Ok(())
         }
     }
 }

@@ -29,11 +29,9 @@ struct Ruled<'a> {
 }
 
 fn hash(password: &str) -> String {
-    use argon2::PasswordHasher;
-    let salt =
-        argon2::password_hash::SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    use argon2::password_hash::PasswordHasher;
     argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .expect("hash")
         .to_string()
 }

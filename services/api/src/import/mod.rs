@@ -25,6 +25,13 @@
 //!   client reads exactly.
 //! * Link targets follow the API's rules (the shared URL rule and the
 //!   deployment's target policy: own hosts, blocklist).
+//! * `urls.csv` may carry the link-rule columns `redirect_type`,
+//!   `expires_at`, `max_clicks`, `fallback_url`, `forward_query` and `rules`
+//!   (JSON text), checked as `POST /urls` checks them (a rule problem is
+//!   reported with its path, `rules[0].when.device[1]: …`); absent columns
+//!   and empty cells keep the defaults (the redirect type: the API's
+//!   `DEFAULT_REDIRECT_TYPE` for `shortline-api seed`). There is no password
+//!   column: a password is only ever set through the API.
 //! * CSV ids are kept. Rows whose id or unique key (username, email, short
 //!   code, event ULID) already exists, in the database or earlier in the same
 //!   file, are skipped but counted: the bare `ON CONFLICT DO NOTHING` covers
@@ -59,5 +66,6 @@ mod upload;
 
 pub use fields::MAX_IMPORTED_ID;
 pub use report::{BulkReport, FileReport, RowProblem, SeedReport};
-pub use seed::{seed_dir, seed_event_id};
+pub use seed::{seed_dir, seed_dir_with, seed_event_id};
+pub use tables::UrlRules;
 pub use upload::{CsvUpload, UploadStream, import_users};

@@ -33,13 +33,18 @@ pub(super) async fn insert_users(
 /// Links, ids kept (or drawn from the sequence); returns the rows inserted.
 pub(super) async fn insert_urls(conn: &mut PgConnection, b: &UrlBatch) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "INSERT INTO urls (id, user_id, short_code, original_url, title, is_active, created_at, updated_at)
+        "INSERT INTO urls (id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+                           redirect_type, expires_at, max_clicks, fallback_url, forward_query, rules)
          SELECT COALESCE(r.id, nextval(pg_get_serial_sequence('urls', 'id')::regclass)),
                 r.user_id, r.short_code, r.original_url, r.title, r.is_active,
-                COALESCE(r.created_at, now()), COALESCE(r.updated_at, r.created_at, now())
+                COALESCE(r.created_at, now()), COALESCE(r.updated_at, r.created_at, now()),
+                r.redirect_type, r.expires_at, r.max_clicks, r.fallback_url, r.forward_query,
+                r.rules::jsonb
          FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::boolean[],
-                     $7::timestamptz[], $8::timestamptz[])
-              AS r(id, user_id, short_code, original_url, title, is_active, created_at, updated_at)
+                     $7::timestamptz[], $8::timestamptz[], $9::smallint[], $10::timestamptz[],
+                     $11::bigint[], $12::text[], $13::boolean[], $14::text[])
+              AS r(id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+                   redirect_type, expires_at, max_clicks, fallback_url, forward_query, rules)
          ON CONFLICT DO NOTHING",
     )
     .bind(&b.ids)
@@ -50,6 +55,12 @@ pub(super) async fn insert_urls(conn: &mut PgConnection, b: &UrlBatch) -> Result
     .bind(&b.is_active)
     .bind(&b.created_at)
     .bind(&b.updated_at)
+    .bind(&b.redirect_types)
+    .bind(&b.expires_at)
+    .bind(&b.max_clicks)
+    .bind(&b.fallback_urls)
+    .bind(&b.forward_query)
+    .bind(&b.rules)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::pipeline::{CHANNEL_BATCHES, Chunk, CsvTable, ParseFailure, parse_csv};
 use super::repo::{SequenceOf, move_sequence_past_ids};
 use super::report::{FileReport, SeedReport};
-use super::tables::{EventRows, UrlRows, UserRows};
+use super::tables::{EventRows, UrlRows, UrlRules, UserRows};
 use crate::links::targets::TargetPolicy;
 
 /// Rows per insert for seed files.
@@ -35,13 +35,31 @@ const SEED_EVENT_TAG: u128 = 0x5EED_0000_0000_0000_0000;
 ///
 /// `urls.csv`: `id,user_id,short_code,original_url,title,is_active,created_at,updated_at`
 /// (`user_id`, `short_code`, `original_url` required; `user_id` need not
-/// exist; a target `targets` refuses is a row problem). `events.csv`:
+/// exist; a target `targets` refuses is a row problem), and optionally the
+/// link-rule columns `redirect_type,expires_at,max_clicks,fallback_url,forward_query,rules`
+/// (`rules` as JSON text; checked as `POST /urls` checks them; no password
+/// column; rows without a `redirect_type` get 302 here, the configured
+/// default with [`seed_dir_with`]). `events.csv`:
 /// `id,url_id,user_id,event_type,timestamp,details` (`id`, `event_type`,
 /// `timestamp` required).
 pub async fn seed_dir(
     db: &PgPool,
     dir: &Path,
     targets: Arc<TargetPolicy>,
+) -> anyhow::Result<SeedReport> {
+    let rules = UrlRules {
+        targets,
+        ..UrlRules::default()
+    };
+    seed_dir_with(db, dir, rules).await
+}
+
+/// [`seed_dir`] with the urls rules given in full (the target policy and the
+/// configured `DEFAULT_REDIRECT_TYPE`, as `shortline-api seed` passes them).
+pub async fn seed_dir_with(
+    db: &PgPool,
+    dir: &Path,
+    url_rules: UrlRules,
 ) -> anyhow::Result<SeedReport> {
     anyhow::ensure!(
         dir.is_dir(),
@@ -52,7 +70,7 @@ pub async fn seed_dir(
     if users.rows > 0 {
         move_sequence_past_ids(db, SequenceOf::Users).await?;
     }
-    let urls = seed_file::<UrlRows>(db, &dir.join("urls.csv"), targets).await?;
+    let urls = seed_file::<UrlRows>(db, &dir.join("urls.csv"), url_rules).await?;
     if urls.rows > 0 {
         move_sequence_past_ids(db, SequenceOf::Urls).await?;
     }

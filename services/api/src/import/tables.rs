@@ -17,6 +17,9 @@ use super::pipeline::{CsvTable, Header};
 use super::repo;
 use super::seed::seed_event_id;
 use crate::links::codes::check_custom;
+use crate::links::rules::{
+    EXPIRES_AT_PROBLEM, parse_expires_at, parse_rules, redirect_type, redirect_type_problem,
+};
 use crate::links::targets::TargetPolicy;
 use crate::users::model::{check_user_field_len, is_valid_email};
 
@@ -85,9 +88,32 @@ impl CsvTable for UserRows {
     }
 }
 
-/// Column positions in a urls CSV, and the target policy.
+/// What checking a urls row needs beyond the row.
+#[derive(Debug, Clone)]
+pub struct UrlRules {
+    /// The target policy every target (original, fallback, rules') meets.
+    pub targets: Arc<TargetPolicy>,
+    /// The `redirect_type` of rows without one (the API's
+    /// `DEFAULT_REDIRECT_TYPE`).
+    pub default_redirect_type: i16,
+}
+
+impl Default for UrlRules {
+    /// The default target policy and redirect type (302).
+    fn default() -> Self {
+        Self {
+            targets: Arc::default(),
+            default_redirect_type: i16::try_from(
+                shortline_shared::link_rules::DEFAULT_REDIRECT_TYPE,
+            )
+            .unwrap_or(302),
+        }
+    }
+}
+
+/// Column positions in a urls CSV, and the rules rows are checked by.
 pub(super) struct UrlRows {
-    targets: Arc<TargetPolicy>,
+    rules: UrlRules,
     id: Option<usize>,
     user_id: usize,
     short_code: usize,
@@ -96,6 +122,12 @@ pub(super) struct UrlRows {
     is_active: Option<usize>,
     created_at: Option<usize>,
     updated_at: Option<usize>,
+    redirect_type: Option<usize>,
+    expires_at: Option<usize>,
+    max_clicks: Option<usize>,
+    fallback_url: Option<usize>,
+    forward_query: Option<usize>,
+    link_rules: Option<usize>,
 }
 
 #[derive(Default)]
@@ -108,20 +140,26 @@ pub(super) struct UrlBatch {
     pub(super) is_active: Vec<bool>,
     pub(super) created_at: Vec<Option<DateTime<Utc>>>,
     pub(super) updated_at: Vec<Option<DateTime<Utc>>>,
+    pub(super) redirect_types: Vec<i16>,
+    pub(super) expires_at: Vec<Option<DateTime<Utc>>>,
+    pub(super) max_clicks: Vec<Option<i64>>,
+    pub(super) fallback_urls: Vec<Option<String>>,
+    pub(super) forward_query: Vec<bool>,
+    /// Each row's rules as JSON text (`[]` when none).
+    pub(super) rules: Vec<String>,
 }
 
 impl CsvTable for UrlRows {
     const NAME: &'static str = "urls";
-    const HEADER: &'static str =
-        "id,user_id,short_code,original_url,title,is_active,created_at,updated_at";
+    const HEADER: &'static str = "id,user_id,short_code,original_url,title,is_active,created_at,updated_at,redirect_type,expires_at,max_clicks,fallback_url,forward_query,rules";
     type Batch = UrlBatch;
-    type Rules = Arc<TargetPolicy>;
+    type Rules = UrlRules;
 
-    fn from_header(h: &Header, targets: Arc<TargetPolicy>) -> Result<Self, String> {
+    fn from_header(h: &Header, rules: UrlRules) -> Result<Self, String> {
         let [user_id, short_code, original_url] =
             h.require(["user_id", "short_code", "original_url"], Self::HEADER)?;
         Ok(UrlRows {
-            targets,
+            rules,
             id: h.find("id"),
             user_id,
             short_code,
@@ -130,6 +168,12 @@ impl CsvTable for UrlRows {
             is_active: h.find("is_active"),
             created_at: h.find("created_at"),
             updated_at: h.find("updated_at"),
+            redirect_type: h.find("redirect_type"),
+            expires_at: h.find("expires_at"),
+            max_clicks: h.find("max_clicks"),
+            fallback_url: h.find("fallback_url"),
+            forward_query: h.find("forward_query"),
+            link_rules: h.find("rules"),
         })
     }
 
@@ -139,7 +183,8 @@ impl CsvTable for UrlRows {
         let short_code = required(r, self.short_code, "short_code")?;
         check_custom(short_code).map_err(|e| format!("short_code: {e}"))?;
         let original_url = required(r, self.original_url, "original_url")?;
-        self.targets
+        let targets = &self.rules.targets;
+        targets
             .check(original_url)
             .map_err(|e| format!("original_url: {e}"))?;
         let title = optional(r, self.title, "title")?;
@@ -151,6 +196,67 @@ impl CsvTable for UrlRows {
             parse_optional_time(optional(r, self.created_at, "created_at")?, "created_at")?;
         let updated_at =
             parse_optional_time(optional(r, self.updated_at, "updated_at")?, "updated_at")?;
+        let redirect_type = optional(r, self.redirect_type, "redirect_type")?
+            .map(|s| {
+                s.parse::<u64>()
+                    .ok()
+                    .and_then(redirect_type)
+                    .ok_or_else(|| {
+                        format!(
+                            "redirect_type: {}, got {:?}",
+                            redirect_type_problem(),
+                            clip(s)
+                        )
+                    })
+            })
+            .transpose()?
+            .unwrap_or(self.rules.default_redirect_type);
+        let expires_at = optional(r, self.expires_at, "expires_at")?
+            .map(|s| {
+                parse_expires_at(s)
+                    .ok_or_else(|| format!("expires_at: {EXPIRES_AT_PROBLEM}, got {:?}", clip(s)))
+            })
+            .transpose()?;
+        let max_clicks = optional(r, self.max_clicks, "max_clicks")?
+            .map(|s| match s.parse::<i64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!(
+                    "max_clicks: must be a positive integer, got {:?}",
+                    clip(s)
+                )),
+            })
+            .transpose()?;
+        let fallback_url = optional(r, self.fallback_url, "fallback_url")?;
+        if let Some(url) = fallback_url {
+            targets
+                .check(url)
+                .map_err(|e| format!("fallback_url: {e}"))?;
+        }
+        let forward_query = optional(r, self.forward_query, "forward_query")?
+            .map(|s| parse_bool(s, "forward_query"))
+            .transpose()?
+            .unwrap_or(false);
+        let rules = match optional(r, self.link_rules, "rules")? {
+            None => Vec::new(),
+            Some(text) => {
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| format!("rules: must be a JSON array of rules ({e})"))?;
+                let mut first = None;
+                let rules = parse_rules(&value, &mut |path, problem| {
+                    first.get_or_insert(format!("{path}: {problem}"));
+                });
+                match (rules, first) {
+                    (Some(rules), None) => rules,
+                    (_, problem) => return Err(problem.unwrap_or_else(|| "rules: invalid".into())),
+                }
+            }
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            targets
+                .check(&rule.target)
+                .map_err(|e| format!("rules[{i}].target: {e}"))?;
+        }
+        let rules = serde_json::to_string(&rules).map_err(|e| format!("rules: {e}"))?;
         batch.ids.push(id);
         batch.user_ids.push(user_id);
         batch.short_codes.push(short_code.to_owned());
@@ -159,6 +265,12 @@ impl CsvTable for UrlRows {
         batch.is_active.push(is_active);
         batch.created_at.push(created_at);
         batch.updated_at.push(updated_at);
+        batch.redirect_types.push(redirect_type);
+        batch.expires_at.push(expires_at);
+        batch.max_clicks.push(max_clicks);
+        batch.fallback_urls.push(fallback_url.map(str::to_owned));
+        batch.forward_query.push(forward_query);
+        batch.rules.push(rules);
         Ok(())
     }
 
@@ -327,6 +439,63 @@ mod tests {
         assert_eq!(b.titles, [Some("Launch deck".to_owned()), None]);
         assert_eq!(b.is_active, [false, true]);
         assert!(b.updated_at[0].is_some() && b.updated_at[1].is_none());
+    }
+
+    #[test]
+    fn url_rows_with_rule_columns() {
+        let csv = "user_id,short_code,original_url,redirect_type,expires_at,max_clicks,fallback_url,forward_query,rules\n\
+                   1,full01,https://x.io/a,307,2030-01-02T03:04:05+01:00,5,https://x.io/f,true,\"[{\"\"when\"\":{\"\"os\"\":[\"\"ios\"\"]},\"\"target\"\":\"\"https://x.io/i\"\"}]\"\n\
+                   1,dflt01,https://x.io/b,,,,,,\n\
+                   1,bad001,https://x.io/c,302.0,,,,,\n\
+                   1,bad002,https://x.io/c,,,-4,,,\n\
+                   1,bad003,https://x.io/c,,,,,,\"[{\"\"when\"\":{\"\"os\"\":[\"\"beos\"\"]},\"\"target\"\":\"\"https://x.io/i\"\"}]\"\n\
+                   1,bad004,https://x.io/c,,,,,,{\n\
+                   1,bad005,https://x.io/c,,,,http://localhost:8000/x,,\n";
+        let (outcome, chunks) = parse_all::<UrlRows>(csv, 10);
+        let outcome = outcome.expect("parses");
+        assert_eq!((outcome.rows, outcome.invalid), (7, 5));
+        let problems: Vec<&str> = outcome
+            .problems
+            .iter()
+            .map(|p| p.problem.as_str())
+            .collect();
+        assert!(
+            problems[0].starts_with("redirect_type: must be one of 301, 302, 307, 308"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("max_clicks: must be a positive integer"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            problems[2],
+            "rules[0].when.os[0]: must be one of ios, android, windows, macos, linux, chromeos, other"
+        );
+        assert!(
+            problems[3].starts_with("rules: must be a JSON array of rules"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[4].starts_with("fallback_url: must not point at this service"),
+            "{problems:?}"
+        );
+        let b = &chunks[0].batch;
+        assert_eq!(b.redirect_types, [307, 302]);
+        assert_eq!(b.max_clicks, [Some(5), None]);
+        assert_eq!(b.fallback_urls, [Some("https://x.io/f".to_owned()), None]);
+        assert_eq!(b.forward_query, [true, false]);
+        assert_eq!(
+            b.rules,
+            [
+                r#"[{"when":{"os":["ios"]},"target":"https://x.io/i"}]"#,
+                "[]"
+            ]
+        );
+        assert_eq!(
+            b.expires_at[0].map(|t| shortline_shared::wire::format_timestamp(&t)),
+            Some("2030-01-02T02:04:05".to_owned())
+        );
+        assert_eq!(b.expires_at[1], None);
     }
 
     #[test]

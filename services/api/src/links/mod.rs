@@ -1,6 +1,8 @@
 //! Links: creation with collision-safe short codes, edits that log one
 //! `updated` event per changed field, soft deletion, statistics (`stats`),
-//! and the deployment's target policy (`targets`).
+//! the deployment's target policy (`targets`), and the write side of a
+//! link's rules (`rules`: redirect type, expiry, click limit, fallback,
+//! query forwarding, targeting rules, password).
 //!
 //! Each mutation goes through the one write path ([`crate::mutation`]): the
 //! row change, its event-log row(s) and an outbox row commit together.
@@ -8,15 +10,19 @@
 pub mod codes;
 pub mod model;
 pub mod repo;
+pub mod rules;
 pub mod stats;
 pub mod targets;
 
 use serde_json::{Value, json};
+use shortline_shared::link_rules::Rule;
 use sqlx::PgConnection;
 
 use self::model::{Link, LinkPatch, NewLink};
-use self::repo::LinkFilter;
-use crate::error::ApiError;
+use self::repo::{Edit, LinkFilter, NewRow, PasswordWrite};
+use self::rules::{REDACTED, RuleSettings};
+use self::targets::TargetProblem;
+use crate::error::{ApiError, FieldErrors};
 use crate::ids::{LinkId, UserId};
 use crate::mutation::{Changed, Committed, Mutation};
 use crate::paging::{Page, Rows, Slice};
@@ -30,12 +36,38 @@ const MAX_CODE_ATTEMPTS: usize = 8;
 
 /// Creates a link; also says whether every redirect replica confirmed it.
 pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, ApiError> {
-    state.targets.check(&new.original_url)?;
+    let settings = RuleSettings {
+        redirect_type: new
+            .redirect_type
+            .unwrap_or(state.config.default_redirect_type),
+        expires_at: new.expires_at,
+        max_clicks: new.max_clicks,
+        fallback_url: new.fallback_url.clone(),
+        forward_query: new.forward_query,
+        rules: new.rules.clone(),
+    };
+    check_targets(
+        state,
+        Some(&new.original_url),
+        settings.fallback_url.as_deref(),
+        &settings.rules,
+    )?;
+    let password_hash = match new.password.clone() {
+        Some(password) => Some(password.hash().await?),
+        None => None,
+    };
+    let row = NewRow {
+        user_id: new.user_id,
+        original_url: &new.original_url,
+        title: new.title.as_deref(),
+        settings: &settings,
+        password_hash: password_hash.as_deref(),
+    };
     let mut tx = Mutation::begin(state).await?;
     if !users::repo::exists(&mut tx, new.user_id).await? {
         return Err(UserId::not_found());
     }
-    let link = insert_with_code(state, &mut tx, &new).await?;
+    let link = insert_with_code(state, &mut tx, new.short_code.as_deref(), row).await?;
     let committed = tx
         .commit([Changed::LinkCreated(link.snapshot())], link)
         .await?;
@@ -48,18 +80,13 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, A
 async fn insert_with_code(
     state: &AppState,
     conn: &mut PgConnection,
-    new: &NewLink,
+    custom_code: Option<&str>,
+    row: NewRow<'_>,
 ) -> Result<Link, ApiError> {
-    if let Some(code) = &new.short_code {
-        return repo::insert(
-            conn,
-            new.user_id,
-            code,
-            &new.original_url,
-            new.title.as_deref(),
-        )
-        .await?
-        .ok_or_else(|| ApiError::Conflict("short_code already exists".into()));
+    if let Some(code) = custom_code {
+        return repo::insert(conn, code, row)
+            .await?
+            .ok_or_else(|| ApiError::Conflict("short_code already exists".into()));
     }
     let base_len = usize::from(state.config.short_code_length);
     for attempt in 0..MAX_CODE_ATTEMPTS {
@@ -69,15 +96,7 @@ async fn insert_with_code(
             base_len + 1
         };
         let code = codes::generate(len);
-        if let Some(link) = repo::insert(
-            conn,
-            new.user_id,
-            &code,
-            &new.original_url,
-            new.title.as_deref(),
-        )
-        .await?
-        {
+        if let Some(link) = repo::insert(conn, &code, row).await? {
             return Ok(link);
         }
         state.metrics.short_code_collisions.add(1, &[]);
@@ -121,15 +140,26 @@ pub async fn list(
 }
 
 /// Applies a patch. Every field given bumps `updated_at`; each field whose
-/// value actually changed logs one `updated` event `{field, new_value}`.
+/// value actually changed logs one `updated` event `{field, new_value}`
+/// (`rules`: the new array; a given `password` always counts as changed and
+/// logs `"[redacted]"`, a removed one `null`).
 pub async fn update(
     state: &AppState,
     id: LinkId,
     patch: LinkPatch,
 ) -> Result<Committed<Link>, ApiError> {
-    if let Some(url) = &patch.original_url {
-        state.targets.check(url)?;
-    }
+    check_targets(
+        state,
+        patch.original_url.as_deref(),
+        patch.fallback_url.as_ref().and_then(Option::as_deref),
+        patch.rules.as_deref().unwrap_or_default(),
+    )?;
+    // Hashed before the row is locked: the hash takes a while.
+    let password = match patch.password.clone() {
+        None => PasswordWrite::Keep,
+        Some(None) => PasswordWrite::Clear,
+        Some(Some(password)) => PasswordWrite::Set(password.hash().await?),
+    };
     let mut tx = Mutation::begin(state).await?;
     let current = repo::lock(&mut tx, id)
         .await?
@@ -144,6 +174,18 @@ pub async fn update(
         .unwrap_or_else(|| current.original_url.clone());
     let title = patch.title.clone().unwrap_or_else(|| current.title.clone());
     let is_active = patch.is_active.unwrap_or(current.is_active);
+    let was = current.settings();
+    let settings = RuleSettings {
+        redirect_type: patch.redirect_type.unwrap_or(was.redirect_type),
+        expires_at: patch.expires_at.unwrap_or(was.expires_at),
+        max_clicks: patch.max_clicks.unwrap_or(was.max_clicks),
+        fallback_url: patch
+            .fallback_url
+            .clone()
+            .unwrap_or_else(|| was.fallback_url.clone()),
+        forward_query: patch.forward_query.unwrap_or(was.forward_query),
+        rules: patch.rules.clone().unwrap_or_else(|| was.rules.clone()),
+    };
 
     let mut changed: Vec<(&'static str, Value)> = Vec::new();
     if original_url != current.original_url {
@@ -155,9 +197,94 @@ pub async fn update(
     if is_active != current.is_active {
         changed.push(("is_active", json!(is_active)));
     }
-    let link = repo::update(&mut tx, id, &original_url, title.as_deref(), is_active).await?;
+    changed.extend(changed_settings(&was, &settings));
+    match &password {
+        PasswordWrite::Keep => {}
+        PasswordWrite::Set(_) => changed.push(("password", json!(REDACTED))),
+        PasswordWrite::Clear if current.password_protected => {
+            changed.push(("password", Value::Null));
+        }
+        PasswordWrite::Clear => {}
+    }
+    let edit = Edit {
+        original_url: &original_url,
+        title: title.as_deref(),
+        is_active,
+        settings: &settings,
+        password: &password,
+    };
+    let link = repo::update(&mut tx, id, edit).await?;
     tx.commit([Changed::LinkUpdated(link.snapshot(), changed)], link)
         .await
+}
+
+/// Each rule setting whose value differs, with its new value as the event
+/// log shows it (`expires_at` in the contract's timestamp format).
+fn changed_settings(was: &RuleSettings, now: &RuleSettings) -> Vec<(&'static str, Value)> {
+    let mut changed = Vec::new();
+    if now.redirect_type != was.redirect_type {
+        changed.push(("redirect_type", json!(now.redirect_type)));
+    }
+    if now.expires_at != was.expires_at {
+        let at = now
+            .expires_at
+            .as_ref()
+            .map(shortline_shared::wire::format_timestamp);
+        changed.push(("expires_at", json!(at)));
+    }
+    if now.max_clicks != was.max_clicks {
+        changed.push(("max_clicks", json!(now.max_clicks)));
+    }
+    if now.fallback_url != was.fallback_url {
+        changed.push(("fallback_url", json!(now.fallback_url)));
+    }
+    if now.forward_query != was.forward_query {
+        changed.push(("forward_query", json!(now.forward_query)));
+    }
+    if now.rules != was.rules {
+        changed.push(("rules", json!(now.rules)));
+    }
+    changed
+}
+
+/// Checks every target a write sets (`original_url` when given, the
+/// fallback, each rule's) against the deployment's policy, naming each
+/// refused one: `original_url` and `fallback_url` problems as today
+/// (malformed 400, refused 422), a rule's always 422 at its path.
+fn check_targets(
+    state: &AppState,
+    original_url: Option<&str>,
+    fallback_url: Option<&str>,
+    rules: &[Rule],
+) -> Result<(), ApiError> {
+    let mut malformed = FieldErrors::new();
+    let mut refused = FieldErrors::new();
+    let fields = original_url
+        .map(|u| ("original_url".to_owned(), u))
+        .into_iter()
+        .chain(fallback_url.map(|u| ("fallback_url".to_owned(), u)));
+    let rules = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("rules[{i}].target"), r.target.as_str()));
+    for (field, url) in fields.chain(rules) {
+        match state.targets.check(url) {
+            Ok(()) => {}
+            Err(TargetProblem::Malformed(e)) if !field.starts_with("rules") => {
+                malformed.insert(field, e.problem().to_owned());
+            }
+            Err(problem) => {
+                refused.insert(field, problem.to_string());
+            }
+        }
+    }
+    if !malformed.is_empty() {
+        Err(ApiError::Validation(malformed))
+    } else if !refused.is_empty() {
+        Err(ApiError::Unprocessable(refused))
+    } else {
+        Ok(())
+    }
 }
 
 /// Soft delete: the link stops redirecting and reads back inactive; a second

@@ -4,9 +4,11 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use shortline_shared::events::LinkSnapshot;
+use shortline_shared::link_rules::Rule;
 use shortline_shared::target_url;
 
 use super::codes;
+use super::rules::{self, Password, RuleSettings};
 use crate::ids::{LinkId, UserId};
 use crate::validate::{Fields, FromJson};
 
@@ -27,6 +29,38 @@ pub struct Link {
     #[serde(with = "shortline_shared::wire::timestamp")]
     #[schemars(with = "String", example = "2025-11-19T03:17:29")]
     pub updated_at: DateTime<Utc>,
+    /// The redirect's status: 301, 302, 307 or 308.
+    #[schemars(with = "rules::RedirectTypeSchema", example = 302)]
+    pub redirect_type: i16,
+    /// From this time on the link is expired (410 Gone, or a redirect to
+    /// `fallback_url`); `YYYY-MM-DDTHH:MM:SS`, UTC; `null`: never.
+    #[serde(with = "shortline_shared::wire::timestamp_opt")]
+    #[schemars(with = "Option<String>", example = "2026-12-31T23:59:59")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// After this many redirects the link is exhausted (answers as expired);
+    /// `null`: no limit.
+    #[schemars(range(min = 1), example = 1000)]
+    pub max_clicks: Option<i64>,
+    /// Where expired and exhausted requests go instead of a 410; `null`: none.
+    #[schemars(example = "https://example.com/campaign-over")]
+    pub fallback_url: Option<String>,
+    /// Whether the request's query string is merged into the target's.
+    pub forward_query: bool,
+    /// Targeting rules, first match wins (else `original_url`); `[]`: none.
+    #[sqlx(json)]
+    #[schemars(example = rules_example())]
+    pub rules: Vec<Rule>,
+    /// Whether a password guards the link (the password is never shown).
+    pub password_protected: bool,
+}
+
+/// The `rules` example of the OpenAPI document: German-speaking phone
+/// users to a German mobile page, other iPhones and iPads to an app store.
+pub fn rules_example() -> serde_json::Value {
+    serde_json::json!([
+        {"when": {"device": ["mobile"], "language": ["de"]}, "target": "https://example.com/de/mobile"},
+        {"when": {"device": ["mobile", "tablet"], "os": ["ios"]}, "target": "https://apps.example.com/app/shortline"}
+    ])
 }
 
 impl Link {
@@ -41,10 +75,23 @@ impl Link {
             updated_at: self.updated_at,
         }
     }
+
+    /// Its rule settings (everything of issue #15 but the password).
+    pub fn settings(&self) -> RuleSettings {
+        RuleSettings {
+            redirect_type: self.redirect_type,
+            expires_at: self.expires_at,
+            max_clicks: self.max_clicks,
+            fallback_url: self.fallback_url.clone(),
+            forward_query: self.forward_query,
+            rules: self.rules.clone(),
+        }
+    }
 }
 
 /// `POST /urls` body.
 #[derive(Debug, Clone, JsonSchema)]
+#[schemars(transform = crate::validate::drop_null_defaults)]
 pub struct NewLink {
     /// An existing user.
     #[schemars(range(min = 1))]
@@ -59,6 +106,42 @@ pub struct NewLink {
     /// Optional custom code: 1–64 of `[A-Za-z0-9_-]`; 409 when taken.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     pub short_code: Option<String>,
+    /// The redirect's status: 301, 302, 307 or 308. Default: the server's
+    /// `DEFAULT_REDIRECT_TYPE` (302 unless configured).
+    #[schemars(with = "rules::RedirectTypeSchema", default, example = 301)]
+    pub redirect_type: Option<i16>,
+    /// When the link expires: RFC 3339 with an offset, or
+    /// `YYYY-MM-DDTHH:MM:SS` (UTC); to the second. A past time is accepted
+    /// (the link is expired at once).
+    #[schemars(with = "Option<String>", example = "2026-12-31T23:59:59Z")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Exhausted after this many redirects (a positive integer).
+    #[schemars(range(min = 1), example = 1000)]
+    pub max_clicks: Option<i64>,
+    /// Where expired and exhausted requests go instead of a 410 (the rules
+    /// of `original_url`).
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]"),
+        example = "https://example.com/campaign-over"
+    )]
+    pub fallback_url: Option<String>,
+    /// Merge the request's query string into the target's (strict boolean;
+    /// default `false`).
+    #[schemars(with = "bool", default)]
+    pub forward_query: bool,
+    /// Up to 20 rules `{when, target}`, first match wins: `when` has at
+    /// least one of `device` (mobile, tablet, desktop, bot, other), `os`
+    /// (ios, android, windows, macos, linux, chromeos, other), `language`
+    /// (tags like `de`, `pt-BR`), each a list of 1–20 values; `target` has
+    /// the rules of `original_url`. Problems are 422 with the path of the
+    /// bad value in `details` (`rules[0].when.device[1]`).
+    #[schemars(with = "Vec<Rule>", default, example = rules_example())]
+    pub rules: Vec<Rule>,
+    /// Guards the link with a password (1–256 characters, stored only as
+    /// an argon2id hash, never returned).
+    #[schemars(with = "Option<String>", length(min = 1, max = 256))]
+    pub password: Option<Password>,
 }
 
 impl FromJson for NewLink {
@@ -77,7 +160,14 @@ impl FromJson for NewLink {
                         None
                     }
                 });
-        if f.has_errors() {
+        let redirect_type = rules::read_redirect_type(f, true);
+        let expires_at = rules::read_expires_at(f).flatten();
+        let max_clicks = rules::read_max_clicks(f).flatten();
+        let fallback_url = rules::read_fallback_url(f).flatten();
+        let forward_query = f.optional_bool("forward_query").unwrap_or(false);
+        let rules = rules::read_rules(f).unwrap_or_default();
+        let password = rules::read_password(f).flatten();
+        if f.has_problems() {
             return None;
         }
         Some(NewLink {
@@ -85,6 +175,13 @@ impl FromJson for NewLink {
             original_url: original_url?,
             title,
             short_code: short_code.flatten(),
+            redirect_type,
+            expires_at,
+            max_clicks,
+            fallback_url,
+            forward_query,
+            rules,
+            password,
         })
     }
 }
@@ -105,11 +202,43 @@ pub struct LinkPatch {
         regex(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]")
     )]
     pub original_url: Option<String>,
+    /// 301, 302, 307 or 308 (not `null`).
+    #[schemars(with = "rules::RedirectTypeSchema", default, example = 308)]
+    pub redirect_type: Option<i16>,
+    /// RFC 3339 with an offset, or `YYYY-MM-DDTHH:MM:SS` (UTC); `null`
+    /// clears it.
+    #[schemars(with = "Option<String>", example = "2026-12-31T23:59:59Z")]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A positive integer; `null` clears it.
+    #[schemars(with = "Option<i64>", range(min = 1), example = 1000)]
+    pub max_clicks: Option<Option<i64>>,
+    /// The rules of `original_url`; `null` clears it.
+    #[schemars(with = "Option<String>", example = "https://example.com/campaign-over")]
+    pub fallback_url: Option<Option<String>>,
+    /// Strict boolean (not `null`).
+    #[schemars(with = "bool", default)]
+    pub forward_query: Option<bool>,
+    /// The rules of `POST /urls`, replacing the link's; `null` or `[]`
+    /// removes them.
+    #[schemars(with = "Option<Vec<Rule>>", example = rules_example())]
+    pub rules: Option<Vec<Rule>>,
+    /// A new password (1–256 characters); `null` removes the protection.
+    #[schemars(with = "Option<String>", length(min = 1, max = 256))]
+    pub password: Option<Option<Password>>,
 }
 
 impl LinkPatch {
     pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.is_active.is_none() && self.original_url.is_none()
+        self.title.is_none()
+            && self.is_active.is_none()
+            && self.original_url.is_none()
+            && self.redirect_type.is_none()
+            && self.expires_at.is_none()
+            && self.max_clicks.is_none()
+            && self.fallback_url.is_none()
+            && self.forward_query.is_none()
+            && self.rules.is_none()
+            && self.password.is_none()
     }
 }
 
@@ -123,10 +252,24 @@ impl FromJson for LinkPatch {
         } else {
             None
         };
+        let redirect_type = rules::read_redirect_type(f, false);
+        let expires_at = rules::read_expires_at(f);
+        let max_clicks = rules::read_max_clicks(f);
+        let fallback_url = rules::read_fallback_url(f);
+        let forward_query = f.optional_bool("forward_query");
+        let rules = rules::read_rules(f);
+        let password = rules::read_password(f);
         Some(LinkPatch {
             title,
             is_active,
             original_url,
+            redirect_type,
+            expires_at,
+            max_clicks,
+            fallback_url,
+            forward_query,
+            rules,
+            password,
         })
     }
 }

@@ -4,12 +4,35 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::model::Link;
+use super::rules::RuleSettings;
 use super::stats::{Interval, SeriesPoint};
 use crate::ids::{LinkId, UserId};
 use crate::paging::Page;
 use crate::row_stream;
 
-const SELECT: &str = "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls";
+/// The columns of [`Link`], the one list every `SELECT` and `RETURNING`
+/// here uses (a macro, for `concat!` into static SQL). The password
+/// hash is never read back: only whether there is one.
+macro_rules! columns {
+    () => {
+        "id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+         redirect_type, expires_at, max_clicks, fallback_url, forward_query, rules,
+         password_hash IS NOT NULL AS password_protected"
+    };
+}
+
+const SELECT: &str = concat!("SELECT ", columns!(), " FROM urls");
+
+/// What happens to a link's password on a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordWrite {
+    /// Leave it as it is.
+    Keep,
+    /// Store this argon2id PHC string.
+    Set(String),
+    /// Remove the protection.
+    Clear,
+}
 
 /// Filters of `GET /urls`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,43 +49,61 @@ pub struct LinkState {
     pub deleted: bool,
 }
 
+/// A new link's row (its code aside).
+#[derive(Debug, Clone, Copy)]
+pub struct NewRow<'a> {
+    pub user_id: UserId,
+    pub original_url: &'a str,
+    pub title: Option<&'a str>,
+    pub settings: &'a RuleSettings,
+    /// An argon2id PHC string.
+    pub password_hash: Option<&'a str>,
+}
+
 /// Inserts a link unless its code is taken (`None` then).
 pub async fn insert(
     conn: &mut PgConnection,
-    user_id: UserId,
     short_code: &str,
-    original_url: &str,
-    title: Option<&str>,
+    row: NewRow<'_>,
 ) -> Result<Option<Link>, sqlx::Error> {
-    sqlx::query_as::<_, Link>(
-        "INSERT INTO urls (user_id, short_code, original_url, title) VALUES ($1, $2, $3, $4)
+    let s = row.settings;
+    sqlx::query_as::<_, Link>(concat!(
+        "INSERT INTO urls (user_id, short_code, original_url, title, redirect_type, expires_at,
+                           max_clicks, fallback_url, forward_query, rules, password_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (short_code) DO NOTHING
-         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
-    )
-    .bind(user_id)
+         RETURNING ",
+        columns!()
+    ))
+    .bind(row.user_id)
     .bind(short_code)
-    .bind(original_url)
-    .bind(title)
+    .bind(row.original_url)
+    .bind(row.title)
+    .bind(s.redirect_type)
+    .bind(s.expires_at)
+    .bind(s.max_clicks)
+    .bind(s.fallback_url.as_deref())
+    .bind(s.forward_query)
+    .bind(sqlx::types::Json(&s.rules))
+    .bind(row.password_hash)
     .fetch_optional(conn)
     .await
 }
 
 pub async fn get(conn: &mut PgConnection, id: LinkId) -> Result<Option<Link>, sqlx::Error> {
-    sqlx::query_as::<_, Link>(
-        "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM urls WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as::<_, Link>(concat!("SELECT ", columns!(), " FROM urls WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The link and its deleted flag, row-locked until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, id: LinkId) -> Result<Option<LinkState>, sqlx::Error> {
-    sqlx::query_as::<_, LinkState>(
-        "SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
-                deleted_at IS NOT NULL AS deleted
-         FROM urls WHERE id = $1 FOR UPDATE",
-    )
+    sqlx::query_as::<_, LinkState>(concat!(
+        "SELECT ",
+        columns!(),
+        ", deleted_at IS NOT NULL AS deleted FROM urls WHERE id = $1 FOR UPDATE"
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -108,25 +149,47 @@ fn select(init: &str, filter: LinkFilter, page: Page) -> QueryBuilder<Postgres> 
     q
 }
 
+/// A link's editable fields as they are to be written.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub original_url: &'a str,
+    pub title: Option<&'a str>,
+    pub is_active: bool,
+    pub settings: &'a RuleSettings,
+    pub password: &'a PasswordWrite,
+}
+
 /// Writes a link's editable fields and bumps `updated_at`; reactivating a
 /// deleted link undeletes it.
-pub async fn update(
-    conn: &mut PgConnection,
-    id: LinkId,
-    original_url: &str,
-    title: Option<&str>,
-    is_active: bool,
-) -> Result<Link, sqlx::Error> {
-    sqlx::query_as::<_, Link>(
+pub async fn update(conn: &mut PgConnection, id: LinkId, e: Edit<'_>) -> Result<Link, sqlx::Error> {
+    let s = e.settings;
+    let (write_password, password_hash) = match e.password {
+        PasswordWrite::Keep => (false, None),
+        PasswordWrite::Set(hash) => (true, Some(hash.as_str())),
+        PasswordWrite::Clear => (true, None),
+    };
+    sqlx::query_as::<_, Link>(concat!(
         "UPDATE urls SET original_url = $2, title = $3, is_active = $4, updated_at = now(),
-             deleted_at = CASE WHEN $4 THEN NULL ELSE deleted_at END
+             deleted_at = CASE WHEN $4 THEN NULL ELSE deleted_at END,
+             redirect_type = $5, expires_at = $6, max_clicks = $7, fallback_url = $8,
+             forward_query = $9, rules = $10,
+             password_hash = CASE WHEN $11 THEN $12 ELSE password_hash END
          WHERE id = $1
-         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
-    )
+         RETURNING ",
+        columns!()
+    ))
     .bind(id)
-    .bind(original_url)
-    .bind(title)
-    .bind(is_active)
+    .bind(e.original_url)
+    .bind(e.title)
+    .bind(e.is_active)
+    .bind(s.redirect_type)
+    .bind(s.expires_at)
+    .bind(s.max_clicks)
+    .bind(s.fallback_url.as_deref())
+    .bind(s.forward_query)
+    .bind(sqlx::types::Json(&s.rules))
+    .bind(write_password)
+    .bind(password_hash)
     .fetch_one(conn)
     .await
 }
@@ -136,11 +199,12 @@ pub async fn mark_deleted(
     conn: &mut PgConnection,
     id: LinkId,
 ) -> Result<Option<Link>, sqlx::Error> {
-    sqlx::query_as::<_, Link>(
+    sqlx::query_as::<_, Link>(concat!(
         "UPDATE urls SET is_active = FALSE, deleted_at = now(), updated_at = now()
          WHERE id = $1 AND deleted_at IS NULL
-         RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at",
-    )
+         RETURNING ",
+        columns!()
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await

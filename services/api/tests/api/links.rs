@@ -24,11 +24,31 @@ async fn create_read_and_created_event(db: PgPool) {
         is_wire_timestamp(&link["created_at"]) && is_wire_timestamp(&link["updated_at"]),
         "{link}"
     );
-    let keys: Vec<&str> = link
+    let mut keys: Vec<&str> = link
         .as_object()
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    assert_eq!(keys.len(), 8, "{keys:?}");
+    // The contract's eight fields, then the link-rule fields of issue #15.
+    let mut expected = [
+        "id",
+        "user_id",
+        "short_code",
+        "original_url",
+        "title",
+        "is_active",
+        "created_at",
+        "updated_at",
+        "redirect_type",
+        "expires_at",
+        "max_clicks",
+        "fallback_url",
+        "forward_query",
+        "rules",
+        "password_protected",
+    ];
+    expected.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
 
     assert_eq!(app.get(&format!("/urls/{}", link["id"])).await.json(), link);
     let events = app
