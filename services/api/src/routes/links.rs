@@ -40,7 +40,7 @@ pub fn routes() -> ApiRouter<AppState> {
 }
 
 /// The 422 of a refused target.
-const TARGET_REFUSED: &str = "`original_url` points at this service itself or at a blocklisted domain (`details.original_url` says which)";
+const TARGET_REFUSED: &str = "`original_url`, `fallback_url` or a rule's `target` points at this service itself or at a blocklisted domain, or `rules` are not valid (`details` names each field by its path, e.g. `rules[1].when.device[0]`)";
 
 /// Filters and paging of `GET /urls`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -117,7 +117,12 @@ operation! {
     /// Generates a 6-character base62 code unless `short_code` is given. Logs a `created`
     /// event. `original_url` must be an absolute http(s) URL with a host and no whitespace,
     /// control characters or userinfo (400 otherwise); a target on this service's own public
-    /// hosts or a blocklisted domain is 422.
+    /// hosts or a blocklisted domain is 422. Optional link rules, decided by the redirect
+    /// service on every request: `redirect_type` (301, 302, 307, 308; default
+    /// `DEFAULT_REDIRECT_TYPE`), `expires_at`, `max_clicks`, `fallback_url`, `forward_query`,
+    /// `rules` (first match by `device`, `os`, `language`; any problem in them is 422 with
+    /// its path) and `password` (stored as an argon2id hash, never returned:
+    /// `password_protected` says whether there is one).
     fn create_link_docs(op) tag "urls" {
         let op = conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists");
         unprocessable(op, TARGET_REFUSED)
@@ -154,7 +159,10 @@ operation! {
     /// Update a link
     ///
     /// Any of `title`, `is_active` (strict boolean), `original_url` (the rules of
-    /// `POST /urls`). Bumps `updated_at`; logs one `updated` event per changed field.
+    /// `POST /urls`), and the link rules of `POST /urls` (`null` clears `expires_at`,
+    /// `max_clicks`, `fallback_url`, `rules` and `password`). Bumps `updated_at`; logs one
+    /// `updated` event per changed field (a password as `[redacted]`); every change reaches
+    /// the redirect replicas before the answer (`Shortline-Propagation`).
     fn update_link_docs(op) tag "urls" {
         unprocessable(not_found(op, LinkId::NOT_FOUND), TARGET_REFUSED)
     }
