@@ -8,6 +8,8 @@
 #   GET  /{short_code}        302 to exactly that URL (twice: MISS then HIT), HEAD 302 too
 #   GET  /events?url_id=…    two `redirect` events (HEAD logs none); stats redirect_count 2
 #   PUT  /urls/{id}           deactivate, then GET /{short_code} is 404 JSON at once
+#   link rules                a phone follows its rule (query forwarded), max_clicks=1 then
+#                             410, a password form posted through the edge answers 303
 #   GET  /no-such-code        404 JSON
 #   GET  /metrics             404 from the edge itself, also as /METRICS, //metrics, /metrics/
 #                             (no service's metrics are ever exposed through the edge)
@@ -64,6 +66,21 @@ redirect_check() {
 		log "ok   $1 /{short_code} (302, X-Cache: $cache)"
 	else
 		log "FAIL $1 /$2: want 302 to $3 (X-Cache ${4:-any}), got $status to '$location' (X-Cache '$cache')"
+		failures=$((failures + 1))
+	fi
+}
+
+# rule_answer NAME WANT_STATUS WANT_LOCATION (empty: any) CURL_ARGS...: one redirect-side answer.
+rule_answer() {
+	local name="$1" want="$2" want_location="$3" headers status location
+	shift 3
+	headers="$(curl -sS --max-time 10 -o /dev/null -D - "$@" | tr -d '\r')" || headers=""
+	status="$(awk 'NR == 1 {print $2}' <<<"$headers")"
+	location="$(awk -F': ' 'tolower($1) == "location" {print $2}' <<<"$headers")"
+	if [[ $status == "$want" && (-z $want_location || $location == "$want_location") ]]; then
+		log "ok   $name ($status)"
+	else
+		log "FAIL $name: want $want ${want_location:+to $want_location}, got $status to '$location'"
 		failures=$((failures + 1))
 	fi
 }
@@ -151,6 +168,21 @@ if [[ $user_id =~ ^[0-9]+$ ]]; then
 		request GET "/$code"
 		check "GET /{short_code} right after deactivation" 404 || true
 	fi
+		# Link rules through the edge: a phone follows the rule with its query forwarded,
+		# the click limit of 1 then answers 410, and a password form posted answers 303.
+		phone='Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36'
+		request POST /urls "{\"user_id\":$user_id,\"original_url\":\"$target\",\"max_clicks\":1,\"forward_query\":true,\"rules\":[{\"when\":{\"device\":[\"mobile\"]},\"target\":\"https://m.example.com/smoke\"}]}"
+		if check "POST /urls with rules" 201; then
+			rcode="$(json_check 'v["short_code"]' 2>/dev/null)" || rcode=""
+			rule_answer "GET /{code} by a phone" 302 "https://m.example.com/smoke?utm_source=smoke" -A "$phone" "$EDGE_URL/$rcode?utm_source=smoke"
+			rule_answer "GET /{code} past max_clicks" 410 "" -A "$phone" "$EDGE_URL/$rcode"
+		fi
+		request POST /urls "{\"user_id\":$user_id,\"original_url\":\"$target\",\"password\":\"smoke-pass\"}"
+		if check "POST /urls with a password" 201; then
+			pcode="$(json_check 'v["short_code"]' 2>/dev/null)" || pcode=""
+			rule_answer "GET /{code} by a browser: the form" 200 "" -H 'Accept: text/html' "$EDGE_URL/$pcode"
+			rule_answer "POST /{code} with the password" 303 "$target" -H 'Accept: text/html' --data 'password=smoke-pass' "$EDGE_URL/$pcode"
+		fi
 else
 	log "skip POST /urls (no user)"
 	failures=$((failures + 1))
