@@ -237,6 +237,25 @@ impl Valkey {
             .await?)
     }
 
+    /// [`Valkey::run_script`], waiting up to `timeout` for the reply instead
+    /// of the pool's command timeout (for counts that cannot fall back to
+    /// anything: a reply lost to a short timeout would have counted without
+    /// the caller knowing).
+    pub async fn run_script_within(
+        &self,
+        script: &LuaScript,
+        keys: Vec<String>,
+        args: Vec<i64>,
+        timeout: Duration,
+    ) -> Result<Vec<i64>, CacheError> {
+        let options = Options {
+            timeout: Some(timeout),
+            ..Options::default()
+        };
+        let client = self.client()?.with_options(&options);
+        Ok(script.0.evalsha_with_reload(&client, keys, args).await?)
+    }
+
     /// `PING`, for readiness checks.
     pub async fn ping(&self) -> bool {
         match self.client() {

@@ -119,6 +119,12 @@ pub struct RedirectConfig {
     #[arg(long, env = "LINK_PASSWORD_WINDOW_SECS", default_value_t = 300)]
     pub password_window_secs: u64,
 
+    /// Longest wait for Valkey to count a click-limited link's click or a
+    /// password attempt (longer than cache reads may wait: a count has no
+    /// fallback, and a reply given up on may have counted).
+    #[arg(long, env = "LINK_LIMIT_TIMEOUT_MS", default_value_t = 1000)]
+    pub limit_timeout_ms: u64,
+
     /// A directory whose `not_found.html`, `gone.html` and `password.html`
     /// replace the built-in pages for browsers (each file optional; read at
     /// start). Empty: the built-in pages.

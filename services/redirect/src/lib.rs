@@ -130,6 +130,7 @@ impl Service {
             &config.common.nats_prefix,
             config.password_attempts,
             config.password_window(),
+            Duration::from_millis(config.limit_timeout_ms.max(1)),
         );
         let permanent_cache_control =
             HeaderValue::try_from(format!("public, max-age={}", config.permanent_max_age_secs))

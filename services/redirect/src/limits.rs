@@ -92,6 +92,7 @@ pub struct Limits {
     give_back: LuaScript,
     attempts: u32,
     window: Duration,
+    timeout: Duration,
 }
 
 impl Limits {
@@ -101,6 +102,7 @@ impl Limits {
         prefix: &str,
         attempts: u32,
         window: Duration,
+        timeout: Duration,
     ) -> Self {
         Self {
             valkey,
@@ -111,6 +113,7 @@ impl Limits {
             give_back: LuaScript::new(GIVE_BACK),
             attempts,
             window,
+            timeout,
         }
     }
 
@@ -140,10 +143,11 @@ impl Limits {
         let mut seed = -1;
         loop {
             let answer = valkey
-                .run_script(
+                .run_script_within(
                     &self.take_click,
                     vec![key.clone()],
                     vec![max, i64::from(take), seed],
+                    self.timeout,
                 )
                 .await?;
             match answer.first() {
@@ -181,10 +185,11 @@ impl Limits {
         let valkey = self.valkey().await?;
         let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
         let answer = valkey
-            .run_script(
+            .run_script_within(
                 &self.take_attempt,
                 vec![self.attempts_key(url_id, client)],
                 vec![i64::from(self.attempts), window],
+                self.timeout,
             )
             .await?;
         Ok(match answer.as_slice() {
@@ -200,10 +205,11 @@ impl Limits {
     pub async fn right_password(&self, url_id: i64, client: Option<IpAddr>) {
         if let Ok(valkey) = self.valkey().await {
             let _ = valkey
-                .run_script(
+                .run_script_within(
                     &self.give_back,
                     vec![self.attempts_key(url_id, client)],
                     vec![],
+                    self.timeout,
                 )
                 .await;
         }
