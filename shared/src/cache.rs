@@ -26,6 +26,16 @@ use fred::types::scripts::Script;
 /// [`LINK_TOMBSTONE`] (written by each redirect replica that applies the
 /// change, and by the API itself right after the commit, so a takedown
 /// reaches Valkey even while NATS is away).
+/// A link's cache key within its domain: the short code on the default
+/// domain (today's keys, unchanged), `<host>/<code>` on a custom domain (a
+/// code never holds `/`, so the two cannot meet).
+pub fn domain_code(domain: Option<&str>, code: &str) -> String {
+    match domain {
+        Some(host) => format!("{host}/{code}"),
+        None => code.to_owned(),
+    }
+}
+
 pub fn link_key(prefix: &str, code: &str) -> String {
     format!("{prefix}:link:{code}")
 }

@@ -89,9 +89,20 @@ pub struct LinkSnapshot {
     pub id: i64,
     pub user_id: i64,
     pub short_code: String,
+    /// The link's custom domain (its host); absent for the default domain
+    /// (and in events written before domains existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     pub original_url: String,
     pub is_active: bool,
     pub updated_at: DateTime<Utc>,
+}
+
+impl LinkSnapshot {
+    /// The link's key in the redirect caches ([`crate::cache::domain_code`]).
+    pub fn cache_key(&self) -> String {
+        crate::cache::domain_code(self.domain.as_deref(), &self.short_code)
+    }
 }
 
 /// A user's state right after the change (no personal data beyond the id).
@@ -286,6 +297,7 @@ mod tests {
             id: 7,
             user_id: 3,
             short_code: "abc123".into(),
+            domain: None,
             original_url: "https://example.com/x".into(),
             is_active: true,
             updated_at: Utc::now(),

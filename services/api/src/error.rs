@@ -98,7 +98,7 @@ impl From<sqlx::Error> for ApiError {
                 Some("users_email_key") => {
                     return ApiError::Conflict("email already exists".into());
                 }
-                Some("urls_short_code_key") => {
+                Some("urls_short_code_key" | "urls_domain_code_key") => {
                     return ApiError::Conflict("short_code already exists".into());
                 }
                 _ => {}

@@ -100,6 +100,11 @@ resource_id!(
     KeyId,
     "API key not found"
 );
+resource_id!(
+    /// A custom domain's id (`domains.id`).
+    DomainId,
+    "Domain not found"
+);
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod domains;
 pub mod error;
 pub mod events;
 pub mod extract;

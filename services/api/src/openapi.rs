@@ -56,6 +56,11 @@ pub fn build(routes: impl FnOnce() -> ApiRouter<AppState>) -> (Router<AppState>,
                 ..Default::default()
             })
             .tag(Tag {
+                name: "domains".into(),
+                description: Some("Custom domains for short links".into()),
+                ..Default::default()
+            })
+            .tag(Tag {
                 name: "health".into(),
                 description: Some("Liveness and readiness".into()),
                 ..Default::default()

@@ -39,7 +39,8 @@ pub struct Enqueued {
     /// W3C trace context of the request that made the change (empty when
     /// tracing is off), sent as NATS headers.
     pub trace: HashMap<String, String>,
-    /// The short code of a link change (its cache key).
+    /// The cache key of a link change (its code, `<host>/<code>` on a
+    /// custom domain): the Valkey key the API tombstones.
     pub short_code: Option<String>,
 }
 
@@ -63,7 +64,10 @@ pub async fn enqueue(
         event.event_id.to_string(),
         subjects.change(&event.change),
         event.change.kind(),
-        event.change.link().map(|l| l.short_code.clone()),
+        event
+            .change
+            .link()
+            .map(shortline_shared::events::LinkSnapshot::cache_key),
     )
     .await
 }

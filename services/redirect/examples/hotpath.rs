@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
          SELECT user_id, 'hotpath-rules', 'https://example.com/hotpath?ref=bench', TRUE,
                 '[{\"when\": {\"device\": [\"mobile\", \"tablet\"]}, \"target\": \"https://m.example.com/hotpath\"}]'::jsonb
          FROM urls LIMIT 1
-         ON CONFLICT (short_code) DO NOTHING",
+         ON CONFLICT ((COALESCE(domain_id, 0)), short_code) DO NOTHING",
     )
     .execute(&state.db)
     .await?;

@@ -131,6 +131,21 @@ pub struct RedirectConfig {
     #[arg(long, env = "REDIRECT_TEMPLATE_DIR", default_value = "")]
     pub template_dir: String,
 
+    /// The public address of the default domain: its host (and any of
+    /// `REDIRECT_DEFAULT_HOSTS`, and requests by address) serves links
+    /// without a custom domain; other hosts are custom domains.
+    #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8000")]
+    pub public_base_url: String,
+
+    /// More hosts of the default domain (comma-separated).
+    #[arg(
+        long,
+        env = "REDIRECT_DEFAULT_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub default_hosts: Vec<String>,
+
     /// Proxies whose `X-Forwarded-For` is believed (comma-separated CIDRs).
     #[arg(
         long,

@@ -96,8 +96,10 @@ impl FastPath {
         if !code::is_valid(code) {
             return None;
         }
-        let target = self.state.links.cached(code).await?;
         let headers = req.headers();
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let key = self.state.hosts.key(host, code);
+        let target = self.state.links.cached(&key).await?;
         // A link with rules is answered here only when nothing but the
         // request decides it (no click limit, no password, not expired).
         let (location, outcome, cache_control) = match &target.policy {

@@ -180,7 +180,7 @@ impl Invalidator {
         match serde_json::from_slice::<ChangeEnvelope>(&message.payload) {
             Ok(envelope) => {
                 if let Some(link) = envelope.change.link() {
-                    match self.links.invalidate(&link.short_code).await {
+                    match self.links.invalidate(&link.cache_key()).await {
                         Ok(()) => tracing::debug!(
                             short_code = %link.short_code,
                             url_id = link.id,

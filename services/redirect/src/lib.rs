@@ -19,6 +19,7 @@ pub mod code;
 pub mod config;
 pub mod error;
 pub mod fast;
+pub mod hosts;
 pub mod invalidate;
 pub mod limits;
 pub mod pages;
@@ -48,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clicks::{PublisherSettings, TrustedProxies};
 use crate::config::RedirectConfig;
+use crate::hosts::Hosts;
 use crate::invalidate::Invalidator;
 use crate::limits::Limits;
 use crate::pages::Pages;
@@ -208,6 +210,7 @@ impl Service {
             limits,
             agents: AgentMemo::default(),
             pages,
+            hosts: Hosts::new(&config.public_base_url, &config.default_hosts)?,
             permanent_cache_control,
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             metrics,

@@ -116,10 +116,18 @@ fn default_redirect_type() -> i16 {
     302
 }
 
-/// The active link of a code, as a [`TargetRow`].
+/// The active link of a code on the default domain, as a [`TargetRow`]
+/// (`COALESCE(domain_id, 0)`: the unique index's expression).
 const TARGET_BY_CODE: &str = "SELECT id AS url_id, user_id, original_url, redirect_type, \
      expires_at, max_clicks, fallback_url, forward_query, rules, password_hash \
-     FROM urls WHERE short_code = $1 AND is_active";
+     FROM urls WHERE COALESCE(domain_id, 0) = 0 AND short_code = $1 AND is_active";
+
+/// The active link of a code on a custom domain (`$1`: its host).
+const TARGET_BY_DOMAIN_CODE: &str = "SELECT u.id AS url_id, u.user_id, u.original_url, \
+     u.redirect_type, u.expires_at, u.max_clicks, u.fallback_url, u.forward_query, u.rules, \
+     u.password_hash \
+     FROM domains d JOIN urls u ON COALESCE(u.domain_id, 0) = d.id \
+     WHERE d.host = $1 AND u.short_code = $2 AND u.is_active";
 
 impl TargetRow {
     /// The target of a link with no rules and the default redirect type.
@@ -653,15 +661,18 @@ impl LinkCache {
             .map_err(|bad| bad_target(code, Layer::Db, &bad))
     }
 
-    /// The active link's row (`None`: unknown or inactive).
-    async fn load_row(&self, code: &str) -> Result<Option<TargetRow>, RedirectError> {
+    /// The active link's row (`None`: unknown or inactive). `key` is the
+    /// code, or `<host>/<code>` on a custom domain.
+    async fn load_row(&self, key: &str) -> Result<Option<TargetRow>, RedirectError> {
         let unavailable = |e: sqlx::Error| RedirectError::Unavailable(e.to_string());
         let mut conn = self.0.db.acquire().await.map_err(unavailable)?;
-        sqlx::query_as::<_, TargetRow>(TARGET_BY_CODE)
-            .bind(code)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(unavailable)
+        let query = match key.split_once('/') {
+            None => sqlx::query_as::<_, TargetRow>(TARGET_BY_CODE).bind(key),
+            Some((host, code)) => sqlx::query_as::<_, TargetRow>(TARGET_BY_DOMAIN_CODE)
+                .bind(host)
+                .bind(code),
+        };
+        query.fetch_optional(&mut *conn).await.map_err(unavailable)
     }
 
     fn l2_failed(&self, op: &'static str, e: &CacheError) {

@@ -202,7 +202,8 @@ async fn answer(
     if !code::is_valid(code) {
         return Err(RedirectError::NotFound);
     }
-    let lookup = state.links.lookup(code).await?;
+    let host = asked.header(&header::HOST);
+    let lookup = state.links.lookup(&state.hosts.key(host, code)).await?;
     state.metrics.lookup(lookup.layer, lookup.target.is_some());
     let target = lookup.target.ok_or(RedirectError::NotFound)?;
     let Some(policy) = &target.policy else {

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use axum::http::{HeaderValue, StatusCode};
 
 use crate::clicks::{ClickSink, TrustedProxies};
+use crate::hosts::Hosts;
 use crate::limits::Limits;
 use crate::pages::Pages;
 use crate::policy::AgentMemo;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub agents: AgentMemo,
     /// Pages for browsers.
     pub pages: Pages,
+    /// The default domain's hosts (which `Host` is a custom domain).
+    pub hosts: Hosts,
     /// `Cache-Control` of a 301 or 308 redirect of a link without rules.
     pub permanent_cache_control: HeaderValue,
     pub trusted_proxies: Arc<TrustedProxies>,

@@ -62,11 +62,19 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, A
         title: new.title.as_deref(),
         settings: &settings,
         password_hash: password_hash.as_deref(),
+        domain_id: None,
     };
     let mut tx = Mutation::begin(state).await?;
     if !users::repo::exists(&mut tx, new.user_id).await? {
         return Err(UserId::not_found());
     }
+    let row = match &new.domain {
+        Some(host) => NewRow {
+            domain_id: Some(crate::domains::resolve(&mut tx, host).await?),
+            ..row
+        },
+        None => row,
+    };
     let link = insert_with_code(state, &mut tx, new.short_code.as_deref(), row).await?;
     let committed = tx
         .commit([Changed::LinkCreated(link.snapshot())], link)

@@ -21,6 +21,10 @@ pub struct Link {
     pub original_url: String,
     pub title: Option<String>,
     pub is_active: bool,
+    /// The custom domain the link lives on (its host); `null`: the default
+    /// domain (the host of `PUBLIC_BASE_URL`).
+    #[schemars(example = "go.example.com")]
+    pub domain: Option<String>,
     /// `YYYY-MM-DDTHH:MM:SS`, UTC.
     #[serde(with = "shortline_shared::wire::timestamp")]
     #[schemars(with = "String", example = "2025-06-04T00:07:00")]
@@ -70,6 +74,7 @@ impl Link {
             id: self.id.get(),
             user_id: self.user_id.get(),
             short_code: self.short_code.clone(),
+            domain: self.domain.clone(),
             original_url: self.original_url.clone(),
             is_active: self.is_active,
             updated_at: self.updated_at,
@@ -142,6 +147,11 @@ pub struct NewLink {
     /// an argon2id hash, never returned).
     #[schemars(with = "Option<String>", length(min = 1, max = 256))]
     pub password: Option<Password>,
+    /// A custom domain (`POST /domains`) to create the link on, by host;
+    /// 404 when there is no such domain. Default: the default domain. The
+    /// same `short_code` may exist once per domain.
+    #[schemars(example = "go.example.com")]
+    pub domain: Option<String>,
 }
 
 impl FromJson for NewLink {
@@ -167,10 +177,12 @@ impl FromJson for NewLink {
         let forward_query = f.optional_bool("forward_query").unwrap_or(false);
         let rules = rules::read_rules(f).unwrap_or_default();
         let password = rules::read_password(f).flatten();
+        let domain = f.optional_string("domain");
         if f.has_problems() {
             return None;
         }
         Some(NewLink {
+            domain,
             user_id: user_id?,
             original_url: original_url?,
             title,

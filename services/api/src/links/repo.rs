@@ -6,7 +6,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use super::model::Link;
 use super::rules::RuleSettings;
 use super::stats::{Interval, SeriesPoint};
-use crate::ids::{LinkId, UserId};
+use crate::ids::{DomainId, LinkId, UserId};
 use crate::paging::Page;
 use crate::row_stream;
 
@@ -15,7 +15,8 @@ use crate::row_stream;
 /// hash is never read back: only whether there is one.
 macro_rules! columns {
     () => {
-        "id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+        "id, user_id, short_code, original_url, title, is_active,
+         (SELECT host FROM domains d WHERE d.id = urls.domain_id) AS domain, created_at, updated_at,
          redirect_type, expires_at, max_clicks, fallback_url, forward_query, rules,
          password_hash IS NOT NULL AS password_protected"
     };
@@ -58,6 +59,8 @@ pub struct NewRow<'a> {
     pub settings: &'a RuleSettings,
     /// An argon2id PHC string.
     pub password_hash: Option<&'a str>,
+    /// `None`: the default domain.
+    pub domain_id: Option<DomainId>,
 }
 
 /// Inserts a link unless its code is taken (`None` then).
@@ -69,9 +72,10 @@ pub async fn insert(
     let s = row.settings;
     sqlx::query_as::<_, Link>(concat!(
         "INSERT INTO urls (user_id, short_code, original_url, title, redirect_type, expires_at,
-                           max_clicks, fallback_url, forward_query, rules, password_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (short_code) DO NOTHING
+                           max_clicks, fallback_url, forward_query, rules, password_hash,
+                           domain_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT ((COALESCE(domain_id, 0)), short_code) DO NOTHING
          RETURNING ",
         columns!()
     ))
@@ -86,6 +90,7 @@ pub async fn insert(
     .bind(s.forward_query)
     .bind(sqlx::types::Json(&s.rules))
     .bind(row.password_hash)
+    .bind(row.domain_id)
     .fetch_optional(conn)
     .await
 }

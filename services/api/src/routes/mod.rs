@@ -3,6 +3,7 @@
 //! [`operation!`] from `///` lines: its summary, description and documented
 //! error answers in /openapi.json.
 
+pub mod domains;
 pub mod events;
 pub mod health;
 pub mod keys;
@@ -100,6 +101,7 @@ pub fn api_routes() -> ApiRouter<AppState> {
         .merge(links::routes())
         .merge(events::routes())
         .merge(keys::routes())
+        .merge(domains::routes())
 }
 
 /// `201 Created` with a JSON body.

@@ -90,16 +90,30 @@ pub async fn soft_delete(conn: &mut PgConnection, id: UserId) -> Result<Option<U
     .await
 }
 
+/// A deactivated link's columns: id, user, code, domain host, target,
+/// active flag, change time.
+type SnapshotRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    String,
+    bool,
+    DateTime<Utc>,
+);
+
 /// Deactivates every active link of a user who is being deleted, returning
 /// each link's new state (for its change event).
 pub async fn deactivate_links(
     conn: &mut PgConnection,
     id: UserId,
 ) -> Result<Vec<LinkSnapshot>, sqlx::Error> {
-    let rows: Vec<(i64, i64, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<SnapshotRow> = sqlx::query_as(
         "UPDATE urls SET is_active = FALSE, updated_at = now()
          WHERE user_id = $1 AND is_active
-         RETURNING id, user_id, short_code, original_url, is_active, updated_at",
+         RETURNING id, user_id, short_code,
+                   (SELECT host FROM domains d WHERE d.id = urls.domain_id) AS domain,
+                   original_url, is_active, updated_at",
     )
     .bind(id)
     .fetch_all(conn)
@@ -107,10 +121,11 @@ pub async fn deactivate_links(
     Ok(rows
         .into_iter()
         .map(
-            |(id, user_id, short_code, original_url, is_active, updated_at)| LinkSnapshot {
+            |(id, user_id, short_code, domain, original_url, is_active, updated_at)| LinkSnapshot {
                 id,
                 user_id,
                 short_code,
+                domain,
                 original_url,
                 is_active,
                 updated_at,

@@ -3,6 +3,7 @@
 //! NATS JetStream server (`NATS_URL`).
 
 mod auth;
+mod domains;
 mod edge;
 mod errors;
 mod events;

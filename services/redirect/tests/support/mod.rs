@@ -148,6 +148,7 @@ pub fn snapshot(id: i64, code: &str, url: &str, active: bool) -> LinkSnapshot {
         id,
         user_id: 7,
         short_code: code.into(),
+        domain: None,
         original_url: url.into(),
         is_active: active,
         updated_at: chrono::Utc::now(),
