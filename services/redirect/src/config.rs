@@ -131,6 +131,16 @@ pub struct RedirectConfig {
     #[arg(long, env = "REDIRECT_TEMPLATE_DIR", default_value = "")]
     pub template_dir: String,
 
+    /// Where this service's short links are reached: `GET /{code}/qr`
+    /// encodes `<REDIRECT_PUBLIC_BASE_URL>/<code>` (not the request's
+    /// `Host`, which the client chooses).
+    #[arg(
+        long,
+        env = "REDIRECT_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub public_base_url: String,
+
     /// Proxies whose `X-Forwarded-For` is believed (comma-separated CIDRs).
     #[arg(
         long,
