@@ -6,7 +6,7 @@
 //! reads, `events` the versioned messages that cross service
 //! boundaries, `nats` the JetStream connection and stream definitions,
 //! `telemetry` logs, metrics and traces, `probe` the dependency and pool
-//! gauges and the one `/ready` answer, `http` the layers every router wears
+//! gauges and the one `/ready` answer, `qr` QR codes of short URLs (SVG, PNG), `http` the layers every router wears
 //! and the listener's bind, `shutdown` the signal handling and a service's
 //! background tasks, `target_url` what a link may point at, `link_rules`
 //! the wire form of a link's rules, `user_agent` the one classification of
@@ -22,6 +22,7 @@ pub mod http;
 pub mod link_rules;
 pub mod nats;
 pub mod probe;
+pub mod qr;
 pub mod shutdown;
 pub mod target_url;
 pub mod telemetry;

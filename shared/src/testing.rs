@@ -1,7 +1,8 @@
 //! Test support (feature `testing`): real `nats-server` / `valkey-server`
 //! processes started from the project's tools directory on free ports, a
-//! TCP proxy that a test can cut to make a server unreachable, and
-//! [`call`], which drives a router with one request.
+//! TCP proxy that a test can cut to make a server unreachable,
+//! [`call`], which drives a router with one request, and [`decode_qr`],
+//! which reads a QR code image back to its text.
 //!
 //! The binaries come from `$SHORTLINE_TOOLS_DIR/bin/` (`make test` sets it;
 //! `make tools` installs them). Every process is killed when its handle
@@ -486,4 +487,51 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.cut.cancel();
     }
+}
+
+/// The text of the one QR code in an image of `content_type` (`image/png`,
+/// or `image/svg+xml` drawn by a real SVG renderer); panics when the image
+/// does not read or holds no single decodable code.
+pub fn decode_qr(content_type: &str, bytes: &[u8]) -> String {
+    let grey = match content_type {
+        "image/png" => image::load_from_memory(bytes)
+            .expect("the PNG reads")
+            .to_luma8(),
+        "image/svg+xml" => {
+            let tree = resvg::usvg::Tree::from_data(bytes, &resvg::usvg::Options::default())
+                .expect("the SVG parses");
+            let size = tree.size().to_int_size();
+            let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+                .expect("the SVG has a size");
+            resvg::render(
+                &tree,
+                resvg::tiny_skia::Transform::default(),
+                &mut pixmap.as_mut(),
+            );
+            // Transparent pixels (nothing drawn) read as light.
+            let luma = pixmap
+                .pixels()
+                .iter()
+                .map(|p| {
+                    let c = p.demultiply();
+                    let alpha = u32::from(c.alpha());
+                    let grey =
+                        (u32::from(c.red()) + u32::from(c.green()) + u32::from(c.blue())) / 3;
+                    u8::try_from((grey * alpha + 255 * (255 - alpha)) / 255).unwrap_or(255)
+                })
+                .collect();
+            image::GrayImage::from_raw(size.width(), size.height(), luma)
+                .expect("one byte per pixel")
+        }
+        other => panic!("not a QR code image type: {other}"),
+    };
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(
+        grey.width() as usize,
+        grey.height() as usize,
+        |x, y| grey.get_pixel(x as u32, y as u32).0[0],
+    );
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    let (_, text) = grids[0].decode().expect("the QR code decodes");
+    text
 }

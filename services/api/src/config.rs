@@ -63,6 +63,11 @@ pub struct ApiConfig {
     )]
     pub public_hosts: Vec<String>,
 
+    /// Where short links are reached (`<PUBLIC_BASE_URL>/<short_code>`):
+    /// the URL a link's QR code encodes.
+    #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8000")]
+    pub public_base_url: String,
+
     /// A file of domains links may not point at (one per line, `#`
     /// comments; a domain covers its subdomains), re-read when it changes.
     #[arg(long, env = "TARGET_BLOCKLIST_FILE")]

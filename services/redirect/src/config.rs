@@ -134,6 +134,8 @@ pub struct RedirectConfig {
     /// The public address of the default domain: its host (and any of
     /// `REDIRECT_DEFAULT_HOSTS`, and requests by address) serves links
     /// without a custom domain; other hosts are custom domains.
+    /// `GET /{code}/qr` encodes `<PUBLIC_BASE_URL>/<code>` on the default
+    /// domain (never the request's `Host`, which the client chooses).
     #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8000")]
     pub public_base_url: String,
 

@@ -35,6 +35,12 @@ pub enum RedirectError {
     /// A `POST` to a link without a password (405, `Allow: GET,HEAD`).
     #[error("Method not allowed")]
     MethodNotAllowed,
+    /// A query parameter is not acceptable (400); the message names it.
+    #[error("{0}")]
+    BadParameter(String),
+    /// A QR code could not be drawn (500; logged).
+    #[error("QR code not drawn: {0}")]
+    QrNotDrawn(String),
     /// A click-limited or password-protected link while Valkey, which
     /// counts for every replica, cannot answer (503: fail closed).
     #[error("cannot count clicks or attempts: {0}")]
@@ -78,6 +84,11 @@ impl IntoResponse for RedirectError {
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
                 response
+            }
+            RedirectError::BadParameter(message) => error_body(StatusCode::BAD_REQUEST, message),
+            RedirectError::QrNotDrawn(e) => {
+                tracing::error!(error = %e, "QR code not drawn");
+                error_body(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             }
             RedirectError::Uncounted(e) => {
                 tracing::error!(error = %e, "click limit or password attempts cannot be counted");

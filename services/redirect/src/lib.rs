@@ -11,6 +11,7 @@
 //! `clicks` turns every redirect into a click event published to JetStream
 //! in batches, off the request path, and `spill` keeps what a shutdown could
 //! not publish for a replica to replay; `error` maps failures to JSON.
+//! `qr` answers `GET /{short_code}/qr`, the link's QR code (no click).
 //! Liveness, readiness and metrics are served beside the redirect route.
 
 pub mod click_record;
@@ -24,6 +25,7 @@ pub mod invalidate;
 pub mod limits;
 pub mod pages;
 pub mod policy;
+pub mod qr;
 pub mod resolve;
 pub mod routes;
 pub mod spill;
@@ -68,6 +70,7 @@ pub fn router(state: RedirectState) -> Router {
             get(shortline_shared::telemetry::metrics_handler),
         )
         .route("/{short_code}", get(routes::redirect).post(routes::unlock))
+        .route("/{short_code}/qr", get(qr::link_qr))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state.clone());
     with_common_layers_using(app, &CommonLayers::default(), state.http.clone())
@@ -213,6 +216,7 @@ impl Service {
             hosts: Hosts::new(&config.public_base_url, &config.default_hosts)?,
             permanent_cache_control,
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+            public_base_url: Arc::from(config.public_base_url.trim_end_matches('/')),
             metrics,
             http: RequestTelemetry::new(),
         });

@@ -54,6 +54,9 @@ pub struct Shared {
     /// `Cache-Control` of a 301 or 308 redirect of a link without rules.
     pub permanent_cache_control: HeaderValue,
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// `PUBLIC_BASE_URL` without a trailing `/`: what QR codes
+    /// put before the code.
+    pub public_base_url: Arc<str>,
     pub metrics: RedirectMetrics,
     /// Request span, duration histogram and access log, shared by the
     /// router's layer and the fast path.

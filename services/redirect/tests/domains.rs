@@ -101,6 +101,32 @@ async fn the_same_code_resolves_by_host_in_every_tier(db: PgPool) {
             "{host} on replica b"
         );
     }
+    // The public QR code names the domain it was asked on.
+    for (host, want) in [
+        ("go.example.com", "https://go.example.com/same"),
+        ("sho.rt", "https://sho.rt/same"),
+    ] {
+        let r = http
+            .get(format!("{}/same/qr?format=png&size=200", a.base))
+            .header(header::HOST, host)
+            .send()
+            .await
+            .expect("qr");
+        assert_eq!(r.status().as_u16(), 200, "{host}");
+        let png = r.bytes().await.expect("png");
+        assert_eq!(
+            shortline_shared::testing::decode_qr("image/png", &png),
+            want,
+            "{host}"
+        );
+    }
+    let r = http
+        .get(format!("{}/same/qr", a.base))
+        .header(header::HOST, "unknown.example")
+        .send()
+        .await
+        .expect("qr");
+    assert_eq!(r.status().as_u16(), 404);
     // A host that is no domain, and a domain without that code: 404.
     assert_eq!(
         location_for(&http, &a.base, "unknown.example", "same")

@@ -15,6 +15,7 @@ use shortline_shared::testing::{self, OwnServer, ServerKind, TcpProxy, unique_pr
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+mod qr;
 mod support;
 use support::*;
 

@@ -30,6 +30,19 @@ use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::users;
 
+/// A link's short URL: `<PUBLIC_BASE_URL>/<code>` on the default domain,
+/// `<scheme of PUBLIC_BASE_URL>://<domain>/<code>` on a custom domain.
+pub fn short_url(public_base_url: &str, link: &Link) -> String {
+    let base = public_base_url.trim_end_matches('/');
+    match &link.domain {
+        None => format!("{base}/{}", link.short_code),
+        Some(domain) => {
+            let scheme = base.split_once("://").map_or("https", |(scheme, _)| scheme);
+            format!("{scheme}://{domain}/{}", link.short_code)
+        }
+    }
+}
+
 /// Attempts at a free generated code before giving up (the length grows by
 /// one after half of them, so a crowded code space cannot wedge creation).
 const MAX_CODE_ATTEMPTS: usize = 8;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod links;
+pub mod qr;
 pub mod users;
 
 use aide::axum::ApiRouter;
@@ -99,6 +100,7 @@ pub fn api_routes() -> ApiRouter<AppState> {
         .merge(health::routes())
         .merge(users::routes())
         .merge(links::routes())
+        .merge(qr::routes())
         .merge(events::routes())
         .merge(keys::routes())
         .merge(domains::routes())

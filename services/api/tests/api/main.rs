@@ -14,6 +14,7 @@ mod openapi;
 mod outage;
 mod outbox;
 mod propagation;
+mod qr;
 mod stats;
 mod support;
 mod targets;
