@@ -1,5 +1,5 @@
-//! `shortline-api`: serve the write API, migrate the database, or load CSV
-//! seed files.
+//! `shortline-api`: serve the write API, migrate the database, load CSV
+//! seed files, import another shortener's export, or manage API keys.
 
 use std::path::PathBuf;
 
@@ -25,6 +25,20 @@ enum Command {
     Seed {
         /// Directory holding the CSV files.
         dir: PathBuf,
+    },
+    /// Import links exported from another shortener (safe to re-run).
+    Import {
+        /// The tool that wrote the export.
+        #[arg(long, value_enum)]
+        from: shortline_api::import::foreign::Source,
+        /// The user who will own the links.
+        #[arg(long)]
+        user_id: i64,
+        /// Print only the summary, not one JSON line per row.
+        #[arg(long)]
+        quiet: bool,
+        /// The export file (CSV or JSON, as the tool writes it).
+        file: PathBuf,
     },
     /// Manage API keys.
     #[command(subcommand)]
@@ -78,6 +92,36 @@ async fn main() -> anyhow::Result<()> {
             };
             let report = shortline_api::import::seed_dir_with(&pool, &dir, rules).await?;
             tracing::info!(?report, "seed finished");
+            Ok(())
+        }
+        Command::Import {
+            from,
+            user_id,
+            quiet,
+            file,
+        } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let db: shortline_shared::db::Db =
+                shortline_shared::db::pool(&cli.config.common.database_url, &Default::default())?
+                    .into();
+            let report = shortline_api::import::adopt::import_links(
+                &db,
+                from,
+                &bytes,
+                shortline_api::ids::UserId::new(user_id),
+                &cli.config.target_policy()?,
+            )
+            .await?;
+            if !quiet {
+                for outcome in &report.outcomes {
+                    println!("{}", serde_json::to_string(outcome)?);
+                }
+            }
+            println!(
+                "import: {} rows, {} created, {} already there, {} conflicts, {} errors",
+                report.rows, report.created, report.exists, report.conflicts, report.errors
+            );
             Ok(())
         }
         Command::Keys(command) => keys(&cli.config, command).await,

@@ -1,5 +1,7 @@
 //! CSV import: `POST /users/bulk` (a streamed multipart upload) and the seed
-//! loader behind `shortline-api seed <dir>`.
+//! loader behind `shortline-api seed <dir>`; and links exported from other
+//! shorteners (`shortline-api import --from bitly|shlink|kutt|yourls FILE`:
+//! `foreign` reads their formats, `adopt` loads them).
 //!
 //! Both run the same pipeline (`pipeline`). A blocking task reads the CSV
 //! with the `csv` crate (an upload is bridged from its async byte stream with
@@ -56,7 +58,9 @@
 //! `{"value": <the JSON value, or the raw text if it is not JSON>}`; empty
 //! details become `{}`.
 
+pub mod adopt;
 mod fields;
+pub mod foreign;
 mod pipeline;
 mod repo;
 mod report;

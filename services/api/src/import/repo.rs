@@ -179,6 +179,75 @@ pub(super) async fn bump_sequence_unlocked(
         .await
 }
 
+/// A link exported from another shortener, unless its code is taken on its
+/// domain (`None` then); its id when inserted.
+pub(super) async fn insert_foreign_link(
+    conn: &mut PgConnection,
+    link: &super::foreign::ForeignLink,
+    user_id: crate::ids::UserId,
+    domain_id: Option<crate::ids::DomainId>,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO urls (user_id, short_code, original_url, title, created_at, updated_at,
+                           domain_id, imported_visits)
+         VALUES ($1, $2, $3, $4, COALESCE($5, now()), COALESCE($5, now()), $6, $7)
+         ON CONFLICT ((COALESCE(domain_id, 0)), short_code) DO NOTHING
+         RETURNING id",
+    )
+    .bind(user_id)
+    .bind(&link.code)
+    .bind(&link.long_url)
+    .bind(link.title.as_deref())
+    .bind(link.created_at)
+    .bind(domain_id)
+    .bind(link.visits.unwrap_or(0))
+    .fetch_optional(conn)
+    .await
+}
+
+/// The `created` event of an imported link, at its original creation time.
+pub(super) async fn insert_created_event(
+    conn: &mut PgConnection,
+    url_id: i64,
+    user_id: crate::ids::UserId,
+    link: &super::foreign::ForeignLink,
+) -> Result<(), sqlx::Error> {
+    let at = link.created_at.unwrap_or_else(chrono::Utc::now);
+    let event_id = ulid::Ulid::from_datetime(at.into()).to_string();
+    sqlx::query(
+        "INSERT INTO events (event_id, url_id, user_id, event_type, occurred_at, details)
+         VALUES ($1, $2, $3, 'created', $4, $5)",
+    )
+    .bind(event_id)
+    .bind(url_id)
+    .bind(user_id)
+    .bind(at)
+    .bind(serde_json::json!({
+        "short_code": link.code,
+        "original_url": link.long_url,
+        "imported": true,
+    }))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The id and target of the link holding `code` on a domain, if any.
+pub(super) async fn code_holder(
+    conn: &mut PgConnection,
+    code: &str,
+    domain_id: Option<crate::ids::DomainId>,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, original_url FROM urls
+         WHERE COALESCE(domain_id, 0) = COALESCE($1, 0) AND short_code = $2",
+    )
+    .bind(domain_id)
+    .bind(code)
+    .fetch_optional(conn)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

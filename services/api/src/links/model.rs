@@ -56,6 +56,9 @@ pub struct Link {
     pub rules: Vec<Rule>,
     /// Whether a password guards the link (the password is never shown).
     pub password_protected: bool,
+    /// Visits counted by the shortener the link was imported from
+    /// (`shortline-api import`); Shortline's own are in its statistics.
+    pub imported_visits: i64,
 }
 
 /// The `rules` example of the OpenAPI document: German-speaking phone

@@ -18,7 +18,7 @@ macro_rules! columns {
         "id, user_id, short_code, original_url, title, is_active,
          (SELECT host FROM domains d WHERE d.id = urls.domain_id) AS domain, created_at, updated_at,
          redirect_type, expires_at, max_clicks, fallback_url, forward_query, rules,
-         password_hash IS NOT NULL AS password_protected"
+         password_hash IS NOT NULL AS password_protected, imported_visits"
     };
 }
 

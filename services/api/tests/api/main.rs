@@ -8,6 +8,7 @@ mod edge;
 mod errors;
 mod events;
 mod import;
+mod importers;
 mod link_rules;
 mod links;
 mod openapi;
