@@ -8,7 +8,8 @@ const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 /// Paths the edge sends to the API or that the services serve themselves; a
 /// link with such a code could never be reached, so it cannot be chosen.
 const RESERVED: &[&str] = &[
-    "users", "urls", "events", "keys", "health", "ready", "metrics", "apidocs", "openapi",
+    "users", "urls", "events", "keys", "domains", "health", "ready", "metrics", "apidocs",
+    "openapi",
 ];
 
 /// Longest custom code accepted.
@@ -58,6 +59,7 @@ mod tests {
         assert!(check_custom("a/b").is_err());
         assert!(check_custom("Users").is_err());
         assert!(check_custom("keys").is_err());
+        assert!(check_custom("domains").is_err());
         assert!(check_custom(&"x".repeat(65)).is_err());
     }
 }

@@ -45,6 +45,8 @@ async fn create_read_and_created_event(db: PgPool) {
         "forward_query",
         "rules",
         "password_protected",
+        "domain",
+        "imported_visits",
     ];
     expected.sort_unstable();
     keys.sort_unstable();
