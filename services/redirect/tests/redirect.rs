@@ -83,7 +83,7 @@ async fn redirects_to_the_stored_url_exactly_through_each_layer(db: PgPool) {
 async fn link_queries_waiting(db: &mut sqlx::PgConnection) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock' AND query LIKE '%FROM urls WHERE short_code%'",
+         AND wait_event_type = 'Lock' AND query LIKE '%FROM urls WHERE COALESCE(domain_id, 0) = 0 AND short_code%'",
     )
     .fetch_one(db)
     .await
