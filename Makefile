@@ -56,7 +56,7 @@ seed: demo-data ## Load .local/demo into the database (shortline-api seed), then
 	@bash scripts/env.sh "$(API_BIN)" seed "$(CURDIR)/$(DEMO_DIR)"
 	@bash scripts/env.sh "$(ANALYTICS_BIN)" rebuild-rollups
 
-up: ## Everything: tools, servers, build, migrate, demo data, seed, services + edge
+up: ## Everything: tools, servers, build, migrate, demo data, seed, services + edge (REDIRECT_REPLICAS=2 ANALYTICS_REPLICAS=2 NATS_CLUSTER=3: two of everything)
 	@$(MAKE) tools
 	@$(MAKE) servers
 	@$(MAKE) build
