@@ -8,7 +8,7 @@
 # drained), stale redirects after edits, and the recovery time. scripts/chaos.py has the
 # details and the definitions.
 #
-#   scripts/chaos.sh                   every fault (about 6 minutes; stopped after CHAOS_TIMEOUT,
+#   scripts/chaos.sh                   every fault (about 3 minutes; stopped after CHAOS_TIMEOUT,
 #                                      900 s, with a failure)
 #   CHAOS_FAULTS=redirect-kill,valkey-kill,nats-kill scripts/chaos.sh   some of them (.ci/run)
 #
