@@ -10,8 +10,9 @@
 # analytics. `redirect` / `analytics` as a target means every replica (stop and status: every
 # replica with a pid file, whatever the variables say now); `redirect-2` etc. one replica (what
 # make chaos kills and restarts). The edge balances over every redirect replica, health-checks
-# each (GET /health every second; a replica that fails it gets no requests until it passes)
-# and retries a request that reached no replica on another one (redirects are GET: idempotent).
+# each (GET /health every second, and 3 failed requests in a row take it out until the next
+# check passes) and retries a redirect that got no answer (redirects are GET: idempotent); see
+# config/traefik/dynamic.yml.
 # Analytics replicas share one durable JetStream consumer (ANALYTICS_CONSUMER): each batch
 # goes to one of them.
 # Runs the release binaries from ${CARGO_TARGET_DIR:-target}/release/ in the background with
@@ -157,7 +158,7 @@ service_credentials() {
 }
 
 # render_template SRC DEST NAME=VALUE...: replace each @@NAME@@ in SRC. A VALUE of several
-# space-separated words repeats each line that holds @@NAME@@ once per word (a list of
+# lines repeats each line of SRC that holds @@NAME@@ once per line of VALUE (a list of
 # servers).
 render_template() {
 	local src="$1" dest="$2" text kv key value line out word
@@ -166,11 +167,11 @@ render_template() {
 	for kv in "$@"; do
 		key="@@${kv%%=*}@@"
 		value="${kv#*=}"
-		if [[ $value == *" "* ]]; then
+		if [[ $value == *$'\n'* ]]; then
 			out=""
 			while IFS= read -r line; do
 				if [[ $line == *"$key"* ]]; then
-					for word in $value; do out+="${line//"$key"/"$word"}"$'\n'; done
+					while IFS= read -r word; do out+="${line//"$key"/"$word"}"$'\n'; done <<<"$value"
 				else
 					out+="$line"$'\n'
 				fi
@@ -214,11 +215,11 @@ start_edge() {
 	port_open "${EDGE_LISTEN##*:}" "${EDGE_LISTEN%:*}" && die "edge: $EDGE_LISTEN is taken by another process"
 	port_open "${EDGE_PING_LISTEN##*:}" "${EDGE_PING_LISTEN%:*}" && die "edge: $EDGE_PING_LISTEN is taken by another process"
 	mkdir -p "$dir"
-	local upstreams=() r
-	while read -r r; do upstreams+=("$(connect_addr "$(listen_of "$r")")"); done < <(instances redirect)
+	local upstreams="" r
+	while read -r r; do upstreams+="$(connect_addr "$(listen_of "$r")")"$'\n'; done < <(instances redirect)
 	render_template "$SHORTLINE_ROOT/config/traefik/dynamic.yml" "$dir/dynamic.yml" \
 		"API_UPSTREAM=$(connect_addr "$API_LISTEN")" \
-		"REDIRECT_UPSTREAM=${upstreams[*]}"
+		"REDIRECT_UPSTREAM=${upstreams%$'\n'}"
 	render_template "$SHORTLINE_ROOT/config/traefik/traefik.yml" "$dir/traefik.yml" \
 		"EDGE_LISTEN=$EDGE_LISTEN" "EDGE_PING_LISTEN=$EDGE_PING_LISTEN" \
 		"DYNAMIC_FILE=$dir/dynamic.yml" "ACCESS_LOG=$LOG_DIR/traefik-access.log"
