@@ -22,7 +22,7 @@ DEMO_SEED ?= 42
 # Extra arguments for `cargo test`, e.g. make test TEST_ARGS="-p shortline-api"
 TEST_ARGS ?=
 
-.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke fuzz observability-proof compose-env fmt lint clean-state
+.PHONY: help tools servers build migrate demo-data seed up down status test validate-deploy check-monitoring smoke fuzz chaos observability-proof compose-env fmt lint clean-state
 
 help: ## List the targets
 	@echo "Shortline: make up (start everything), then make test"
@@ -56,7 +56,7 @@ seed: demo-data ## Load .local/demo into the database (shortline-api seed), then
 	@bash scripts/env.sh "$(API_BIN)" seed "$(CURDIR)/$(DEMO_DIR)"
 	@bash scripts/env.sh "$(ANALYTICS_BIN)" rebuild-rollups
 
-up: ## Everything: tools, servers, build, migrate, demo data, seed, services + edge
+up: ## Everything: tools, servers, build, migrate, demo data, seed, services + edge (REDIRECT_REPLICAS=2 ANALYTICS_REPLICAS=2 NATS_CLUSTER=3: two of everything)
 	@$(MAKE) tools
 	@$(MAKE) servers
 	@$(MAKE) build
@@ -91,6 +91,9 @@ smoke: ## Smoke-test the running stack through the edge (after make up)
 
 fuzz: ## Fuzz the running stack's API (its own address) with Schemathesis (FUZZ_CASES=2000; changes data)
 	@bash scripts/fuzz.sh
+
+chaos: ## Kill and restore each component under load; 0 failed, lost, duplicated, stale (CHAOS_FAULTS=...; 2 of everything; changes data)
+	@bash scripts/chaos.sh
 
 observability-proof: ## Run a Prometheus against the running stack and evaluate every panel and alert query
 	@bash scripts/observability-proof.sh

@@ -20,18 +20,29 @@ PG_PORT="${SHORTLINE_PG_PORT:-55432}"
 VALKEY_PORT="${SHORTLINE_VALKEY_PORT:-56379}"
 NATS_PORT="${SHORTLINE_NATS_PORT:-54222}"
 NATS_MONITOR_PORT="${SHORTLINE_NATS_MONITOR_PORT:-58222}"
+# NATS_CLUSTER=3: a local three-node NATS cluster (scripts/servers.sh) instead of one server.
+# Node i (1..N) listens for clients on NATS_PORT+i-1, for monitoring on NATS_MONITOR_PORT+i-1
+# and for its cluster routes on NATS_CLUSTER_PORT+i-1; clients get every node's URL, and the
+# services keep NATS_STREAM_REPLICAS (default: the cluster size) copies of each stream.
+NATS_CLUSTER="${NATS_CLUSTER:-1}"
+[[ $NATS_CLUSTER =~ ^[1-9]$ ]] || { echo "NATS_CLUSTER must be 1..9 (got '$NATS_CLUSTER')" >&2; exit 2; }
+NATS_CLUSTER_PORT="${SHORTLINE_NATS_CLUSTER_PORT:-56222}"
 EDGE_LISTEN="${EDGE_LISTEN:-127.0.0.1:8000}"
 EDGE_PING_LISTEN="${EDGE_PING_LISTEN:-127.0.0.1:58080}"
 
 LOCAL_DATABASE_URL="postgres://shortline@127.0.0.1:$PG_PORT/shortline"
 LOCAL_VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT"
 LOCAL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+for ((_i = 2; _i <= NATS_CLUSTER; _i++)); do LOCAL_NATS_URL+=",nats://127.0.0.1:$((NATS_PORT + _i - 1))"; done
+unset _i
+if ((NATS_CLUSTER > 1)); then export NATS_STREAM_REPLICAS="${NATS_STREAM_REPLICAS:-$NATS_CLUSTER}"; fi
 
 # Credentials of the local NATS and Valkey (scripts/servers.sh generates them on first start;
 # dir 0700, one 0600 file per password). NATS: users admin, api, redirect, analytics
 # (config/nats/auth.conf); Valkey: users admin and shortline (config/valkey/acl.conf).
 SECRETS_DIR="$STATE_DIR/secrets"
-SECRET_NAMES=(nats-admin nats-api nats-redirect nats-analytics valkey-admin valkey-shortline)
+# nats-route: the cluster routes between the nodes of NATS_CLUSTER>1.
+SECRET_NAMES=(nats-admin nats-api nats-redirect nats-analytics nats-route valkey-admin valkey-shortline)
 
 # The OS user that runs postgres when the scripts run as root (postgres refuses root).
 PG_SYSTEM_USER="shortline"
@@ -59,8 +70,15 @@ url_host_port() {
 	printf '%s %s\n' "$host" "$port"
 }
 
-# redact_url URL: the URL with any password replaced, for logs.
+# redact_url URL: the URL with any password replaced, for logs (each entry of a list).
 redact_url() {
+	if [[ $1 == *,* ]]; then
+		local entry out=() entries
+		IFS=, read -ra entries <<<"$1"
+		for entry in "${entries[@]}"; do out+=("$(redact_url "$entry")"); done
+		(IFS=,; printf '%s\n' "${out[*]}")
+		return
+	fi
 	local url="$1" scheme rest auth
 	[[ $url == *://* ]] || {
 		printf '%s\n' "$url"
@@ -114,8 +132,16 @@ url_has_userinfo() {
 }
 
 # url_with_user URL USER PASSWORD: URL with its user and password replaced (PASSWORD must be
-# URL-safe, as the generated ones are).
+# URL-safe, as the generated ones are); each entry of a comma-separated list (NATS_URL of a
+# cluster).
 url_with_user() {
+	if [[ $1 == *,* ]]; then
+		local entry out=() entries
+		IFS=, read -ra entries <<<"$1"
+		for entry in "${entries[@]}"; do out+=("$(url_with_user "$entry" "$2" "$3")"); done
+		(IFS=,; printf '%s\n' "${out[*]}")
+		return
+	fi
 	local url="$1" scheme rest auth
 	[[ $url == *://* ]] || url="nats://$url"
 	scheme="${url%%://*}"
@@ -150,7 +176,8 @@ url_is_local() {
 EXTERNAL_POSTGRES=0 EXTERNAL_VALKEY=0 EXTERNAL_NATS=0
 if [[ -n ${DATABASE_URL:-} ]] && ! url_is_local "$DATABASE_URL" "$PG_PORT"; then EXTERNAL_POSTGRES=1; fi
 if [[ -n ${VALKEY_URL:-} ]] && ! url_is_local "$VALKEY_URL" "$VALKEY_PORT"; then EXTERNAL_VALKEY=1; fi
-if [[ -n ${NATS_URL:-} ]] && ! url_is_local "$NATS_URL" "$NATS_PORT"; then EXTERNAL_NATS=1; fi
+# (A cluster's NATS_URL lists every node: its first entry decides.)
+if [[ -n ${NATS_URL:-} ]] && ! url_is_local "${NATS_URL%%,*}" "$NATS_PORT"; then EXTERNAL_NATS=1; fi
 export DATABASE_URL="${DATABASE_URL:-$LOCAL_DATABASE_URL}"
 export VALKEY_URL="${VALKEY_URL:-$LOCAL_VALKEY_URL}"
 export NATS_URL="${NATS_URL:-$LOCAL_NATS_URL}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local backing servers: PostgreSQL, Valkey, NATS (JetStream), all on 127.0.0.1.
 #
-#   scripts/servers.sh start|stop|status [postgres|valkey|nats|all]   (default: all)
+#   scripts/servers.sh start|stop|status [postgres|valkey|nats|nats-<i>|all]   (default: all)
 #   scripts/servers.sh wipe     stop everything and delete all local server state
 #
 # start is idempotent: a server whose pid file names a live process that answers is left
@@ -24,7 +24,7 @@ source "$(dirname "$0")/lib.sh"
 SHORTLINE_LOG_TAG=servers
 
 usage() {
-	echo "usage: $0 start|stop|status [postgres|valkey|nats|all] | wipe" >&2
+	echo "usage: $0 start|stop|status [postgres|valkey|nats|nats-<i>|all] | wipe" >&2
 	exit 2
 }
 
@@ -373,37 +373,110 @@ status_valkey() {
 # ---------------------------------------------------------------------------------------
 # NATS (JetStream)
 # ---------------------------------------------------------------------------------------
-NATS_PIDFILE="$RUN_DIR/nats.pid"
-NATS_LOG="$LOG_DIR/nats.log"
+# One server ("nats": .local/run/nats.pid, .local/logs/nats.log, JetStream in .local/nats), or
+# with NATS_CLUSTER=N (N > 1) N clustered nodes "nats-1".."nats-N" (pid and log files of those
+# names, JetStream of node i in .local/nats-cluster/nats-<i>/, its config rendered into
+# .local/nats-cluster/nats-<i>.conf, 0600): node i on client port NATS_PORT+i-1, monitoring
+# NATS_MONITOR_PORT+i-1, routes NATS_CLUSTER_PORT+i-1 (56222+i-1), all on loopback. The routes
+# log in as the cluster-only user `route` (password .local/secrets/nats-route), which no client
+# can use; clients get the users of config/nats/auth.conf on every node. `start|stop|status
+# nats` handles every node (stop: every NATS pid file, whatever NATS_CLUSTER says now);
+# `start|stop|status nats-<i>` one node (what make chaos kills and restarts).
 
-nats_healthy() {
-	curl -fsS --max-time 2 "http://127.0.0.1:$NATS_MONITOR_PORT/healthz?js-enabled-only=true" >/dev/null
+# nats_nodes: the node names of this configuration (or the one node asked for).
+nats_nodes() {
+	if [[ -n $NATS_ONLY_NODE ]]; then
+		echo "$NATS_ONLY_NODE"
+	elif ((NATS_CLUSTER == 1)); then
+		echo nats
+	else
+		local i
+		for ((i = 1; i <= NATS_CLUSTER; i++)); do echo "nats-$i"; done
+	fi
 }
 
-# nats_requires_login: the server's INFO says clients must authenticate.
+# nats_index NAME: 1 for nats and nats-1, i for nats-i.
+nats_index() { if [[ $1 == nats ]]; then echo 1; else echo "${1#nats-}"; fi; }
+nats_client_port() { echo $((NATS_PORT + $(nats_index "$1") - 1)); }
+nats_monitor_port() { echo $((NATS_MONITOR_PORT + $(nats_index "$1") - 1)); }
+
+# nats_healthy NAME: the node answers healthy with JetStream up (on a cluster node that needs
+# a quorum of the nodes).
+nats_healthy() {
+	curl -fsS --max-time 2 "http://127.0.0.1:$(nats_monitor_port "$1")/healthz?js-enabled-only=true" >/dev/null
+}
+
+# nats_requires_login NAME: the server's INFO says clients must authenticate.
 nats_requires_login() {
 	# shellcheck disable=SC2016  # $1 expands in the inner shell
 	timeout 3 bash -c '
 		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 		IFS= read -r -t 2 info <&3 || exit 1
 		[[ $info == *"\"auth_required\":true"* ]]
-	' _ "$NATS_PORT" 2>/dev/null
+	' _ "$(nats_client_port "$1")" 2>/dev/null
 }
 
-start_nats() {
-	local pid
-	if pid="$(read_pid "$NATS_PIDFILE")" && pid_is "$pid" nats-server; then
-		wait_for 10 "$pid" nats nats_healthy || die "nats: pid $pid is alive but not healthy"
-		nats_requires_login ||
-			die "nats: pid $pid runs without config/nats/auth.conf (started before credentials were added); restart it: $0 stop nats && $0 start nats"
-		log "nats: already running (pid $pid)"
+# nats_cluster_conf NAME: writes the node's configuration (0600: the route password is in it)
+# and prints its path. config/nats/auth.conf is copied next to it (NATS includes are relative
+# to the including file).
+nats_cluster_conf() {
+	local name="$1" i j dir="$STATE_DIR/nats-cluster" route routes=""
+	i="$(nats_index "$name")"
+	route="$(local_secret nats-route)" || die "nats: no route password in $SECRETS_DIR"
+	for ((j = 1; j <= NATS_CLUSTER; j++)); do
+		((j == i)) && continue
+		routes+="    \"nats-route://route:$route@127.0.0.1:$((NATS_CLUSTER_PORT + j - 1))\""$'\n'
+	done
+	(
+		umask 077
+		mkdir -p "$dir/$name"
+		cp -f "$SHORTLINE_ROOT/config/nats/auth.conf" "$dir/auth.conf.tmp"
+		mv -f "$dir/auth.conf.tmp" "$dir/auth.conf"
+		cat >"$dir/$name.conf.tmp" <<EOF
+# Written by scripts/servers.sh at every start of $name; edit that script, not this file.
+include "auth.conf"
+server_name: "shortline-dev-$i"
+listen: "127.0.0.1:$(nats_client_port "$name")"
+http: "127.0.0.1:$(nats_monitor_port "$name")"
+jetstream { store_dir: "$dir/$name" }
+cluster {
+  name: "shortline-dev"
+  listen: "127.0.0.1:$((NATS_CLUSTER_PORT + i - 1))"
+  authorization { user: route, password: "$route" }
+  routes: [
+$routes  ]
+}
+EOF
+	)
+	mv -f "$dir/$name.conf.tmp" "$dir/$name.conf"
+	printf '%s\n' "$dir/$name.conf"
+}
+
+# start_nats_node NAME: spawns the node unless it runs (does not wait: cluster nodes become
+# healthy together).
+start_nats_node() {
+	local name="$1" pidfile="$RUN_DIR/$1.pid" logfile="$LOG_DIR/$1.log" pid port mport conf args
+	port="$(nats_client_port "$name")"
+	mport="$(nats_monitor_port "$name")"
+	if pid="$(read_pid "$pidfile")" && pid_is "$pid" nats-server; then
+		nats_requires_login "$name" ||
+			die "$name: pid $pid runs without config/nats/auth.conf (started before credentials were added); restart it: $0 stop nats && $0 start nats"
+		log "$name: already running (pid $pid)"
 		return 0
 	fi
-	rm -f "$NATS_PIDFILE"
-	port_open "$NATS_PORT" && die "nats: port $NATS_PORT is taken by another process (set NATS_URL to use that server, or free the port)"
-	port_open "$NATS_MONITOR_PORT" && die "nats: monitoring port $NATS_MONITOR_PORT is taken by another process"
-	mkdir -p "$STATE_DIR/nats"
-	log "nats: starting on 127.0.0.1:$NATS_PORT (monitoring 127.0.0.1:$NATS_MONITOR_PORT, JetStream in $STATE_DIR/nats, users from config/nats/auth.conf)"
+	rm -f "$pidfile"
+	port_open "$port" && die "$name: port $port is taken by another process (set NATS_URL to use that server, or free the port)"
+	port_open "$mport" && die "$name: monitoring port $mport is taken by another process"
+	if [[ $name == nats ]]; then
+		mkdir -p "$STATE_DIR/nats"
+		log "nats: starting on 127.0.0.1:$port (monitoring 127.0.0.1:$mport, JetStream in $STATE_DIR/nats, users from config/nats/auth.conf)"
+		args=(-c "$SHORTLINE_ROOT/config/nats/auth.conf" --name shortline-dev -a 127.0.0.1 -p "$port"
+			--http_port "$mport" -js -sd "$STATE_DIR/nats")
+	else
+		conf="$(nats_cluster_conf "$name")"
+		log "$name: starting on 127.0.0.1:$port (monitoring 127.0.0.1:$mport, routes 127.0.0.1:$((NATS_CLUSTER_PORT + $(nats_index "$name") - 1)), config $conf)"
+		args=(-c "$conf")
+	fi
 	# The passwords reach the server through its environment only (auth.conf names them).
 	(
 		NATS_ADMIN_PASSWORD="$(local_secret nats-admin)" &&
@@ -412,36 +485,59 @@ start_nats() {
 			NATS_ANALYTICS_PASSWORD="$(local_secret nats-analytics)" ||
 			die "nats: a password is missing from $SECRETS_DIR"
 		export NATS_ADMIN_PASSWORD NATS_API_PASSWORD NATS_REDIRECT_PASSWORD NATS_ANALYTICS_PASSWORD
-		spawn "$NATS_LOG" "$NATS_PIDFILE" "$NATS_SERVER" -c "$SHORTLINE_ROOT/config/nats/auth.conf" \
-			--name shortline-dev -a 127.0.0.1 -p "$NATS_PORT" \
-			--http_port "$NATS_MONITOR_PORT" -js -sd "$STATE_DIR/nats"
+		spawn "$logfile" "$pidfile" "$NATS_SERVER" "${args[@]}"
 	)
-	pid="$(cat "$NATS_PIDFILE")"
-	wait_for 30 "$pid" nats nats_healthy || {
-		show_log_tail "$NATS_LOG"
-		die "nats: failed to start"
-	}
-	log "nats: ready (pid $pid)"
 }
 
-stop_nats() { stop_pid nats "$NATS_PIDFILE" nats-server; }
+start_nats() {
+	local n pid nodes
+	mapfile -t nodes < <(nats_nodes)
+	for n in "${nodes[@]}"; do start_nats_node "$n"; done
+	for n in "${nodes[@]}"; do
+		pid="$(cat "$RUN_DIR/$n.pid")"
+		wait_for 60 "$pid" "$n" nats_healthy "$n" || {
+			show_log_tail "$LOG_DIR/$n.log"
+			die "$n: failed to start"
+		}
+		log "$n: ready (pid $pid)"
+	done
+}
+
+stop_nats() {
+	local f
+	if [[ -n $NATS_ONLY_NODE ]]; then
+		stop_pid "$NATS_ONLY_NODE" "$RUN_DIR/$NATS_ONLY_NODE.pid" nats-server
+		return
+	fi
+	for f in "$RUN_DIR"/nats.pid "$RUN_DIR"/nats-[0-9]*.pid; do
+		[[ -f $f ]] || continue
+		stop_pid "$(basename "$f" .pid)" "$f" nats-server
+	done
+}
 
 status_nats() {
-	local pid
+	local pid n rc=0 nodes
 	if is_external nats; then
 		echo "nats: external ($(redact_url "$NATS_URL"))"
-	elif pid="$(read_pid "$NATS_PIDFILE")" && pid_is "$pid" nats-server && nats_healthy 2>/dev/null; then
-		echo "nats: running pid $pid, $LOCAL_NATS_URL (monitoring http://127.0.0.1:$NATS_MONITOR_PORT; users admin, api, redirect, analytics: passwords in $SECRETS_DIR)"
-	else
-		echo "nats: stopped"
-		return 1
+		return 0
 	fi
+	mapfile -t nodes < <(nats_nodes)
+	for n in "${nodes[@]}"; do
+		if pid="$(read_pid "$RUN_DIR/$n.pid")" && pid_is "$pid" nats-server && nats_healthy "$n" 2>/dev/null; then
+			echo "$n: running pid $pid, nats://127.0.0.1:$(nats_client_port "$n") (monitoring http://127.0.0.1:$(nats_monitor_port "$n"); users admin, api, redirect, analytics: passwords in $SECRETS_DIR)"
+		else
+			echo "$n: stopped"
+			rc=1
+		fi
+	done
+	return "$rc"
 }
 
 # ---------------------------------------------------------------------------------------
 
 ALL=(postgres valkey nats)
 PG_BIN="${PG_BIN:-}" VALKEY_SERVER="${VALKEY_SERVER:-}" NATS_SERVER="${NATS_SERVER:-}"
+NATS_ONLY_NODE=""
 
 do_start() {
 	local s
@@ -499,6 +595,12 @@ shift || true
 case "${1:-all}" in
 all) targets=("${ALL[@]}") ;;
 postgres | valkey | nats) targets=("$1") ;;
+nats-[1-9])
+	# One node of the cluster (what make chaos kills and restarts).
+	((${1#nats-} <= NATS_CLUSTER)) || die "$1: NATS_CLUSTER=$NATS_CLUSTER has no such node"
+	NATS_ONLY_NODE="$1"
+	targets=(nats)
+	;;
 *) usage ;;
 esac
 case "$action" in

@@ -404,12 +404,15 @@ def local_edge_rules() -> dict[str, str]:
 
 
 def edge_limits(cfg: dict) -> dict[str, dict]:
-    """route name -> the rateLimit of its one middleware, in a Traefik file-provider config."""
+    """route name -> the rateLimit of its one rate-limit middleware, in a Traefik
+    file-provider config (other middlewares, such as the local edge's retry, are skipped)."""
     out = {}
+    defined = cfg["http"].get("middlewares", {})
     for router, r in cfg["http"]["routers"].items():
-        mws = r.get("middlewares", [])
-        if len(mws) == 1:
-            out[router] = cfg["http"].get("middlewares", {}).get(mws[0], {}).get("rateLimit")
+        limits = [defined.get(m, {}).get("rateLimit") for m in r.get("middlewares", [])]
+        limits = [lim for lim in limits if lim is not None]
+        if len(limits) == 1:
+            out[router] = limits[0]
     return out
 
 

@@ -30,7 +30,10 @@ pub async fn connect(
     if let Some((user, password)) = target.credentials {
         options = options.user_and_password(user, password);
     }
-    options.connect(target.servers.as_str()).await
+    // A list goes in as one address per server (async-nats reads a single
+    // string as one address).
+    let servers: Vec<&str> = target.servers.split(',').collect();
+    options.connect(servers).await
 }
 
 /// Logs what the server tells the client outside any request: a refused
@@ -290,6 +293,18 @@ mod tests {
             NatsTarget::parse("nats://u:p@a:4222,nats://v:q@b:4222"),
             Err(NatsUrlError::MixedCredentials)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_list_of_servers_is_accepted() {
+        // Connects in the background (nothing listens there): only the
+        // parsing of the list is decided here.
+        let client = connect(
+            "nats://u:p@127.0.0.1:1,nats://u:p@127.0.0.1:2,127.0.0.1:3",
+            "test",
+        )
+        .await;
+        assert!(client.is_ok(), "{:?}", client.err());
     }
 
     #[test]

@@ -38,6 +38,14 @@ use crate::resolve::LinkCache;
 /// died without deleting its consumer holds link writes up to
 /// `INVALIDATION_WAIT_MS` each for this long).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
+/// Idle heartbeat asked of the server while pulling: two missed in a row end
+/// the pull and the consumer is re-created. It bounds how long a replica
+/// trusts L1 after its consumer vanished without a word (the NATS node that
+/// held it died while this replica's connection, to another node, stayed up):
+/// about two heartbeats, after which the lost changes are read again and L1 is
+/// re-read every `REDIRECT_DEGRADED_L1_TTL_MS` meanwhile (`make chaos`,
+/// fault `nats-kill`, counts the stale redirects of that window).
+const HEARTBEAT: Duration = Duration::from_secs(1);
 /// When a change whose tombstone failed is delivered again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
@@ -91,6 +99,10 @@ impl Invalidator {
                     tracing::warn!(error = %e, "link-change consumer stopped; re-creating it")
                 }
             }
+            // The old consumer would outlive this replica's use of it by
+            // `INACTIVE_THRESHOLD`, and link writes would wait for its ack in
+            // vain all that time.
+            self.delete_consumer().await;
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(backoff) => {},
@@ -99,6 +111,13 @@ impl Invalidator {
         }
         // Without this the server keeps the consumer until its inactivity
         // threshold, and writes wait for it in vain meanwhile.
+        self.delete_consumer().await;
+        tracing::info!("link-change consumer stopped");
+    }
+
+    /// Deletes the current consumer, if any (best effort: when the server
+    /// cannot be asked, it drops the consumer after `INACTIVE_THRESHOLD`).
+    async fn delete_consumer(&mut self) {
         if let Some(name) = self.consumer.take() {
             let deleted = tokio::time::timeout(Duration::from_secs(2), async {
                 let stream = self.js.get_stream(self.subjects.changes_stream()).await?;
@@ -110,7 +129,6 @@ impl Invalidator {
                 tracing::debug!(consumer = %name, "change consumer not deleted; the server will drop it");
             }
         }
-        tracing::info!("link-change consumer stopped");
     }
 
     async fn consume(&mut self) -> Result<(), async_nats::Error> {
@@ -152,7 +170,7 @@ impl Invalidator {
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(256)
-            .heartbeat(Duration::from_secs(5))
+            .heartbeat(HEARTBEAT)
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
