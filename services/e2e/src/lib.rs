@@ -71,3 +71,89 @@ pub async fn send(
     let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     (reply.status, json, reply.header("location").to_owned())
 }
+
+/// The test servers' URLs: `NATS_URL` and `VALKEY_URL` (with the local
+/// defaults).
+pub fn server_urls() -> (String, String) {
+    let env_or =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    (
+        env_or("NATS_URL", "nats://127.0.0.1:54222"),
+        env_or("VALKEY_URL", "redis://127.0.0.1:56379"),
+    )
+}
+
+/// `n` redirect replicas on the test's database and servers, under
+/// `prefix`, each serving only once it reads the change stream.
+pub async fn redirect_replicas(
+    db: &sqlx::PgPool,
+    prefix: &str,
+    n: usize,
+) -> Vec<shortline_redirect::Service> {
+    let (nats_url, valkey_url) = server_urls();
+    let mut config = shortline_redirect::config::RedirectConfig::for_urls(
+        "postgres://unused",
+        &valkey_url,
+        &nats_url,
+        prefix,
+    );
+    config.change_stream_wait_ms = 30_000;
+    config.click_linger_ms = 1;
+    let mut replicas = Vec::with_capacity(n);
+    for _ in 0..n {
+        replicas.push(
+            shortline_redirect::Service::start_with_pool(&config, db.clone())
+                .await
+                .expect("redirect replica starts"),
+        );
+    }
+    replicas
+}
+
+/// `GET /{code}` with these headers as a replica's server handles it (the
+/// fast path for links held in memory, the router for the rest): status and
+/// `Location`.
+pub async fn redirect_get(
+    fast: &shortline_redirect::fast::FastPath,
+    code: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut request = Request::builder().uri(format!("/{code}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = fast
+        .handle(
+            request.body(Body::empty()).expect("request"),
+            ([127, 0, 0, 1], 40_000).into(),
+        )
+        .await;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (response.status(), location)
+}
+
+/// The write API (with the Valkey tombstones and a 30 s propagation wait)
+/// and `n` redirect replicas under one fresh prefix: the pipeline of a
+/// test about what a replica serves after the API answered.
+pub async fn api_and_replicas(
+    db: &sqlx::PgPool,
+    n: usize,
+) -> (Service, Vec<shortline_redirect::Service>, String) {
+    let prefix = shortline_shared::testing::unique_prefix();
+    let (nats_url, valkey_url) = server_urls();
+    let api = api_with_valkey(
+        db.clone(),
+        &prefix,
+        Some(&nats_url),
+        Duration::from_secs(30),
+        &valkey_url,
+    )
+    .await;
+    let replicas = redirect_replicas(db, &prefix, n).await;
+    (api, replicas, prefix)
+}

@@ -4,63 +4,20 @@
 //! domain's link is served from the moment the API answers (its change
 //! event and Valkey tombstone name the domain).
 
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::json;
-use shortline_e2e::send;
-use shortline_redirect::Service;
-use shortline_redirect::config::RedirectConfig;
+use shortline_e2e::{api_and_replicas, redirect_get, send};
 use shortline_redirect::fast::FastPath;
-use shortline_shared::testing::unique_prefix;
 use sqlx::PgPool;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 async fn get_on(fast: &FastPath, host: &str, code: &str) -> (StatusCode, String) {
-    let request = Request::builder()
-        .uri(format!("/{code}"))
-        .header("host", host)
-        .body(Body::empty())
-        .expect("request");
-    let response = fast.handle(request, ([127, 0, 0, 1], 40_000).into()).await;
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (response.status(), location)
+    redirect_get(fast, code, &[("host", host)]).await
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn custom_domain_links_resolve_by_host_and_edits_are_never_stale(db: PgPool) {
-    let prefix = unique_prefix();
-    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
-    let api_service = shortline_e2e::api_with_valkey(
-        db.clone(),
-        &prefix,
-        Some(&nats_url),
-        Duration::from_secs(30),
-        &valkey_url,
-    )
-    .await;
+    let (api_service, replicas, _) = api_and_replicas(&db, 2).await;
     let api = api_service.router();
-    let mut redirect_config =
-        RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
-    redirect_config.change_stream_wait_ms = 30_000;
-    let replicas = [
-        Service::start_with_pool(&redirect_config, db.clone())
-            .await
-            .expect("replica a"),
-        Service::start_with_pool(&redirect_config, db.clone())
-            .await
-            .expect("replica b"),
-    ];
     let fast: Vec<FastPath> = replicas
         .iter()
         .map(|r| FastPath::new(r.state.clone()))

@@ -7,67 +7,25 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use shortline_e2e::send;
-use shortline_redirect::Service;
-use shortline_redirect::config::RedirectConfig;
+use shortline_e2e::{api_and_replicas, redirect_get, send, server_urls};
 use shortline_redirect::fast::FastPath;
-use shortline_shared::testing::unique_prefix;
 use sqlx::PgPool;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 const PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36";
 
 /// `GET /{code}` by a phone, as the replica's server handles it.
 async fn phone_get(fast: &FastPath, code: &str) -> (StatusCode, String) {
-    let request = Request::builder()
-        .uri(format!("/{code}"))
-        .header("user-agent", PHONE)
-        .body(Body::empty())
-        .expect("request");
-    let response = fast.handle(request, ([127, 0, 0, 1], 40_000).into()).await;
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (response.status(), location)
+    redirect_get(fast, code, &[("user-agent", PHONE)]).await
 }
 
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn click_limits_are_exact_end_to_end_and_rule_edits_are_never_stale(db: PgPool) {
-    let prefix = unique_prefix();
-    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
-    let api_service = shortline_e2e::api_with_valkey(
-        db.clone(),
-        &prefix,
-        Some(&nats_url),
-        Duration::from_secs(30),
-        &valkey_url,
-    )
-    .await;
+    let (api_service, replicas, prefix) = api_and_replicas(&db, 2).await;
     let api = api_service.router();
-    let mut redirect_config =
-        RedirectConfig::for_urls("postgres://unused", &valkey_url, &nats_url, &prefix);
-    redirect_config.change_stream_wait_ms = 30_000;
-    redirect_config.click_linger_ms = 1;
-    let replicas = [
-        Service::start_with_pool(&redirect_config, db.clone())
-            .await
-            .expect("replica a"),
-        Service::start_with_pool(&redirect_config, db.clone())
-            .await
-            .expect("replica b"),
-    ];
     let analytics = shortline_analytics::Service::start_with_pool(
-        &shortline_analytics::config::AnalyticsConfig::for_urls(&nats_url, &prefix),
+        &shortline_analytics::config::AnalyticsConfig::for_urls(&server_urls().0, &prefix),
         db.clone(),
     )
     .await

@@ -225,23 +225,62 @@ async fn answer(
             state.cache_control(target.status, true),
         ));
     };
-    if asked.form_password.is_some() && policy.password_hash.is_none() {
-        return Err(RedirectError::MethodNotAllowed);
+    let this = Answering {
+        state,
+        code,
+        target: &target,
+        policy,
+        asked,
+        visitor: asked.visitor(),
+        layer: lookup.layer,
+    };
+    this.decide().await
+}
+
+/// A request for a link with rules, being decided.
+struct Answering<'a> {
+    state: &'a RedirectState,
+    code: &'a str,
+    target: &'a Target,
+    policy: &'a Policy,
+    asked: &'a Asked<'a>,
+    visitor: Visitor<'a>,
+    layer: Layer,
+}
+
+impl Answering<'_> {
+    /// Expiry, password, click limit, then the target (see the module doc).
+    async fn decide(&self) -> Result<Response, RedirectError> {
+        let (state, target, policy) = (self.state, self.target, self.policy);
+        if self.asked.form_password.is_some() && policy.password_hash.is_none() {
+            return Err(RedirectError::MethodNotAllowed);
+        }
+        if policy.expired(chrono::Utc::now()) {
+            return self.refuse(Refusal::Expired);
+        }
+        if let Some(hash) = &policy.password_hash
+            && let Some(answer) = self.password_gate(hash).await?
+        {
+            return Ok(answer);
+        }
+        if let Some(max) = policy.max_clicks {
+            let clicks = state
+                .limits
+                .click(target.url_id, max, self.asked.clicks())
+                .await
+                .map_err(refused_uncounted(state))?;
+            if clicks == Clicks::Exhausted {
+                return self.refuse(Refusal::Exhausted);
+            }
+        }
+        let chosen = policy.choose(target.location_text(), &self.visitor, &state.agents);
+        self.go(chosen, target.status)
     }
-    let visitor = asked.visitor();
-    if policy.expired(chrono::Utc::now()) {
-        return refuse(
-            state,
-            code,
-            &target,
-            policy,
-            &visitor,
-            asked,
-            lookup.layer,
-            Refusal::Expired,
-        );
-    }
-    if let Some(hash) = &policy.password_hash {
+
+    /// `None` when the right password was given; else the answer (the
+    /// form, 401, 429).
+    async fn password_gate(&self, hash: &Arc<str>) -> Result<Option<Response>, RedirectError> {
+        let (state, asked, code) = (self.state, self.asked, self.code);
         let given = asked.form_password.or_else(|| {
             asked
                 .headers
@@ -251,128 +290,69 @@ async fn answer(
         let html = pages::wants_html(asked.headers) || asked.form_password.is_some();
         let Some(given) = given else {
             return if html {
-                Ok(state.pages.password(StatusCode::OK, code, ""))
+                Ok(Some(state.pages.password(StatusCode::OK, code, "")))
             } else {
                 Err(RedirectError::PasswordRequired)
             };
         };
-        let client = asked.facts.client_ip;
-        match state
+        let (url_id, client) = (self.target.url_id, asked.facts.client_ip);
+        let attempt = state
             .limits
-            .attempt(target.url_id, client)
+            .attempt(url_id, client)
             .await
-            .map_err(refused_uncounted(state))?
-        {
-            Attempt::Allowed => {}
-            Attempt::Limited(wait) => {
-                state.metrics.refused(Refusal::AttemptsLimited);
-                return Err(RedirectError::TooManyAttempts(wait));
-            }
+            .map_err(refused_uncounted(state))?;
+        if let Attempt::Limited(wait) = attempt {
+            state.metrics.refused(Refusal::AttemptsLimited);
+            return Err(RedirectError::TooManyAttempts(wait));
         }
         if !password_matches(hash.clone(), given.to_owned()).await {
             state.metrics.refused(Refusal::WrongPassword);
             return if html {
-                Ok(state.pages.password(
+                Ok(Some(state.pages.password(
                     StatusCode::UNAUTHORIZED,
                     code,
                     "Wrong password, try again.",
-                ))
+                )))
             } else {
                 Err(RedirectError::WrongPassword)
             };
         }
-        state.limits.right_password(target.url_id, client).await;
+        state.limits.right_password(url_id, client).await;
+        Ok(None)
     }
-    if let Some(max) = policy.max_clicks {
-        match state
-            .limits
-            .click(target.url_id, max, asked.clicks())
-            .await
-            .map_err(refused_uncounted(state))?
-        {
-            Clicks::Allowed => {}
-            Clicks::Exhausted => {
-                return refuse(
-                    state,
-                    code,
-                    &target,
-                    policy,
-                    &visitor,
-                    asked,
-                    lookup.layer,
-                    Refusal::Exhausted,
-                );
-            }
+
+    /// Redirects to what was chosen, recording the click (not for HEAD).
+    fn go(&self, chosen: Chosen, status: StatusCode) -> Result<Response, RedirectError> {
+        let (target, asked) = (self.target, self.asked);
+        let Ok(location) = HeaderValue::from_str(&chosen.location) else {
+            tracing::warn!(short_code = %self.code, url_id = target.url_id, "target cannot be a Location header");
+            return Err(RedirectError::BadTarget(target.url_id));
+        };
+        if asked.clicks() {
+            self.state
+                .clicks
+                .record(asked.facts.click(target, self.code, Some(chosen.outcome)));
         }
+        // A posted form is answered with "see other": the browser GETs the target.
+        let status = if asked.form_password.is_some() {
+            StatusCode::SEE_OTHER
+        } else {
+            status
+        };
+        Ok(found(status, location, self.layer, NO_STORE))
     }
-    let chosen = policy.choose(target.location_text(), &visitor, &state.agents);
-    go(
-        state,
-        code,
-        &target,
-        chosen,
-        asked,
-        lookup.layer,
-        target.status,
-    )
-}
 
-/// Redirects to what was chosen, recording the click (not for HEAD).
-fn go(
-    state: &RedirectState,
-    code: &str,
-    target: &Target,
-    chosen: Chosen,
-    asked: &Asked<'_>,
-    layer: Layer,
-    status: StatusCode,
-) -> Result<Response, RedirectError> {
-    let Ok(location) = HeaderValue::from_str(&chosen.location) else {
-        tracing::warn!(short_code = %code, url_id = target.url_id, "target cannot be a Location header");
-        return Err(RedirectError::BadTarget(target.url_id));
-    };
-    if asked.clicks() {
-        state
-            .clicks
-            .record(asked.facts.click(target, code, Some(chosen.outcome)));
+    /// An expired or exhausted link: its fallback (a 302, one click), else 410.
+    fn refuse(&self, why: Refusal) -> Result<Response, RedirectError> {
+        if let Some(fallback) = self.policy.fallback_for(&self.visitor) {
+            return self.go(fallback, StatusCode::FOUND);
+        }
+        self.state.metrics.refused(why);
+        Err(RedirectError::Gone(match why {
+            Refusal::Exhausted => "This link has reached its click limit",
+            _ => "This link has expired",
+        }))
     }
-    // A posted form is answered with "see other": the browser GETs the target.
-    let status = if asked.form_password.is_some() {
-        StatusCode::SEE_OTHER
-    } else {
-        status
-    };
-    Ok(found(status, location, layer, NO_STORE))
-}
-
-/// An expired or exhausted link: its fallback (a 302, one click), else 410.
-#[allow(clippy::too_many_arguments)]
-fn refuse(
-    state: &RedirectState,
-    code: &str,
-    target: &Target,
-    policy: &Policy,
-    visitor: &Visitor<'_>,
-    asked: &Asked<'_>,
-    layer: Layer,
-    why: Refusal,
-) -> Result<Response, RedirectError> {
-    if let Some(fallback) = policy.fallback_for(visitor) {
-        return go(
-            state,
-            code,
-            target,
-            fallback,
-            asked,
-            layer,
-            StatusCode::FOUND,
-        );
-    }
-    state.metrics.refused(why);
-    Err(RedirectError::Gone(match why {
-        Refusal::Exhausted => "This link has reached its click limit",
-        _ => "This link has expired",
-    }))
 }
 
 fn refused_uncounted(state: &RedirectState) -> impl Fn(Uncounted) -> RedirectError + '_ {
