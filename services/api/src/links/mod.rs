@@ -11,6 +11,7 @@ pub mod codes;
 pub mod model;
 pub mod repo;
 pub mod rules;
+pub mod short_url;
 pub mod stats;
 pub mod targets;
 
@@ -68,6 +69,7 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, A
         return Err(UserId::not_found());
     }
     let link = insert_with_code(state, &mut tx, new.short_code.as_deref(), row).await?;
+    let link = present(state, link);
     let committed = tx
         .commit([Changed::LinkCreated(link.snapshot())], link)
         .await?;
@@ -111,7 +113,21 @@ pub async fn get(state: &AppState, id: LinkId) -> Result<Link, ApiError> {
     let mut conn = state.db.acquire().await?;
     repo::get(&mut conn, id)
         .await?
+        .map(|link| present(state, link))
         .ok_or_else(LinkId::not_found)
+}
+
+/// A link as every answer shows it: with its `short_url` (the fields that
+/// are not columns).
+pub fn present(state: &AppState, mut link: Link) -> Link {
+    finisher(state)(&mut link);
+    link
+}
+
+/// [`present`] as a function that outlives the request (for streamed lists).
+fn finisher(state: &AppState) -> impl Fn(&mut Link) + Send + Sync + 'static {
+    let base = state.config.public_base_url.clone();
+    move |link| link.short_url = short_url::short_url(&base, link)
 }
 
 /// The user a link belongs to, if the link exists.
@@ -129,10 +145,12 @@ pub async fn list(
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
         repo::declare_all(&mut tx, filter).await?;
-        return Ok(Rows::All(RowStream::start(tx).await?));
+        let rows = RowStream::start(tx).await?.finishing(finisher(state));
+        return Ok(Rows::All(rows));
     }
     let mut conn = state.db.acquire().await?;
     let links = repo::list(&mut conn, filter, page).await?;
+    let links = links.into_iter().map(|l| present(state, l)).collect();
     Ok(Rows::Page(Slice {
         items: links,
         next_after_id: None,
@@ -166,7 +184,7 @@ pub async fn update(
         .ok_or_else(LinkId::not_found)?
         .link;
     if patch.is_empty() {
-        return tx.commit([], current).await;
+        return tx.commit([], present(state, current)).await;
     }
     let original_url = patch
         .original_url
@@ -213,7 +231,7 @@ pub async fn update(
         settings: &settings,
         password: &password,
     };
-    let link = repo::update(&mut tx, id, edit).await?;
+    let link = present(state, repo::update(&mut tx, id, edit).await?);
     tx.commit([Changed::LinkUpdated(link.snapshot(), changed)], link)
         .await
 }

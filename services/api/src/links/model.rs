@@ -18,6 +18,10 @@ pub struct Link {
     pub id: LinkId,
     pub user_id: UserId,
     pub short_code: String,
+    /// The address that redirects: `PUBLIC_BASE_URL` and the code.
+    #[sqlx(skip)]
+    #[schemars(example = "http://127.0.0.1:8000/abc123")]
+    pub short_url: String,
     pub original_url: String,
     pub title: Option<String>,
     pub is_active: bool,

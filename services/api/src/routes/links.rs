@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, ListOf, Listed, Propagated, conflict, not_found, operation, unprocessable};
+use super::{CreatedAt, ListOf, Listed, Propagated, conflict, not_found, operation, unprocessable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
@@ -114,8 +114,9 @@ async fn list_links(
 operation! {
     /// Create a link
     ///
-    /// Generates a 6-character base62 code unless `short_code` is given. Logs a `created`
-    /// event. `original_url` must be an absolute http(s) URL with a host and no whitespace,
+    /// Generates a 6-character base62 code unless `short_code` is given. Answers 201 with
+    /// `Location: /urls/{id}`; every link answer carries `short_url` (`PUBLIC_BASE_URL` and the
+    /// code). Logs a `created` event. `original_url` must be an absolute http(s) URL with a host and no whitespace,
     /// control characters or userinfo (400 otherwise); a target on this service's own public
     /// hosts or a blocklisted domain is 422. Optional link rules, decided by the redirect
     /// service on every request: `redirect_type` (301, 302, 307, 308; default
@@ -133,9 +134,16 @@ async fn create_link(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(new): JsonBody<NewLink>,
-) -> Result<Propagated<Created<Link>>, ApiError> {
+) -> Result<Propagated<CreatedAt<Link>>, ApiError> {
     caller.require_acting_as(new.user_id)?;
-    Ok(links::create(&state, new).await?.map(Created).into())
+    let committed = links::create(&state, new).await?;
+    Ok(committed
+        .map(|link| CreatedAt {
+            location: format!("/urls/{}", link.id),
+            value: link,
+            existing: false,
+        })
+        .into())
 }
 
 operation! {

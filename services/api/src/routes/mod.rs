@@ -131,6 +131,69 @@ impl<T: JsonSchema> OperationOutput for Created<T> {
     }
 }
 
+/// A resource at `location`: `201 Created` with `Location` when it was
+/// made now, `200 OK` (same body and header) when an existing one was found
+/// instead (`find_if_exists`).
+pub struct CreatedAt<T> {
+    pub location: String,
+    pub value: T,
+    pub existing: bool,
+}
+
+impl<T: Serialize> IntoResponse for CreatedAt<T> {
+    fn into_response(self) -> Response {
+        let status = if self.existing {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        let mut res = (status, Json(self.value)).into_response();
+        if let Ok(location) = HeaderValue::from_str(&self.location) {
+            res.headers_mut().insert(header::LOCATION, location);
+        }
+        res
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for CreatedAt<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        Json::<T>::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let Some(res) = Self::operation_response(ctx, op) else {
+            return Vec::new();
+        };
+        let with_location = |mut r: DocResponse, description: &str, ctx: &mut GenContext| {
+            r.description = description.into();
+            r.headers.insert(
+                "Location".into(),
+                optional_string_header(ctx, "The resource's path, e.g. `/urls/42`."),
+            );
+            r
+        };
+        vec![
+            (
+                Some(DocStatus::Code(201)),
+                with_location(res.clone(), "Created", ctx),
+            ),
+            (
+                Some(DocStatus::Code(200)),
+                with_location(
+                    res,
+                    "An existing resource, found instead of creating one (`find_if_exists`)",
+                    ctx,
+                ),
+            ),
+        ]
+    }
+}
+
 /// An answer to a change that redirects may depend on, with
 /// `Shortline-Propagation: acknowledged` when every redirect replica dropped
 /// the link from its caches before the answer, `unconfirmed` when not (NATS

@@ -7,6 +7,7 @@ mod edge;
 mod errors;
 mod events;
 mod import;
+mod link_management;
 mod link_rules;
 mod links;
 mod openapi;
