@@ -44,9 +44,11 @@ pub fn declare_prefix() -> String {
     format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR ")
 }
 
-/// A transaction for a streamed list (through the database breaker).
+/// A transaction for a streamed list (through the database breaker): a
+/// read-only snapshot ([`crate::paging::snapshot`]), so a count read before
+/// the cursor is declared counts exactly the rows it streams.
 pub async fn begin(db: &Db) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::paging::snapshot(db).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL idle_in_transaction_session_timeout = {}",
         STALLED_CLIENT.as_millis()

@@ -26,7 +26,7 @@ use self::targets::TargetProblem;
 use crate::error::{ApiError, FieldErrors};
 use crate::ids::{LinkId, UserId};
 use crate::mutation::{Changed, Committed, Mutation};
-use crate::paging::{Page, Rows, Slice};
+use crate::paging::{self, Listing, Page};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::users;
@@ -136,25 +136,25 @@ pub async fn owner(state: &AppState, id: LinkId) -> Result<Option<UserId>, ApiEr
     Ok(repo::get(&mut conn, id).await?.map(|l| l.user_id))
 }
 
-/// One page of links, or every match as a stream.
+/// One page of links, or every match as a stream, with their number.
 pub async fn list(
     state: &AppState,
     filter: LinkFilter,
     page: Page,
-) -> Result<Rows<Link>, ApiError> {
+) -> Result<Listing<Link>, ApiError> {
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
-        repo::declare_all(&mut tx, filter).await?;
+        let total = repo::count(&mut tx, &filter).await?;
+        repo::declare_all(&mut tx, &filter).await?;
         let rows = RowStream::start(tx).await?.finishing(finisher(state));
-        return Ok(Rows::All(rows));
+        return Ok(Listing::all(rows, total));
     }
-    let mut conn = state.db.acquire().await?;
-    let links = repo::list(&mut conn, filter, page).await?;
+    let mut tx = paging::snapshot(&state.db).await?;
+    let total = repo::count(&mut tx, &filter).await?;
+    let links = repo::list(&mut tx, &filter, page).await?;
+    tx.rollback().await?;
     let links = links.into_iter().map(|l| present(state, l)).collect();
-    Ok(Rows::Page(Slice {
-        items: links,
-        next_after_id: None,
-    }))
+    Ok(Listing::items(links, total))
 }
 
 /// Applies a patch. Every field given bumps `updated_at`; each field whose

@@ -35,7 +35,7 @@ pub enum PasswordWrite {
 }
 
 /// Filters of `GET /urls`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LinkFilter {
     pub user_id: Option<UserId>,
     pub is_active: Option<bool>,
@@ -111,7 +111,7 @@ pub async fn lock(conn: &mut PgConnection, id: LinkId) -> Result<Option<LinkStat
 
 pub async fn list(
     conn: &mut PgConnection,
-    filter: LinkFilter,
+    filter: &LinkFilter,
     page: Page,
 ) -> Result<Vec<Link>, sqlx::Error> {
     select("", filter, page)
@@ -122,7 +122,7 @@ pub async fn list(
 
 /// Opens the `row_stream` cursor over every link matching the filters, by
 /// id (the transaction's; read it with `RowStream`).
-pub async fn declare_all(conn: &mut PgConnection, filter: LinkFilter) -> Result<(), sqlx::Error> {
+pub async fn declare_all(conn: &mut PgConnection, filter: &LinkFilter) -> Result<(), sqlx::Error> {
     select(&row_stream::declare_prefix(), filter, Page::ALL)
         .build()
         .execute(conn)
@@ -130,15 +130,17 @@ pub async fn declare_all(conn: &mut PgConnection, filter: LinkFilter) -> Result<
     Ok(())
 }
 
-fn select(init: &str, filter: LinkFilter, page: Page) -> QueryBuilder<Postgres> {
+/// How many links match the filters (paging aside).
+pub async fn count(conn: &mut PgConnection, filter: &LinkFilter) -> Result<i64, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM urls WHERE TRUE");
+    filtered(&mut q, filter);
+    q.build_query_scalar::<i64>().fetch_one(conn).await
+}
+
+fn select(init: &str, filter: &LinkFilter, page: Page) -> QueryBuilder<Postgres> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("{init}{SELECT}"));
     q.push(" WHERE TRUE");
-    if let Some(user_id) = filter.user_id {
-        q.push(" AND user_id = ").push_bind(user_id);
-    }
-    if let Some(is_active) = filter.is_active {
-        q.push(" AND is_active = ").push_bind(is_active);
-    }
+    filtered(&mut q, filter);
     q.push(" ORDER BY id");
     if let Some(limit) = page.limit {
         q.push(" LIMIT ").push_bind(limit);
@@ -147,6 +149,16 @@ fn select(init: &str, filter: LinkFilter, page: Page) -> QueryBuilder<Postgres> 
         q.push(" OFFSET ").push_bind(page.offset);
     }
     q
+}
+
+/// The `AND`s of the filters.
+fn filtered(q: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
+    if let Some(user_id) = filter.user_id {
+        q.push(" AND user_id = ").push_bind(user_id);
+    }
+    if let Some(is_active) = filter.is_active {
+        q.push(" AND is_active = ").push_bind(is_active);
+    }
 }
 
 /// A link's editable fields as they are to be written.

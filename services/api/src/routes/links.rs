@@ -8,7 +8,9 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{CreatedAt, ListOf, Listed, Propagated, conflict, not_found, operation, unprocessable};
+use super::{
+    CreatedAt, ListQuery, Listed, Propagated, conflict, not_found, operation, unprocessable,
+};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self, model::Event};
@@ -101,14 +103,18 @@ async fn list_links(
     State(state): State<AppState>,
     caller: Caller,
     Params(mut p): Params<ListLinksParams>,
-) -> Result<ListOf<Link>, ApiError> {
+) -> Result<Listed<Link>, ApiError> {
     p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve(p.page, p.per_page)?;
+    let query = ListQuery::new("/urls")
+        .with("user_id", p.user_id)
+        .with("is_active", p.is_active);
     let filter = LinkFilter {
         user_id: p.user_id,
         is_active: p.is_active,
     };
-    Ok(ListOf(links::list(&state, filter, page).await?))
+    let listing = links::list(&state, filter, page).await?;
+    Ok(Listed::new(listing, page, &query))
 }
 
 operation! {
@@ -221,8 +227,12 @@ async fn link_events(
     let id = id.get()?;
     caller.check_link(&state, id).await?;
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
-    let slice = events::for_link(&state, id, page).await?;
-    Ok(Listed::new(slice, page, &format!("/urls/{id}/events"), &[]))
+    let listing = events::for_link(&state, id, page).await?;
+    Ok(Listed::new(
+        listing,
+        page,
+        &ListQuery::new(format!("/urls/{id}/events")),
+    ))
 }
 
 operation! {

@@ -63,3 +63,128 @@ async fn the_short_url_follows_public_base_url(db: PgPool) {
     let all = app.get("/urls").await.json();
     assert_eq!(all[0]["short_url"], "https://sho.rt/Xy_9");
 }
+
+/// The target of the `rel` link of a `Link` header (RFC 8288), if any.
+pub fn link_rel(res: &TestResponse, rel: &str) -> Option<String> {
+    let value = header_str(res, "link")?;
+    value.split(", ").find_map(|part| {
+        let (target, params) = part.split_once(">; ")?;
+        (params == format!("rel=\"{rel}\"")).then(|| target.trim_start_matches('<').to_owned())
+    })
+}
+
+fn total(res: &TestResponse) -> i64 {
+    header_str(res, "x-total-count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no X-Total-Count: {:?}", res.headers))
+}
+
+fn len(res: &TestResponse) -> usize {
+    res.json().as_array().map(Vec::len).expect("an array")
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn every_list_counts_its_matches_and_links_its_pages(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let u1 = app.user("one").await["id"].as_i64().expect("id");
+    let u2 = app.user("two").await["id"].as_i64().expect("id");
+    for i in 0..7 {
+        app.link(u1, &format!("https://example.com/{i}")).await;
+    }
+    let other = app.link(u2, "https://example.com/other").await;
+
+    // Unpaged (streamed): every match, its count, no Link.
+    let res = app.get(&format!("/urls?user_id={u1}")).await;
+    assert_eq!((total(&res), len(&res)), (7, 7));
+    assert!(header_str(&res, "link").is_none());
+    // Paged: the count ignores paging; first/prev/next/last keep the filters.
+    let res = app
+        .get(&format!("/urls?user_id={u1}&page=2&per_page=3"))
+        .await;
+    assert_eq!((total(&res), len(&res)), (7, 3));
+    let at = |n: i64| format!("/urls?user_id={u1}&page={n}&per_page=3");
+    assert_eq!(link_rel(&res, "first"), Some(at(1)));
+    assert_eq!(link_rel(&res, "prev"), Some(at(1)));
+    assert_eq!(link_rel(&res, "next"), Some(at(3)));
+    assert_eq!(link_rel(&res, "last"), Some(at(3)));
+    let first = app.get(&at(1)).await;
+    assert_eq!(link_rel(&first, "prev"), None);
+    let last = app.get(&at(3)).await;
+    assert_eq!((len(&last), link_rel(&last, "next")), (1, None));
+    assert_eq!(link_rel(&last, "prev"), Some(at(2)));
+    // Beyond the end: empty, prev is the last page.
+    let beyond = app.get(&at(9)).await;
+    assert_eq!((total(&beyond), len(&beyond)), (7, 0));
+    assert_eq!(link_rel(&beyond, "prev"), Some(at(3)));
+    // Nothing matches: one (empty) page.
+    let none = app.get("/urls?user_id=999&per_page=3").await;
+    assert_eq!(total(&none), 0);
+    assert_eq!(
+        link_rel(&none, "last"),
+        Some("/urls?user_id=999&page=1&per_page=3".into())
+    );
+
+    // The other lists.
+    let res = app.get("/users").await;
+    assert_eq!((total(&res), len(&res)), (2, 2));
+    let res = app.get("/users?per_page=1").await;
+    assert_eq!((total(&res), len(&res)), (2, 1));
+    assert_eq!(
+        link_rel(&res, "next"),
+        Some("/users?page=2&per_page=1".into())
+    );
+    let res = app.get("/events").await;
+    assert_eq!((total(&res), len(&res)), (8, 8));
+    let res = app.get(&format!("/events?user_id={u2}&per_page=5")).await;
+    assert_eq!((total(&res), len(&res)), (1, 1));
+    let res = app.get(&format!("/urls/{}/events", other["id"])).await;
+    assert_eq!((total(&res), len(&res)), (1, 1));
+    let res = app
+        .get(&format!(
+            "/urls/{}/events?after_id=0&per_page=1",
+            other["id"]
+        ))
+        .await;
+    assert_eq!(total(&res), 1);
+    let res = app.get("/keys").await;
+    assert_eq!((total(&res), len(&res)), (1, 1));
+    TestApp::make_key(&app.db, Some(u1)).await;
+    let res = app.get("/keys?per_page=1&page=2").await;
+    assert_eq!((total(&res), len(&res)), (2, 1));
+    assert_eq!(
+        link_rel(&res, "first"),
+        Some("/keys?page=1&per_page=1".into())
+    );
+
+    // A user key counts only its own links.
+    let key = TestApp::make_key(&app.db, Some(u2)).await;
+    let res = app
+        .request_with(
+            Some(&key),
+            axum::http::Method::GET,
+            "/urls?per_page=10",
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((total(&res), len(&res)), (1, 1));
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn an_unpaged_count_is_of_the_rows_it_streams(db: PgPool) {
+    // More rows than one cursor batch, so the body is several chunks.
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    sqlx::query(
+        "INSERT INTO urls (user_id, short_code, original_url)
+         SELECT $1, 'c' || g, 'https://example.com/' || g FROM generate_series(1, 700) g",
+    )
+    .bind(uid)
+    .execute(&app.db)
+    .await
+    .expect("links");
+    let res = app.get("/urls").await;
+    assert_eq!((total(&res), len(&res)), (700, 700));
+    let res = app.get("/urls?is_active=false").await;
+    assert_eq!((total(&res), len(&res)), (0, 0));
+}
