@@ -13,6 +13,7 @@ pub mod repo;
 pub mod rules;
 pub mod short_url;
 pub mod stats;
+pub mod tags;
 pub mod targets;
 
 use serde_json::{Value, json};
@@ -61,6 +62,7 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, A
         user_id: new.user_id,
         original_url: &new.original_url,
         title: new.title.as_deref(),
+        tags: &new.tags,
         settings: &settings,
         password_hash: password_hash.as_deref(),
     };
@@ -191,6 +193,7 @@ pub async fn update(
         .clone()
         .unwrap_or_else(|| current.original_url.clone());
     let title = patch.title.clone().unwrap_or_else(|| current.title.clone());
+    let tags = patch.tags.clone().unwrap_or_else(|| current.tags.clone());
     let is_active = patch.is_active.unwrap_or(current.is_active);
     let was = current.settings();
     let settings = RuleSettings {
@@ -212,6 +215,9 @@ pub async fn update(
     if title != current.title {
         changed.push(("title", json!(title)));
     }
+    if tags != current.tags {
+        changed.push(("tags", json!(tags)));
+    }
     if is_active != current.is_active {
         changed.push(("is_active", json!(is_active)));
     }
@@ -227,6 +233,7 @@ pub async fn update(
     let edit = Edit {
         original_url: &original_url,
         title: title.as_deref(),
+        tags: &tags,
         is_active,
         settings: &settings,
         password: &password,

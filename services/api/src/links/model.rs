@@ -7,8 +7,8 @@ use shortline_shared::events::LinkSnapshot;
 use shortline_shared::link_rules::Rule;
 use shortline_shared::target_url;
 
-use super::codes;
 use super::rules::{self, Password, RuleSettings};
+use super::{codes, tags};
 use crate::ids::{LinkId, UserId};
 use crate::validate::{Fields, FromJson};
 
@@ -24,6 +24,9 @@ pub struct Link {
     pub short_url: String,
     pub original_url: String,
     pub title: Option<String>,
+    /// Normalised tags (lower-case), sorted; `[]`: none.
+    #[schemars(example = tags_example())]
+    pub tags: Vec<String>,
     pub is_active: bool,
     /// `YYYY-MM-DDTHH:MM:SS`, UTC.
     #[serde(with = "shortline_shared::wire::timestamp")]
@@ -56,6 +59,11 @@ pub struct Link {
     pub rules: Vec<Rule>,
     /// Whether a password guards the link (the password is never shown).
     pub password_protected: bool,
+}
+
+/// The `tags` example of the OpenAPI document.
+pub fn tags_example() -> serde_json::Value {
+    serde_json::json!(["newsletter", "q4 launch"])
 }
 
 /// The `rules` example of the OpenAPI document: German-speaking phone
@@ -110,6 +118,12 @@ pub struct NewLink {
     /// Optional custom code: 1–64 of `[A-Za-z0-9_-]`; 409 when taken.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     pub short_code: Option<String>,
+    /// Up to 20 tags, each 1–50 characters of letters, digits, `-`, `_`,
+    /// `.` and spaces; stored trimmed, lower-cased, with inner spaces
+    /// collapsed, sorted and without duplicates (400 naming `tags`
+    /// otherwise).
+    #[schemars(with = "Vec<String>", default, example = tags_example())]
+    pub tags: Vec<String>,
     /// The redirect's status: 301, 302, 307 or 308. Default: the server's
     /// `DEFAULT_REDIRECT_TYPE` (302 unless configured).
     #[schemars(with = "rules::RedirectTypeSchema", default, example = 301)]
@@ -155,6 +169,7 @@ impl FromJson for NewLink {
             .required_exact_string("original_url")
             .and_then(|u| checked_url(f, u));
         let title = f.nullable_string("title").flatten();
+        let tags = tags::read(f).unwrap_or_default();
         let short_code =
             f.optional_exact_string("short_code")
                 .and_then(|c| match codes::check_custom(&c) {
@@ -179,6 +194,7 @@ impl FromJson for NewLink {
             original_url: original_url?,
             title,
             short_code: short_code.flatten(),
+            tags,
             redirect_type,
             expires_at,
             max_clicks,
@@ -196,6 +212,10 @@ impl FromJson for NewLink {
 pub struct LinkPatch {
     /// A string, or `null` to clear it.
     pub title: Option<Option<String>>,
+    /// The link's new tags (the rules of `POST /urls`), replacing its own;
+    /// `null` or `[]` removes them.
+    #[schemars(with = "Option<Vec<String>>", example = tags_example())]
+    pub tags: Option<Vec<String>>,
     /// Strict boolean (not `null`).
     #[schemars(with = "bool", default)]
     pub is_active: Option<bool>,
@@ -234,6 +254,7 @@ pub struct LinkPatch {
 impl LinkPatch {
     pub fn is_empty(&self) -> bool {
         self.title.is_none()
+            && self.tags.is_none()
             && self.is_active.is_none()
             && self.original_url.is_none()
             && self.redirect_type.is_none()
@@ -249,6 +270,7 @@ impl LinkPatch {
 impl FromJson for LinkPatch {
     fn from_json(f: &mut Fields<'_>) -> Option<Self> {
         let title = f.nullable_string("title");
+        let tags = tags::read(f);
         let is_active = f.optional_bool("is_active");
         let original_url = if f.has("original_url") {
             f.required_exact_string("original_url")
@@ -265,6 +287,7 @@ impl FromJson for LinkPatch {
         let password = rules::read_password(f);
         Some(LinkPatch {
             title,
+            tags,
             is_active,
             original_url,
             redirect_type,

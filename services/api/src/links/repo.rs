@@ -6,6 +6,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use super::model::Link;
 use super::rules::RuleSettings;
 use super::stats::{Interval, SeriesPoint};
+use super::tags::TagCount;
 use crate::ids::{LinkId, UserId};
 use crate::paging::Page;
 use crate::row_stream;
@@ -15,7 +16,7 @@ use crate::row_stream;
 /// hash is never read back: only whether there is one.
 macro_rules! columns {
     () => {
-        "id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+        "id, user_id, short_code, original_url, title, tags, is_active, created_at, updated_at,
          redirect_type, expires_at, max_clicks, fallback_url, forward_query, rules,
          password_hash IS NOT NULL AS password_protected"
     };
@@ -39,6 +40,8 @@ pub enum PasswordWrite {
 pub struct LinkFilter {
     pub user_id: Option<UserId>,
     pub is_active: Option<bool>,
+    /// Links with every one of these (normalised) tags.
+    pub tags: Vec<String>,
 }
 
 /// A link row plus whether it was deleted (not part of the wire shape).
@@ -55,6 +58,8 @@ pub struct NewRow<'a> {
     pub user_id: UserId,
     pub original_url: &'a str,
     pub title: Option<&'a str>,
+    /// Normalised and sorted ([`super::tags`]).
+    pub tags: &'a [String],
     pub settings: &'a RuleSettings,
     /// An argon2id PHC string.
     pub password_hash: Option<&'a str>,
@@ -69,8 +74,8 @@ pub async fn insert(
     let s = row.settings;
     sqlx::query_as::<_, Link>(concat!(
         "INSERT INTO urls (user_id, short_code, original_url, title, redirect_type, expires_at,
-                           max_clicks, fallback_url, forward_query, rules, password_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                           max_clicks, fallback_url, forward_query, rules, password_hash, tags)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (short_code) DO NOTHING
          RETURNING ",
         columns!()
@@ -86,6 +91,7 @@ pub async fn insert(
     .bind(s.forward_query)
     .bind(sqlx::types::Json(&s.rules))
     .bind(row.password_hash)
+    .bind(row.tags)
     .fetch_optional(conn)
     .await
 }
@@ -159,6 +165,67 @@ fn filtered(q: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     if let Some(is_active) = filter.is_active {
         q.push(" AND is_active = ").push_bind(is_active);
     }
+    if !filter.tags.is_empty() {
+        // `@>` is what the GIN index on `tags` answers.
+        q.push(" AND tags @> ").push_bind(filter.tags.clone());
+    }
+}
+
+/// The tags of the links (a user's, or everyone's), with how many links
+/// carry each, by tag (`GET /tags`): a page, or the `row_stream` cursor
+/// over all of them when `declare` is set (then nothing is returned).
+fn tag_counts_query(init: &str, user_id: Option<UserId>, page: Page) -> QueryBuilder<Postgres> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "{init}SELECT tag, count(*)::int8 AS links FROM urls, unnest(tags) AS tag WHERE TRUE"
+    ));
+    if let Some(user_id) = user_id {
+        q.push(" AND user_id = ").push_bind(user_id);
+    }
+    q.push(" GROUP BY tag ORDER BY tag");
+    if let Some(limit) = page.limit {
+        q.push(" LIMIT ").push_bind(limit);
+    }
+    if page.offset > 0 {
+        q.push(" OFFSET ").push_bind(page.offset);
+    }
+    q
+}
+
+/// One page of tag counts.
+pub async fn tag_counts(
+    conn: &mut PgConnection,
+    user_id: Option<UserId>,
+    page: Page,
+) -> Result<Vec<TagCount>, sqlx::Error> {
+    tag_counts_query("", user_id, page)
+        .build_query_as::<TagCount>()
+        .fetch_all(conn)
+        .await
+}
+
+/// Opens the `row_stream` cursor over every tag count.
+pub async fn declare_tag_counts(
+    conn: &mut PgConnection,
+    user_id: Option<UserId>,
+) -> Result<(), sqlx::Error> {
+    tag_counts_query(&row_stream::declare_prefix(), user_id, Page::ALL)
+        .build()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many distinct tags [`tag_counts`] lists.
+pub async fn count_tags(
+    conn: &mut PgConnection,
+    user_id: Option<UserId>,
+) -> Result<i64, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT count(DISTINCT tag) FROM urls, unnest(tags) AS tag WHERE TRUE");
+    if let Some(user_id) = user_id {
+        q.push(" AND user_id = ").push_bind(user_id);
+    }
+    q.build_query_scalar::<i64>().fetch_one(conn).await
 }
 
 /// A link's editable fields as they are to be written.
@@ -166,6 +233,7 @@ fn filtered(q: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
 pub struct Edit<'a> {
     pub original_url: &'a str,
     pub title: Option<&'a str>,
+    pub tags: &'a [String],
     pub is_active: bool,
     pub settings: &'a RuleSettings,
     pub password: &'a PasswordWrite,
@@ -185,7 +253,8 @@ pub async fn update(conn: &mut PgConnection, id: LinkId, e: Edit<'_>) -> Result<
              deleted_at = CASE WHEN $4 THEN NULL ELSE deleted_at END,
              redirect_type = $5, expires_at = $6, max_clicks = $7, fallback_url = $8,
              forward_query = $9, rules = $10,
-             password_hash = CASE WHEN $11 THEN $12 ELSE password_hash END
+             password_hash = CASE WHEN $11 THEN $12 ELSE password_hash END,
+             tags = $13
          WHERE id = $1
          RETURNING ",
         columns!()
@@ -202,6 +271,7 @@ pub async fn update(conn: &mut PgConnection, id: LinkId, e: Edit<'_>) -> Result<
     .bind(sqlx::types::Json(&s.rules))
     .bind(write_password)
     .bind(password_hash)
+    .bind(e.tags)
     .fetch_one(conn)
     .await
 }

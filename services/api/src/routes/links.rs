@@ -2,8 +2,14 @@
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
+use aide::generate::GenContext;
+use aide::openapi::{
+    Operation, Parameter, ParameterData, ParameterSchemaOrContent, QueryStyle, SchemaObject,
+};
+use aide::operation::OperationInput;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -21,6 +27,7 @@ use crate::links::repo::LinkFilter;
 use crate::links::{
     self,
     stats::{Interval, LinkStats, StatsRange},
+    tags,
 };
 use crate::paging::Page;
 use crate::state::AppState;
@@ -94,8 +101,9 @@ pub struct StatsParams {
 operation! {
     /// List links
     ///
-    /// Ordered by id; filter by `user_id` and `is_active`. Without `page`/`per_page` every
-    /// match is returned.
+    /// Ordered by id; filter by `user_id`, `is_active` and `tag` (repeatable: links with all
+    /// the given tags). Without `page`/`per_page` every match is returned (streamed).
+    /// `X-Total-Count` counts the matches; pages carry `Link` `first`/`prev`/`next`/`last`.
     fn list_links_docs tag "urls";
 }
 
@@ -103,18 +111,84 @@ async fn list_links(
     State(state): State<AppState>,
     caller: Caller,
     Params(mut p): Params<ListLinksParams>,
+    TagFilter(tags): TagFilter,
 ) -> Result<Listed<Link>, ApiError> {
+    let requested_user = p.user_id;
     p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve(p.page, p.per_page)?;
     let query = ListQuery::new("/urls")
-        .with("user_id", p.user_id)
-        .with("is_active", p.is_active);
+        .with("user_id", requested_user)
+        .with("is_active", p.is_active)
+        .with_each("tag", &tags);
     let filter = LinkFilter {
         user_id: p.user_id,
         is_active: p.is_active,
+        tags,
     };
     let listing = links::list(&state, filter, page).await?;
     Ok(Listed::new(listing, page, &query))
+}
+
+/// The `tag` parameters of a request (repeatable, which `Params` cannot
+/// read), normalised, without duplicates; a value that cannot be a tag is a
+/// 400 naming `tag`.
+pub struct TagFilter(pub Vec<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for TagFilter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        tag_filter(parts.uri.query()).map(TagFilter)
+    }
+}
+
+impl OperationInput for TagFilter {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let parameter = Parameter::Query {
+            parameter_data: ParameterData {
+                name: "tag".into(),
+                description: Some(
+                    "Only links with this tag; repeat it (`tag=a&tag=b`) for links with all of \
+                     them. Compared normalised (`Work` is `work`)."
+                        .into(),
+                ),
+                required: false,
+                deprecated: None,
+                format: ParameterSchemaOrContent::Schema(SchemaObject {
+                    json_schema: ctx.schema.subschema_for::<Vec<String>>(),
+                    example: None,
+                    external_docs: None,
+                }),
+                example: Some(serde_json::json!(["newsletter"])),
+                examples: Default::default(),
+                explode: Some(true),
+                extensions: Default::default(),
+            },
+            allow_reserved: false,
+            style: QueryStyle::Form,
+            allow_empty_value: None,
+        };
+        aide::operation::add_parameters(ctx, operation, [parameter]);
+    }
+}
+
+fn tag_filter(raw_query: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let raw: Vec<String> = url::form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name == "tag")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    let mut tags = Vec::with_capacity(raw.len());
+    for value in &raw {
+        tags.push(tags::normalise(value).ok_or_else(|| {
+            ApiError::field(
+                "tag",
+                "must be a tag: 1-50 characters of letters, digits, '-', '_', '.' and spaces",
+            )
+        })?);
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
 }
 
 operation! {
@@ -129,7 +203,9 @@ operation! {
     /// `DEFAULT_REDIRECT_TYPE`), `expires_at`, `max_clicks`, `fallback_url`, `forward_query`,
     /// `rules` (first match by `device`, `os`, `language`; any problem in them is 422 with
     /// its path) and `password` (stored as an argon2id hash, never returned:
-    /// `password_protected` says whether there is one).
+    /// `password_protected` says whether there is one). `tags`: up to 20, normalised (trimmed,
+    /// lower-cased, inner spaces collapsed), sorted, duplicates dropped; each 1–50 characters
+    /// of letters, digits, `-`, `_`, `.` and spaces (400 naming `tags` otherwise).
     fn create_link_docs(op) tag "urls" {
         let op = conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists");
         unprocessable(op, TARGET_REFUSED)
@@ -172,7 +248,8 @@ async fn get_link(
 operation! {
     /// Update a link
     ///
-    /// Any of `title`, `is_active` (strict boolean), `original_url` (the rules of
+    /// Any of `title`, `tags` (replacing the link's; `null` or `[]` removes them), `is_active`
+    /// (strict boolean), `original_url` (the rules of
     /// `POST /urls`), and the link rules of `POST /urls` (`null` clears `expires_at`,
     /// `max_clicks`, `fallback_url`, `rules` and `password`). Bumps `updated_at`; logs one
     /// `updated` event per changed field (a password as `[redacted]`); every change reaches

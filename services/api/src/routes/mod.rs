@@ -7,6 +7,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod links;
+pub mod tags;
 pub mod users;
 
 use aide::axum::ApiRouter;
@@ -100,6 +101,7 @@ pub fn api_routes() -> ApiRouter<AppState> {
         .merge(links::routes())
         .merge(events::routes())
         .merge(keys::routes())
+        .merge(tags::routes())
 }
 
 /// `201 Created` with a JSON body.

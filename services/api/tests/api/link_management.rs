@@ -3,7 +3,7 @@
 //! conveniences (`find_if_exists`, `POST /urls/bulk`).
 
 use axum::http::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use shortline_api::config::ApiConfig;
 use shortline_api::links::short_url::PublicBase;
 use sqlx::PgPool;
@@ -187,4 +187,190 @@ async fn an_unpaged_count_is_of_the_rows_it_streams(db: PgPool) {
     assert_eq!((total(&res), len(&res)), (700, 700));
     let res = app.get("/urls?is_active=false").await;
     assert_eq!((total(&res), len(&res)), (0, 0));
+}
+
+async fn tagged(app: &TestApp, user_id: i64, url: &str, tags: Value) -> Value {
+    let res = app
+        .post(
+            "/urls",
+            json!({"user_id": user_id, "original_url": url, "tags": tags}),
+        )
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+    res.json()
+}
+
+fn id_of(link: &Value) -> i64 {
+    link["id"].as_i64().expect("an id")
+}
+
+fn codes_of(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["id"].as_i64())
+        .collect()
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn tags_are_normalised_stored_filtered_and_counted(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let u1 = app.user("one").await["id"].as_i64().expect("id");
+    let u2 = app.user("two").await["id"].as_i64().expect("id");
+    let a = tagged(
+        &app,
+        u1,
+        "https://a.io",
+        json!([" Work ", "Q4  Launch", "work", "x.y_z-1"]),
+    )
+    .await;
+    assert_eq!(a["tags"], json!(["q4 launch", "work", "x.y_z-1"]));
+    let b = tagged(&app, u1, "https://b.io", json!(["work"])).await;
+    let c = tagged(&app, u2, "https://c.io", json!(["work", "private"])).await;
+    let plain = app.link(u1, "https://d.io").await;
+    assert_eq!(plain["tags"], json!([]));
+
+    // ALL the given tags; compared normalised.
+    let ids = |res: TestResponse| codes_of(&res.json());
+    assert_eq!(
+        ids(app.get("/urls?tag=work").await),
+        [id_of(&a), id_of(&b), id_of(&c)]
+    );
+    assert_eq!(
+        ids(app.get("/urls?tag=WORK&tag=q4%20launch").await),
+        [id_of(&a)]
+    );
+    assert_eq!(
+        ids(app.get(&format!("/urls?tag=work&user_id={u2}")).await),
+        [id_of(&c)]
+    );
+    assert_eq!(
+        ids(app.get("/urls?tag=work&tag=nothing").await),
+        Vec::<i64>::new()
+    );
+    let res = app.get("/urls?tag=work&per_page=1").await;
+    assert_eq!(total(&res), 3);
+    assert_eq!(
+        link_rel(&res, "next"),
+        Some("/urls?tag=work&page=2&per_page=1".into())
+    );
+    app.get("/urls?tag=a/b")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+
+    // GET /tags: everyone's for an admin, or one user's; a user key its own.
+    let all = app.get("/tags").await;
+    assert_eq!(total(&all), 4);
+    assert_eq!(
+        all.json(),
+        json!([
+            {"tag": "private", "links": 1},
+            {"tag": "q4 launch", "links": 1},
+            {"tag": "work", "links": 3},
+            {"tag": "x.y_z-1", "links": 1}
+        ])
+    );
+    let mine = app.get(&format!("/tags?user_id={u2}")).await.json();
+    assert_eq!(
+        mine,
+        json!([{"tag": "private", "links": 1}, {"tag": "work", "links": 1}])
+    );
+    let paged = app.get("/tags?per_page=2&page=2").await;
+    assert_eq!((total(&paged), len(&paged)), (4, 2));
+    assert_eq!(paged.json()[0]["tag"], "work");
+    let key = TestApp::make_key(&app.db, Some(u2)).await;
+    let as_u2 = |uri: String| {
+        let key = key.clone();
+        let app = &app;
+        async move {
+            app.request_with(Some(&key), axum::http::Method::GET, &uri, None, Vec::new())
+                .await
+        }
+    };
+    assert_eq!(as_u2("/tags".into()).await.json(), mine);
+    assert_eq!(as_u2(format!("/tags?user_id={u1}")).await.json(), json!([]));
+    assert_eq!(ids(as_u2("/urls?tag=work".into()).await), [id_of(&c)]);
+
+    // Edits replace the tags and log one `updated` event with the new ones.
+    let uri = format!("/urls/{}", b["id"]);
+    let res = app
+        .put(&uri, json!({"tags": ["Home", "work", "home"]}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json()["tags"], json!(["home", "work"]));
+    // The same tags again change nothing.
+    assert_eq!(
+        app.put(&uri, json!({"tags": ["work", "home"]}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let cleared = app.put(&uri, json!({"tags": null})).await.json();
+    assert_eq!(cleared["tags"], json!([]));
+    let events = app.get(&format!("{uri}/events")).await.json();
+    let updates: Vec<&Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event_type"] == "updated")
+        .map(|e| &e["details"])
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            &json!({"field": "tags", "new_value": ["home", "work"]}),
+            &json!({"field": "tags", "new_value": []})
+        ]
+    );
+    assert_eq!(
+        app.outbox_types()
+            .await
+            .iter()
+            .filter(|t| *t == "link.updated")
+            .count(),
+        2
+    );
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bad_tags_are_400_naming_tags(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    let lid = app.link(uid, "https://a.io").await["id"]
+        .as_i64()
+        .expect("id");
+    let too_many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    for tags in [
+        json!("work"),
+        json!([1]),
+        json!([""]),
+        json!(["a/b"]),
+        json!(["x".repeat(51)]),
+        json!(too_many),
+        json!([{"tag": "x"}]),
+    ] {
+        let body = app
+            .post(
+                "/urls",
+                json!({"user_id": uid, "original_url": "https://a.io", "tags": tags}),
+            )
+            .await
+            .assert_error(StatusCode::BAD_REQUEST);
+        assert!(body["details"]["tags"].is_string(), "{tags}: {body}");
+        let body = app
+            .put(&format!("/urls/{lid}"), json!({"tags": tags}))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST);
+        assert!(body["details"]["tags"].is_string(), "{tags}: {body}");
+    }
+    // Twenty distinct (after normalising) are fine.
+    let mut twenty: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    twenty.push("T0".into());
+    let link = tagged(&app, uid, "https://a.io", json!(twenty)).await;
+    assert_eq!(link["tags"].as_array().map(Vec::len), Some(20));
 }

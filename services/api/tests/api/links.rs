@@ -29,7 +29,7 @@ async fn create_read_and_created_event(db: PgPool) {
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
     // The contract's eight fields, the link-rule fields of issue #15, and
-    // `short_url` of issue #16.
+    // `short_url` and `tags` of issue #16.
     let mut expected = [
         "id",
         "user_id",
@@ -37,6 +37,7 @@ async fn create_read_and_created_event(db: PgPool) {
         "short_url",
         "original_url",
         "title",
+        "tags",
         "is_active",
         "created_at",
         "updated_at",
