@@ -21,7 +21,7 @@ use shortline_shared::link_rules::Rule;
 use sqlx::PgConnection;
 
 use self::model::{Link, LinkPatch, NewLink};
-use self::repo::{Edit, LinkFilter, NewRow, PasswordWrite};
+use self::repo::{Edit, LinkFilter, LinkOrder, NewRow, PasswordWrite};
 use self::rules::{REDACTED, RuleSettings};
 use self::targets::TargetProblem;
 use crate::error::{ApiError, FieldErrors};
@@ -138,22 +138,24 @@ pub async fn owner(state: &AppState, id: LinkId) -> Result<Option<UserId>, ApiEr
     Ok(repo::get(&mut conn, id).await?.map(|l| l.user_id))
 }
 
-/// One page of links, or every match as a stream, with their number.
+/// One page of links, or every match as a stream, in `order`, with their
+/// number.
 pub async fn list(
     state: &AppState,
     filter: LinkFilter,
+    order: LinkOrder,
     page: Page,
 ) -> Result<Listing<Link>, ApiError> {
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
         let total = repo::count(&mut tx, &filter).await?;
-        repo::declare_all(&mut tx, &filter).await?;
+        repo::declare_all(&mut tx, &filter, order).await?;
         let rows = RowStream::start(tx).await?.finishing(finisher(state));
         return Ok(Listing::all(rows, total));
     }
     let mut tx = paging::snapshot(&state.db).await?;
     let total = repo::count(&mut tx, &filter).await?;
-    let links = repo::list(&mut tx, &filter, page).await?;
+    let links = repo::list(&mut tx, &filter, order, page).await?;
     tx.rollback().await?;
     let links = links.into_iter().map(|l| present(state, l)).collect();
     Ok(Listing::items(links, total))

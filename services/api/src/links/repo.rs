@@ -42,6 +42,76 @@ pub struct LinkFilter {
     pub is_active: Option<bool>,
     /// Links with every one of these (normalised) tags.
     pub tags: Vec<String>,
+    /// Links whose title, original URL or short code contains this,
+    /// ignoring case (a plain substring: `%` and `_` are literal).
+    pub search: Option<String>,
+}
+
+/// The order of `GET /urls` (`sort`); ties always by id, in the same
+/// direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LinkOrder {
+    /// By id (the contract's order).
+    #[default]
+    Id,
+    CreatedAt,
+    CreatedAtDesc,
+    /// By redirects (`link_stats.redirect_count`, 0 when none), fewest first.
+    Clicks,
+    ClicksDesc,
+}
+
+impl LinkOrder {
+    /// Parses `sort`: `created_at`, `-created_at`, `clicks`, `-clicks`.
+    pub fn parse(sort: &str) -> Option<Self> {
+        Some(match sort {
+            "created_at" => Self::CreatedAt,
+            "-created_at" => Self::CreatedAtDesc,
+            "clicks" => Self::Clicks,
+            "-clicks" => Self::ClicksDesc,
+            _ => return None,
+        })
+    }
+
+    /// The `sort` value that asks for this order (`None`: the default).
+    pub fn as_param(self) -> Option<&'static str> {
+        match self {
+            Self::Id => None,
+            Self::CreatedAt => Some("created_at"),
+            Self::CreatedAtDesc => Some("-created_at"),
+            Self::Clicks => Some("clicks"),
+            Self::ClicksDesc => Some("-clicks"),
+        }
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Id => " ORDER BY id",
+            Self::CreatedAt => " ORDER BY created_at, id",
+            Self::CreatedAtDesc => " ORDER BY created_at DESC, id DESC",
+            Self::Clicks => " ORDER BY COALESCE(s.redirect_count, 0), id",
+            Self::ClicksDesc => " ORDER BY COALESCE(s.redirect_count, 0) DESC, id DESC",
+        }
+    }
+
+    fn joins_stats(self) -> bool {
+        matches!(self, Self::Clicks | Self::ClicksDesc)
+    }
+}
+
+/// `term` as an `ILIKE` pattern matching it anywhere, its own `\`, `%` and
+/// `_` escaped (`\` is `LIKE`'s default escape character).
+fn contains_pattern(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// A link row plus whether it was deleted (not part of the wire shape).
@@ -118,18 +188,23 @@ pub async fn lock(conn: &mut PgConnection, id: LinkId) -> Result<Option<LinkStat
 pub async fn list(
     conn: &mut PgConnection,
     filter: &LinkFilter,
+    order: LinkOrder,
     page: Page,
 ) -> Result<Vec<Link>, sqlx::Error> {
-    select("", filter, page)
+    select("", filter, order, page)
         .build_query_as::<Link>()
         .fetch_all(conn)
         .await
 }
 
-/// Opens the `row_stream` cursor over every link matching the filters, by
-/// id (the transaction's; read it with `RowStream`).
-pub async fn declare_all(conn: &mut PgConnection, filter: &LinkFilter) -> Result<(), sqlx::Error> {
-    select(&row_stream::declare_prefix(), filter, Page::ALL)
+/// Opens the `row_stream` cursor over every link matching the filters, in
+/// `order` (the transaction's; read it with `RowStream`).
+pub async fn declare_all(
+    conn: &mut PgConnection,
+    filter: &LinkFilter,
+    order: LinkOrder,
+) -> Result<(), sqlx::Error> {
+    select(&row_stream::declare_prefix(), filter, order, Page::ALL)
         .build()
         .execute(conn)
         .await?;
@@ -143,11 +218,15 @@ pub async fn count(conn: &mut PgConnection, filter: &LinkFilter) -> Result<i64, 
     q.build_query_scalar::<i64>().fetch_one(conn).await
 }
 
-fn select(init: &str, filter: &LinkFilter, page: Page) -> QueryBuilder<Postgres> {
+fn select(init: &str, filter: &LinkFilter, order: LinkOrder, page: Page) -> QueryBuilder<Postgres> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("{init}{SELECT}"));
+    if order.joins_stats() {
+        // No column of link_stats shares a name with one of urls.
+        q.push(" LEFT JOIN link_stats s ON s.url_id = urls.id");
+    }
     q.push(" WHERE TRUE");
     filtered(&mut q, filter);
-    q.push(" ORDER BY id");
+    q.push(order.order_by());
     if let Some(limit) = page.limit {
         q.push(" LIMIT ").push_bind(limit);
     }
@@ -168,6 +247,17 @@ fn filtered(q: &mut QueryBuilder<Postgres>, filter: &LinkFilter) {
     if !filter.tags.is_empty() {
         // `@>` is what the GIN index on `tags` answers.
         q.push(" AND tags @> ").push_bind(filter.tags.clone());
+    }
+    if let Some(term) = &filter.search {
+        // Each ILIKE can use its column's trigram index (BitmapOr).
+        let pattern = contains_pattern(term);
+        q.push(" AND (title ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR original_url ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR short_code ILIKE ")
+            .push_bind(pattern)
+            .push(")");
     }
 }
 
@@ -391,4 +481,24 @@ pub async fn agent_counts(
     .bind(last_day)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_are_literal_substrings() {
+        assert_eq!(contains_pattern("Shop"), "%Shop%");
+        assert_eq!(contains_pattern("50%_off\\x"), "%50\\%\\_off\\\\x%");
+    }
+
+    #[test]
+    fn sort_values() {
+        for v in ["created_at", "-created_at", "clicks", "-clicks"] {
+            assert_eq!(LinkOrder::parse(v).and_then(LinkOrder::as_param), Some(v));
+        }
+        assert_eq!(LinkOrder::parse("id"), None);
+        assert_eq!(LinkOrder::parse("-title"), None);
+    }
 }

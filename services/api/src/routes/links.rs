@@ -23,7 +23,7 @@ use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
 use crate::ids::{LinkId, ResourceId, UserId};
 use crate::links::model::{Link, LinkPatch, NewLink};
-use crate::links::repo::LinkFilter;
+use crate::links::repo::{LinkFilter, LinkOrder};
 use crate::links::{
     self,
     stats::{Interval, LinkStats, StatsRange},
@@ -58,6 +58,14 @@ pub struct ListLinksParams {
     pub user_id: Option<UserId>,
     /// `true` or `false`.
     pub is_active: Option<bool>,
+    /// Search: links whose title, original URL or short code contains this
+    /// text, ignoring case (1–200 characters; blank: no search).
+    #[schemars(length(max = 200), example = &"spring sale")]
+    pub q: Option<String>,
+    /// Order: `created_at`, `-created_at` (newest first), `clicks`,
+    /// `-clicks` (most redirected first); ties by id. Default: by id.
+    #[schemars(with = "Option<SortParam>")]
+    pub sort: Option<String>,
     /// 1-based page number.
     #[schemars(range(min = 1))]
     pub page: Option<i64>,
@@ -65,6 +73,23 @@ pub struct ListLinksParams {
     #[schemars(range(min = 1))]
     pub per_page: Option<i64>,
 }
+
+/// The values of `sort`.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // Documentation only.
+enum SortParam {
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+    #[serde(rename = "clicks")]
+    Clicks,
+    #[serde(rename = "-clicks")]
+    ClicksDesc,
+}
+
+/// Longest `q`.
+const MAX_SEARCH_CHARS: usize = 200;
 
 /// Paging of `GET /urls/{id}/events`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -101,8 +126,11 @@ pub struct StatsParams {
 operation! {
     /// List links
     ///
-    /// Ordered by id; filter by `user_id`, `is_active` and `tag` (repeatable: links with all
-    /// the given tags). Without `page`/`per_page` every match is returned (streamed).
+    /// Ordered by id unless `sort` says otherwise (`created_at`, `-created_at`, `clicks`,
+    /// `-clicks`; ties by id); filter by `user_id`, `is_active`, `tag` (repeatable: links with
+    /// all the given tags) and `q` (case-insensitive substring of the title, original URL or
+    /// short code). Filters combine. Without `page`/`per_page` every match is returned
+    /// (streamed).
     /// `X-Total-Count` counts the matches; pages carry `Link` `first`/`prev`/`next`/`last`.
     fn list_links_docs tag "urls";
 }
@@ -116,16 +144,35 @@ async fn list_links(
     let requested_user = p.user_id;
     p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve(p.page, p.per_page)?;
+    let search = p.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    if search
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(ApiError::field("q", "must be at most 200 characters"));
+    }
+    let order = match p.sort.as_deref() {
+        None => LinkOrder::Id,
+        Some(sort) => LinkOrder::parse(sort).ok_or_else(|| {
+            ApiError::field(
+                "sort",
+                "must be one of created_at, -created_at, clicks, -clicks",
+            )
+        })?,
+    };
     let query = ListQuery::new("/urls")
         .with("user_id", requested_user)
         .with("is_active", p.is_active)
-        .with_each("tag", &tags);
+        .with_each("tag", &tags)
+        .with("q", search.as_ref())
+        .with("sort", order.as_param());
     let filter = LinkFilter {
         user_id: p.user_id,
         is_active: p.is_active,
         tags,
+        search,
     };
-    let listing = links::list(&state, filter, page).await?;
+    let listing = links::list(&state, filter, order, page).await?;
     Ok(Listed::new(listing, page, &query))
 }
 

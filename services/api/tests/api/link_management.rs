@@ -374,3 +374,129 @@ async fn bad_tags_are_400_naming_tags(db: PgPool) {
     let link = tagged(&app, uid, "https://a.io", json!(twenty)).await;
     assert_eq!(link["tags"].as_array().map(Vec::len), Some(20));
 }
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn search_matches_title_url_and_code_ignoring_case(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let u1 = app.user("one").await["id"].as_i64().expect("id");
+    let u2 = app.user("two").await["id"].as_i64().expect("id");
+    let post = |body: Value| {
+        let app = &app;
+        async move {
+            let res = app.post("/urls", body).await;
+            assert_eq!(res.status, StatusCode::CREATED);
+            id_of(&res.json())
+        }
+    };
+    let by_title = post(json!({"user_id": u1, "original_url": "https://a.io/1", "title": "Spring SALE 2026", "tags": ["promo"]})).await;
+    let by_url =
+        post(json!({"user_id": u1, "original_url": "https://shop.example/spring-sale"})).await;
+    let by_code =
+        post(json!({"user_id": u2, "original_url": "https://b.io", "short_code": "SpringSale"}))
+            .await;
+    let literal =
+        post(json!({"user_id": u2, "original_url": "https://c.io", "title": "100% off_now"})).await;
+    let _other =
+        post(json!({"user_id": u1, "original_url": "https://d.io", "title": "autumn"})).await;
+
+    let ids = |res: TestResponse| codes_of(&res.json());
+    assert_eq!(
+        ids(app.get("/urls?q=spring").await),
+        [by_title, by_url, by_code]
+    );
+    assert_eq!(
+        ids(app.get("/urls?q=SALE").await),
+        [by_title, by_url, by_code]
+    );
+    assert_eq!(ids(app.get("/urls?q=%20spring-sale%20").await), [by_url]);
+    // % and _ are literal, not wildcards.
+    assert_eq!(ids(app.get("/urls?q=0%25%20off_").await), [literal]);
+    assert_eq!(ids(app.get("/urls?q=%25").await), [literal]);
+    assert_eq!(ids(app.get("/urls?q=_").await), [literal]);
+    // Combined with the other filters and paging.
+    assert_eq!(
+        ids(app.get(&format!("/urls?q=spring&user_id={u1}")).await),
+        [by_title, by_url]
+    );
+    assert_eq!(ids(app.get("/urls?q=spring&tag=promo").await), [by_title]);
+    let res = app.get("/urls?q=spring&per_page=2&page=2").await;
+    assert_eq!((total(&res), codes_of(&res.json())), (3, vec![by_code]));
+    assert_eq!(
+        link_rel(&res, "first"),
+        Some("/urls?q=spring&page=1&per_page=2".into())
+    );
+    // A user key searches its own links only.
+    let key = TestApp::make_key(&app.db, Some(u2)).await;
+    let res = app
+        .request_with(
+            Some(&key),
+            axum::http::Method::GET,
+            "/urls?q=spring",
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(ids(res), [by_code]);
+    // Blank is no search; too long is a 400.
+    assert_eq!(total(&app.get("/urls?q=%20").await), 5);
+    let long = "x".repeat(201);
+    let body = app
+        .get(&format!("/urls?q={long}"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    assert!(body["details"]["q"].is_string(), "{body}");
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn sort_by_creation_and_clicks_ties_by_id(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(id_of(&app.link(uid, &format!("https://a.io/{i}")).await));
+    }
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    // b and c created at the same time; a newest.
+    sqlx::query(
+        "UPDATE urls SET created_at = CASE id WHEN $1 THEN '2026-03-01'::timestamptz
+                                         WHEN $4 THEN '2026-01-01'::timestamptz
+                                         ELSE '2026-02-01'::timestamptz END
+         WHERE id IN ($1, $2, $3, $4)",
+    )
+    .bind(a)
+    .bind(b)
+    .bind(c)
+    .bind(d)
+    .execute(&app.db)
+    .await
+    .expect("times");
+    // Clicks: c 5, a 5, d 1, b none.
+    sqlx::query("INSERT INTO link_stats (url_id, redirect_count) VALUES ($1, 5), ($2, 5), ($3, 1)")
+        .bind(c)
+        .bind(a)
+        .bind(d)
+        .execute(&app.db)
+        .await
+        .expect("stats");
+    let order = |uri: &'static str| {
+        let app = &app;
+        async move { codes_of(&app.get(uri).await.json()) }
+    };
+    assert_eq!(order("/urls").await, [a, b, c, d]);
+    assert_eq!(order("/urls?sort=created_at").await, [d, b, c, a]);
+    assert_eq!(order("/urls?sort=-created_at").await, [a, c, b, d]);
+    assert_eq!(order("/urls?sort=clicks").await, [b, d, a, c]);
+    assert_eq!(order("/urls?sort=-clicks").await, [c, a, d, b]);
+    // Paged the same, and the links keep the sort.
+    assert_eq!(order("/urls?sort=-clicks&per_page=2&page=2").await, [d, b]);
+    let res = app.get("/urls?sort=-clicks&per_page=2").await;
+    assert_eq!(
+        link_rel(&res, "next"),
+        Some("/urls?sort=-clicks&page=2&per_page=2".into())
+    );
+    let body = app
+        .get("/urls?sort=title")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    assert!(body["details"]["sort"].is_string(), "{body}");
+}
