@@ -36,8 +36,32 @@ use crate::users;
 /// one after half of them, so a crowded code space cannot wedge creation).
 const MAX_CODE_ATTEMPTS: usize = 8;
 
-/// Creates a link; also says whether every redirect replica confirmed it.
-pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, ApiError> {
+/// A link `POST /urls` answers: made now, or (`find_if_exists`) one that
+/// already existed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Made {
+    pub link: Link,
+    pub existing: bool,
+}
+
+/// What a new link needs before its transaction: its rule settings, its
+/// targets checked against the policy and its password hashed (slow, so
+/// never inside a transaction).
+pub struct Prepared {
+    new: NewLink,
+    settings: RuleSettings,
+    password_hash: Option<String>,
+}
+
+impl Prepared {
+    /// The owner the new link is for.
+    pub fn user_id(&self) -> UserId {
+        self.new.user_id
+    }
+}
+
+/// Checks a new link's targets and hashes its password.
+pub async fn prepare(state: &AppState, new: NewLink) -> Result<Prepared, ApiError> {
     let settings = RuleSettings {
         redirect_type: new
             .redirect_type
@@ -58,27 +82,71 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, A
         Some(password) => Some(password.hash().await?),
         None => None,
     };
+    Ok(Prepared {
+        new,
+        settings,
+        password_hash,
+    })
+}
+
+/// Creates a link (or, with `find_if_exists`, finds the one that exists);
+/// also says whether every redirect replica confirmed it.
+pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Made>, ApiError> {
+    let prepared = prepare(state, new).await?;
+    let mut tx = Mutation::begin(state).await?;
+    let made = create_in(state, &mut tx, &prepared).await?;
+    let changes = (!made.existing).then(|| Changed::LinkCreated(made.link.snapshot()));
+    let committed = tx.commit(changes, made).await?;
+    log_created(state, &committed.value);
+    Ok(committed)
+}
+
+/// Counts and logs a link made now (nothing for one found).
+pub fn log_created(state: &AppState, made: &Made) {
+    if !made.existing {
+        state.metrics.links_created.add(1, &[]);
+        let link = &made.link;
+        tracing::info!(url_id = link.id.get(), short_code = %link.short_code, "link created");
+    }
+}
+
+/// The write of [`create`] in a transaction of the caller's (which logs the
+/// `created` change of a link made now when it commits).
+pub async fn create_in(
+    state: &AppState,
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+) -> Result<Made, ApiError> {
+    let new = &prepared.new;
+    if !users::repo::exists(conn, new.user_id).await? {
+        return Err(UserId::not_found());
+    }
+    if new.find_if_exists {
+        let same = repo::SameLink {
+            user_id: new.user_id,
+            original_url: &new.original_url,
+            short_code: new.short_code.as_deref(),
+        };
+        if let Some(link) = repo::find_same(conn, same).await? {
+            return Ok(Made {
+                link: present(state, link),
+                existing: true,
+            });
+        }
+    }
     let row = NewRow {
         user_id: new.user_id,
         original_url: &new.original_url,
         title: new.title.as_deref(),
         tags: &new.tags,
-        settings: &settings,
-        password_hash: password_hash.as_deref(),
+        settings: &prepared.settings,
+        password_hash: prepared.password_hash.as_deref(),
     };
-    let mut tx = Mutation::begin(state).await?;
-    if !users::repo::exists(&mut tx, new.user_id).await? {
-        return Err(UserId::not_found());
-    }
-    let link = insert_with_code(state, &mut tx, new.short_code.as_deref(), row).await?;
-    let link = present(state, link);
-    let committed = tx
-        .commit([Changed::LinkCreated(link.snapshot())], link)
-        .await?;
-    state.metrics.links_created.add(1, &[]);
-    let link = &committed.value;
-    tracing::info!(url_id = link.id.get(), short_code = %link.short_code, "link created");
-    Ok(committed)
+    let link = insert_with_code(state, conn, new.short_code.as_deref(), row).await?;
+    Ok(Made {
+        link: present(state, link),
+        existing: false,
+    })
 }
 
 async fn insert_with_code(

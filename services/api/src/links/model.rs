@@ -160,6 +160,11 @@ pub struct NewLink {
     /// an argon2id hash, never returned).
     #[schemars(with = "Option<String>", length(min = 1, max = 256))]
     pub password: Option<Password>,
+    /// When the caller (this `user_id`) already has an active link to this
+    /// `original_url` (and this `short_code`, when given), answer that link
+    /// with 200 instead of creating one (strict boolean; default `false`).
+    #[schemars(with = "bool", default)]
+    pub find_if_exists: bool,
 }
 
 impl FromJson for NewLink {
@@ -186,6 +191,7 @@ impl FromJson for NewLink {
         let forward_query = f.optional_bool("forward_query").unwrap_or(false);
         let rules = rules::read_rules(f).unwrap_or_default();
         let password = rules::read_password(f).flatten();
+        let find_if_exists = f.optional_bool("find_if_exists").unwrap_or(false);
         if f.has_problems() {
             return None;
         }
@@ -202,6 +208,7 @@ impl FromJson for NewLink {
             forward_query,
             rules,
             password,
+            find_if_exists,
         })
     }
 }

@@ -166,6 +166,36 @@ pub async fn insert(
     .await
 }
 
+/// What makes an existing link "the same" for `find_if_exists`: its owner
+/// and target (and its code, when one is asked for). The one place that
+/// decides it, so a link's domain can join the comparison.
+#[derive(Debug, Clone, Copy)]
+pub struct SameLink<'a> {
+    pub user_id: UserId,
+    pub original_url: &'a str,
+    pub short_code: Option<&'a str>,
+}
+
+/// The oldest active, undeleted link that is [`SameLink`], if any.
+pub async fn find_same(
+    conn: &mut PgConnection,
+    same: SameLink<'_>,
+) -> Result<Option<Link>, sqlx::Error> {
+    sqlx::query_as::<_, Link>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM urls
+         WHERE user_id = $1 AND original_url = $2 AND ($3::text IS NULL OR short_code = $3)
+           AND is_active AND deleted_at IS NULL
+         ORDER BY id LIMIT 1"
+    ))
+    .bind(same.user_id)
+    .bind(same.original_url)
+    .bind(same.short_code)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: LinkId) -> Result<Option<Link>, sqlx::Error> {
     sqlx::query_as::<_, Link>(concat!("SELECT ", columns!(), " FROM urls WHERE id = $1"))
         .bind(id)

@@ -253,6 +253,10 @@ operation! {
     /// `password_protected` says whether there is one). `tags`: up to 20, normalised (trimmed,
     /// lower-cased, inner spaces collapsed), sorted, duplicates dropped; each 1–50 characters
     /// of letters, digits, `-`, `_`, `.` and spaces (400 naming `tags` otherwise).
+    ///
+    /// `find_if_exists: true`: when the user already has an active link to the same
+    /// `original_url` (and the same `short_code`, when one is given), that link is answered
+    /// with 200 (and its `Location`) instead; nothing is created or logged.
     fn create_link_docs(op) tag "urls" {
         let op = conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists");
         unprocessable(op, TARGET_REFUSED)
@@ -267,10 +271,10 @@ async fn create_link(
     caller.require_acting_as(new.user_id)?;
     let committed = links::create(&state, new).await?;
     Ok(committed
-        .map(|link| CreatedAt {
-            location: format!("/urls/{}", link.id),
-            value: link,
-            existing: false,
+        .map(|made| CreatedAt {
+            location: format!("/urls/{}", made.link.id),
+            value: made.link,
+            existing: made.existing,
         })
         .into())
 }

@@ -500,3 +500,71 @@ async fn sort_by_creation_and_clicks_ties_by_id(db: PgPool) {
         .assert_error(StatusCode::BAD_REQUEST);
     assert!(body["details"]["sort"].is_string(), "{body}");
 }
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn find_if_exists_answers_the_callers_existing_link(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let u1 = app.user("one").await["id"].as_i64().expect("id");
+    let u2 = app.user("two").await["id"].as_i64().expect("id");
+    let first = app.link(u1, "https://example.com/x").await;
+    let find = |user_id: i64, extra: Value| {
+        let app = &app;
+        async move {
+            let mut body = json!({"user_id": user_id, "original_url": "https://example.com/x", "find_if_exists": true});
+            if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+                b.extend(e.clone());
+            }
+            app.post("/urls", body).await
+        }
+    };
+    let res = find(u1, json!({})).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json(), first);
+    assert_eq!(
+        header_str(&res, "location"),
+        Some(&*format!("/urls/{}", first["id"]))
+    );
+    // Nothing was created or logged.
+    assert_eq!(total(&app.get("/urls").await), 1);
+    assert_eq!(
+        app.outbox_types()
+            .await
+            .iter()
+            .filter(|t| *t == "link.created")
+            .count(),
+        1
+    );
+    // Another user's link, another URL, an asked-for code, an inactive link: a new one.
+    assert_eq!(find(u2, json!({})).await.status, StatusCode::CREATED);
+    let other = find(u1, json!({"original_url": "https://example.com/y"})).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_eq!(
+        find(u1, json!({"short_code": "mine"})).await.status,
+        StatusCode::CREATED
+    );
+    let again = find(u1, json!({"short_code": "mine"})).await;
+    assert_eq!(
+        (again.status, again.json()["short_code"].clone()),
+        (StatusCode::OK, json!("mine"))
+    );
+    app.put(
+        &format!("/urls/{}", other.json()["id"]),
+        json!({"is_active": false}),
+    )
+    .await;
+    assert_eq!(
+        find(u1, json!({"original_url": "https://example.com/y"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // Without it (or false), the same URL makes a new link, as before.
+    assert_eq!(
+        find(u1, json!({"find_if_exists": false})).await.status,
+        StatusCode::CREATED
+    );
+    let body = find(u1, json!({"find_if_exists": "yes"}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    assert!(body["details"]["find_if_exists"].is_string(), "{body}");
+}
