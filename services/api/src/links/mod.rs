@@ -7,6 +7,7 @@
 //! Each mutation goes through the one write path ([`crate::mutation`]): the
 //! row change, its event-log row(s) and an outbox row commit together.
 
+pub mod bulk;
 pub mod codes;
 pub mod model;
 pub mod repo;

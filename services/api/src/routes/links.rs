@@ -1,14 +1,14 @@
 //! `/urls` routes.
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::get_with;
+use aide::axum::routing::{get_with, post_with};
 use aide::generate::GenContext;
 use aide::openapi::{
     Operation, Parameter, ParameterData, ParameterSchemaOrContent, QueryStyle, SchemaObject,
 };
 use aide::operation::OperationInput;
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::response::NoContent;
 use schemars::JsonSchema;
@@ -18,10 +18,12 @@ use super::{
     CreatedAt, ListQuery, Listed, Propagated, conflict, not_found, operation, unprocessable,
 };
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
 use crate::ids::{LinkId, ResourceId, UserId};
+use crate::import::CsvUpload;
+use crate::links::bulk::{self, BulkLinksReport};
 use crate::links::model::{Link, LinkPatch, NewLink};
 use crate::links::repo::{LinkFilter, LinkOrder};
 use crate::links::{
@@ -37,6 +39,10 @@ pub fn routes() -> ApiRouter<AppState> {
         .api_route(
             "/urls",
             get_with(list_links, list_links_docs).post_with(create_link, create_link_docs),
+        )
+        .api_route(
+            "/urls/bulk",
+            post_with(bulk_create, bulk_create_docs).layer(DefaultBodyLimit::disable()),
         )
         .api_route(
             "/urls/{id}",
@@ -277,6 +283,121 @@ async fn create_link(
             existing: made.existing,
         })
         .into())
+}
+
+/// The body of `POST /urls/bulk`: a JSON array, or a multipart upload
+/// whose `file` field is a CSV. Either may be at most `CSV_MAX_BYTES`.
+pub enum BulkBody {
+    Json(bytes::Bytes),
+    Csv(CsvUpload),
+}
+
+impl FromRequest<AppState> for BulkBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+        if multipart {
+            let Ok(upload) = CsvUpload::from_request(req, state).await;
+            return Ok(BulkBody::Csv(upload));
+        }
+        let limit = state.config.csv_max_bytes;
+        axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(BulkBody::Json)
+            .map_err(|_| ApiError::PayloadTooLarge(format!("body exceeds {limit} bytes")))
+    }
+}
+
+impl OperationInput for BulkBody {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <Json<Vec<NewLink>> as OperationInput>::operation_input(ctx, operation);
+        if let Some(aide::openapi::ReferenceOr::Item(body)) = &mut operation.request_body {
+            let csv = schemars::json_schema!({
+                "type": "object",
+                "properties": {"file": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "CSV: user_id,original_url,title,short_code,tags (tags `;`-separated)"
+                }},
+                "required": ["file"]
+            });
+            body.content.insert(
+                "multipart/form-data".into(),
+                aide::openapi::MediaType {
+                    schema: Some(SchemaObject {
+                        json_schema: csv,
+                        example: None,
+                        external_docs: None,
+                    }),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}
+
+operation! {
+    /// Create links in bulk
+    ///
+    /// Up to 1,000 links: a JSON array of `POST /urls` bodies, or a multipart/form-data upload
+    /// whose `file` field is a CSV with the header `user_id,original_url,title,short_code,tags`
+    /// (`user_id` and `original_url` required, any order; `tags` separated by `;`). Each row is
+    /// validated and written as `POST /urls` would (`find_if_exists` included); a bad row never
+    /// stops the others. Always 200 when the request itself is usable (a multi-status
+    /// report): `count` rows, `created`, `existing` (found by `find_if_exists`), `links` (each
+    /// row's link with its 1-based `row`) and `errors` (`{row, status, error, details}`, with
+    /// the status `POST /urls` would have answered). The created links commit together and
+    /// log their `created` events. More than 1,000 rows or `CSV_MAX_BYTES`: 413; not an array,
+    /// a bad CSV header: 400.
+    fn bulk_create_docs(op) tag "urls" {
+        op.response_with::<413, Json<ErrorBody>, _>(|r| {
+            r.description("More than 1,000 rows, or a body larger than CSV_MAX_BYTES")
+        })
+    }
+}
+
+async fn bulk_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: BulkBody,
+) -> Result<Propagated<Json<BulkLinksReport>>, ApiError> {
+    let rows = match body {
+        BulkBody::Json(bytes) => bulk::rows_from_json(&bytes)?,
+        BulkBody::Csv(upload) => {
+            let limit = state.config.csv_max_bytes;
+            let bytes = upload
+                .import_with(|stream| read_capped(stream, limit))
+                .await?;
+            bulk::rows_from_csv(&bytes)?
+        }
+    };
+    let report = bulk::create_all(&state, rows, |user| caller.require_acting_as(user)).await?;
+    Ok(report.map(Json).into())
+}
+
+/// The whole upload, or a 413 past `limit` bytes.
+async fn read_capped(
+    mut stream: crate::import::UploadStream,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the upload: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "upload exceeds {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 operation! {

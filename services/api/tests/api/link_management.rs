@@ -568,3 +568,175 @@ async fn find_if_exists_answers_the_callers_existing_link(db: PgPool) {
         .assert_error(StatusCode::BAD_REQUEST);
     assert!(body["details"]["find_if_exists"].is_string(), "{body}");
 }
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bulk_json_creates_each_good_row_and_reports_the_bad_ones(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let u1 = app.user("one").await["id"].as_i64().expect("id");
+    let u2 = app.user("two").await["id"].as_i64().expect("id");
+    app.post(
+        "/urls",
+        json!({"user_id": u1, "original_url": "https://taken.io", "short_code": "taken"}),
+    )
+    .await;
+    let res = app
+        .post(
+            "/urls/bulk",
+            json!([
+                {"user_id": u1, "original_url": "https://a.io", "title": "A", "tags": ["X", "y"]},
+                {"user_id": u1, "original_url": "not a url"},
+                {"user_id": u1, "original_url": "https://b.io", "short_code": "taken"},
+                {"user_id": 999, "original_url": "https://c.io"},
+                "nonsense",
+                {"user_id": u2, "original_url": "https://d.io", "short_code": "dee"},
+                {"user_id": u1, "original_url": "https://taken.io", "find_if_exists": true},
+                {"user_id": u1, "original_url": "https://a.io", "short_code": "dee"}
+            ]),
+        )
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+    let report = res.json();
+    assert_eq!(
+        (&report["count"], &report["created"], &report["existing"]),
+        (&json!(8), &json!(2), &json!(1))
+    );
+    let rows: Vec<(i64, bool, Value)> = report["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["row"].as_i64().unwrap_or(0),
+                l["existing"] == true,
+                l["link"]["short_url"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(rows[0].0, 1);
+    assert_eq!(rows[1], (6, false, json!("http://127.0.0.1:8000/dee")));
+    assert_eq!(rows[2], (7, true, json!("http://127.0.0.1:8000/taken")));
+    assert_eq!(report["links"][0]["link"]["tags"], json!(["x", "y"]));
+    let errors: Vec<(i64, i64)> = report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["row"].as_i64().unwrap_or(0),
+                e["status"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(errors, [(2, 400), (3, 409), (4, 404), (5, 400), (8, 409)]);
+    assert!(
+        report["errors"][0]["details"]["original_url"].is_string(),
+        "{report}"
+    );
+    assert_eq!(report["errors"][1]["error"], "short_code already exists");
+    // The created links exist, with their events, through the one write path.
+    assert_eq!(total(&app.get("/urls").await), 3);
+    assert_eq!(
+        app.outbox_types()
+            .await
+            .iter()
+            .filter(|t| *t == "link.created")
+            .count(),
+        3
+    );
+    let a = &report["links"][0]["link"];
+    let events = app.get(&format!("/urls/{}/events", a["id"])).await.json();
+    assert_eq!(events[0]["event_type"], "created");
+
+    // A user key may only create its own links; other rows are 403 rows.
+    let key = TestApp::make_key(&app.db, Some(u2)).await;
+    let body = json!([
+        {"user_id": u2, "original_url": "https://mine.io"},
+        {"user_id": u1, "original_url": "https://theirs.io"}
+    ]);
+    let res = app
+        .request_with(
+            Some(&key),
+            axum::http::Method::POST,
+            "/urls/bulk",
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let report = res.json();
+    assert_eq!(report["created"], 1);
+    assert_eq!(report["errors"][0]["row"], 2);
+    assert_eq!(report["errors"][0]["status"], 403);
+
+    // More than 1,000 rows: 413, nothing created; not an array: 400.
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"user_id": u1, "original_url": format!("https://m.io/{i}")}))
+        .collect();
+    app.post("/urls/bulk", json!(many))
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+    app.post("/urls/bulk", json!({"user_id": u1}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST);
+    assert_eq!(total(&app.get("/urls").await), 4);
+}
+
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn bulk_csv_upload(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("u").await["id"].as_i64().expect("id");
+    let csv = format!(
+        "user_id,original_url,title,short_code,tags\n\
+         {uid},https://a.io/1,First,,work;Q4 Plan\n\
+         {uid},https://a.io/2,,code-2,\n\
+         {uid},nope,,,\n\
+         x,https://a.io/3,,,\n\
+         {uid},https://a.io/4,\"Quoted, title\",,\n"
+    );
+    let res = app.upload_csv("/urls/bulk", "file", csv.as_bytes()).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&res.body)
+    );
+    let report = res.json();
+    assert_eq!(
+        (&report["count"], &report["created"]),
+        (&json!(5), &json!(3))
+    );
+    assert_eq!(
+        report["links"][0]["link"]["tags"],
+        json!(["q4 plan", "work"])
+    );
+    assert_eq!(report["links"][1]["link"]["short_code"], "code-2");
+    assert_eq!(report["links"][2]["link"]["title"], "Quoted, title");
+    let rows: Vec<&Value> = report["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["row"])
+        .collect();
+    assert_eq!(rows, [&json!(3), &json!(4)]);
+    assert!(
+        report["errors"][1]["details"]["user_id"].is_string(),
+        "{report}"
+    );
+
+    let bad = app
+        .upload_csv("/urls/bulk", "file", b"url,user\nx,1\n")
+        .await;
+    bad.assert_error(StatusCode::BAD_REQUEST);
+    let many = format!(
+        "user_id,original_url\n{}",
+        format!("{uid},https://a.io\n").repeat(1001)
+    );
+    app.upload_csv("/urls/bulk", "file", many.as_bytes())
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+}
