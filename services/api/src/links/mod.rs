@@ -1,8 +1,11 @@
-//! Links: creation with collision-safe short codes, edits that log one
-//! `updated` event per changed field, soft deletion, statistics (`stats`),
-//! the deployment's target policy (`targets`), and the write side of a
-//! link's rules (`rules`: redirect type, expiry, click limit, fallback,
-//! query forwarding, targeting rules, password).
+//! Links: creation with collision-safe short codes (or the caller's existing
+//! link, `find_if_exists`), in bulk (`bulk`), edits that log one `updated`
+//! event per changed field, soft deletion, lists with filters, tags (`tags`),
+//! search and sort, the short URL every answer carries (`short_url`,
+//! through [`present`]), statistics (`stats`), the deployment's target
+//! policy (`targets`), and the write side of a link's rules (`rules`:
+//! redirect type, expiry, click limit, fallback, query forwarding, targeting
+//! rules, password).
 //!
 //! Each mutation goes through the one write path ([`crate::mutation`]): the
 //! row change, its event-log row(s) and an outbox row commit together.
