@@ -221,8 +221,13 @@ pub async fn list(
     order: LinkOrder,
     page: Page,
 ) -> Result<Vec<Link>, sqlx::Error> {
+    // Not a cached prepared statement: a generic plan cannot see the
+    // search pattern or the tags and walks the primary key, filtering every
+    // row (seconds at 1M links); planned with its values, the trigram and
+    // tag indexes answer it.
     select("", filter, order, page)
         .build_query_as::<Link>()
+        .persistent(false)
         .fetch_all(conn)
         .await
 }
@@ -236,6 +241,7 @@ pub async fn declare_all(
 ) -> Result<(), sqlx::Error> {
     select(&row_stream::declare_prefix(), filter, order, Page::ALL)
         .build()
+        .persistent(false)
         .execute(conn)
         .await?;
     Ok(())
@@ -245,7 +251,11 @@ pub async fn declare_all(
 pub async fn count(conn: &mut PgConnection, filter: &LinkFilter) -> Result<i64, sqlx::Error> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM urls WHERE TRUE");
     filtered(&mut q, filter);
-    q.build_query_scalar::<i64>().fetch_one(conn).await
+    // Planned with its values, as `list`.
+    q.build_query_scalar::<i64>()
+        .persistent(false)
+        .fetch_one(conn)
+        .await
 }
 
 fn select(init: &str, filter: &LinkFilter, order: LinkOrder, page: Page) -> QueryBuilder<Postgres> {
