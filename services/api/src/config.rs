@@ -63,10 +63,15 @@ pub struct ApiConfig {
     )]
     pub public_hosts: Vec<String>,
 
-    /// Where short links are reached (`<PUBLIC_BASE_URL>/<short_code>`):
-    /// the URL a link's QR code encodes.
-    #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8000")]
-    pub public_base_url: String,
+    /// The public base URL short links live under (`short_url` of every
+    /// link): absolute `http(s)`, a host, no path, query or fragment.
+    #[arg(
+        long,
+        env = "PUBLIC_BASE_URL",
+        default_value = crate::links::short_url::DEFAULT_PUBLIC_BASE_URL,
+        value_parser = crate::links::short_url::PublicBase::parse
+    )]
+    pub public_base_url: crate::links::short_url::PublicBase,
 
     /// A file of domains links may not point at (one per line, `#`
     /// comments; a domain covers its subdomains), re-read when it changes.
@@ -191,6 +196,17 @@ mod tests {
         let cmd = <ApiConfig as clap::Args>::augment_args(clap::Command::new("api"));
         let matches = cmd.try_get_matches_from(args)?;
         <ApiConfig as clap::FromArgMatches>::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn the_public_base_url_is_checked_at_start() {
+        let config = parse(&["api"]).expect("defaults");
+        assert_eq!(config.public_base_url.as_str(), "http://127.0.0.1:8000");
+        let config = parse(&["api", "--public-base-url", "https://sho.rt/"]).expect("sho.rt");
+        assert_eq!(config.public_base_url.as_str(), "https://sho.rt");
+        for bad in ["sho.rt", "https://sho.rt/x", "ftp://sho.rt", ""] {
+            assert!(parse(&["api", "--public-base-url", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

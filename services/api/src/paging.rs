@@ -3,13 +3,30 @@
 //! returns everything that matches its filters, so a client that filters
 //! never sees a silently truncated result.
 //!
+//! Every list also reports how many rows match its filters, paging aside
+//! ([`Listing::total`], the `X-Total-Count` header), read in the same
+//! snapshot as the rows (a REPEATABLE READ transaction, [`snapshot`]), so the
+//! count and the rows always agree. For an unpaged list that is one
+//! `count(*)` before the cursor is declared: it costs one pass over the
+//! matches, which the stream makes anyway, and no memory.
+//!
 //! A page that was cut short by its size reports the id after which the next
-//! page starts ([`Slice::next_after_id`]); the routes turn it into a
-//! `Link: <…>; rel="next"` header. Everything ([`Page::ALL`]) is not read
-//! into memory: it is streamed ([`Rows::All`], see `row_stream`).
+//! page starts ([`Slice::next_after_id`]); the routes turn it and the total
+//! into RFC 8288 `Link` headers. Everything ([`Page::ALL`]) is not read into
+//! memory: it is streamed ([`Rows::All`], see `row_stream`).
+
+use shortline_shared::db::Db;
+use sqlx::{Postgres, Transaction};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::row_stream::RowStream;
+
+/// A read-only REPEATABLE READ transaction: a list's count and rows read
+/// the same snapshot.
+pub async fn snapshot(db: &Db) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    db.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+}
 
 /// Largest page served; larger `per_page` values are clamped to it.
 pub const MAX_PER_PAGE: i64 = 1000;
@@ -144,6 +161,50 @@ impl Page {
     pub fn is_all(&self) -> bool {
         self.limit.is_none()
     }
+
+    /// The 1-based page number of an offset page (`None` for everything
+    /// and keyset pages).
+    pub fn number(&self) -> Option<i64> {
+        match (self.limit, self.after_id) {
+            (Some(limit), None) if limit > 0 => Some(self.offset / limit + 1),
+            _ => None,
+        }
+    }
+}
+
+/// A list's rows and how many rows match its filters, paging aside.
+pub struct Listing<T> {
+    pub rows: Rows<T>,
+    pub total: i64,
+}
+
+impl<T> Listing<T> {
+    /// A page read into memory (`next_after_id` from [`Page::slice`]).
+    pub fn page(slice: Slice<T>, total: i64) -> Self {
+        Self {
+            rows: Rows::Page(slice),
+            total,
+        }
+    }
+
+    /// A page without keyset paging.
+    pub fn items(items: Vec<T>, total: i64) -> Self {
+        Self::page(
+            Slice {
+                items,
+                next_after_id: None,
+            },
+            total,
+        )
+    }
+
+    /// Every match, streamed.
+    pub fn all(rows: RowStream<T>, total: i64) -> Self {
+        Self {
+            rows: Rows::All(rows),
+            total,
+        }
+    }
 }
 
 /// One page of a list, and the `after_id` of the next page when the page
@@ -236,5 +297,22 @@ mod tests {
         assert_eq!(last.next_after_id, None);
         let all = Page::ALL.slice(vec![1, 2, 3], |v| *v);
         assert_eq!((all.items.len(), all.next_after_id), (3, None));
+    }
+
+    #[test]
+    fn page_numbers() {
+        assert_eq!(
+            Page::resolve(Some(3), Some(10))
+                .ok()
+                .and_then(|p| p.number()),
+            Some(3)
+        );
+        assert_eq!(
+            Page::resolve(None, Some(10)).ok().and_then(|p| p.number()),
+            Some(1)
+        );
+        assert_eq!(Page::ALL.number(), None);
+        let keyset = Page::resolve_keyset(None, None, Some("4")).expect("keyset");
+        assert_eq!(keyset.number(), None);
     }
 }

@@ -21,6 +21,7 @@
 //! [`DECLARE`]: https://www.postgresql.org/docs/current/sql-declare.html
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -43,9 +44,11 @@ pub fn declare_prefix() -> String {
     format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR ")
 }
 
-/// A transaction for a streamed list (through the database breaker).
+/// A transaction for a streamed list (through the database breaker): a
+/// read-only snapshot ([`crate::paging::snapshot`]), so a count read before
+/// the cursor is declared counts exactly the rows it streams.
 pub async fn begin(db: &Db) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::paging::snapshot(db).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL idle_in_transaction_session_timeout = {}",
         STALLED_CLIENT.as_millis()
@@ -55,10 +58,15 @@ pub async fn begin(db: &Db) -> Result<Transaction<'static, Postgres>, sqlx::Erro
     Ok(tx)
 }
 
+/// What a list does to each row between reading and writing it (e.g. a
+/// link's `short_url`, which is not a column).
+pub type Finish<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
+
 /// The rows of an open cursor, as JSON array chunks.
 pub struct RowStream<T> {
     tx: Transaction<'static, Postgres>,
     first: Vec<T>,
+    finish: Option<Finish<T>>,
     _rows: PhantomData<fn() -> T>,
 }
 
@@ -73,33 +81,59 @@ where
         Ok(Self {
             tx,
             first,
+            finish: None,
             _rows: PhantomData,
         })
     }
 
+    /// Applies `finish` to every row before it is written.
+    pub fn finishing(mut self, finish: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
+        self.finish = Some(Arc::new(finish));
+        self
+    }
+
     /// The JSON array, one chunk per batch.
     pub fn into_body_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        let finish = self.finish;
         let state = Step::Batch {
             tx: self.tx,
             rows: self.first,
             opened: false,
         };
-        futures::stream::unfold(state, |state| async move {
-            match state {
-                Step::Done => None,
-                Step::Fetch { mut tx } => match fetch::<T>(&mut tx).await {
-                    Ok(rows) => Some(emit(tx, rows, true).await),
-                    Err(e) => {
-                        tracing::error!(
-                            error = %e,
-                            "list stream failed after the response began; aborting it"
-                        );
-                        Some((Err(std::io::Error::other(e)), Step::Done))
-                    }
-                },
-                Step::Batch { tx, rows, opened } => Some(emit(tx, rows, opened).await),
-            }
+        futures::stream::unfold(state, move |state| {
+            let finish = finish.clone();
+            async move { step(state, finish).await }
         })
+    }
+}
+
+/// The next chunk and what follows it.
+async fn step<T>(
+    state: Step<T>,
+    finish: Option<Finish<T>>,
+) -> Option<(Result<Bytes, std::io::Error>, Step<T>)>
+where
+    T: for<'r> FromRow<'r, PgRow> + Serialize + Send + Unpin + 'static,
+{
+    let finished = |mut rows: Vec<T>| {
+        if let Some(finish) = &finish {
+            rows.iter_mut().for_each(|row| finish(row));
+        }
+        rows
+    };
+    match state {
+        Step::Done => None,
+        Step::Fetch { mut tx } => match fetch::<T>(&mut tx).await {
+            Ok(rows) => Some(emit(tx, finished(rows), true).await),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "list stream failed after the response began; aborting it"
+                );
+                Some((Err(std::io::Error::other(e)), Step::Done))
+            }
+        },
+        Step::Batch { tx, rows, opened } => Some(emit(tx, finished(rows), opened).await),
     }
 }
 

@@ -16,7 +16,7 @@ pub mod repo;
 use self::model::{Event, EventFilter, EventRecord, NewEvent};
 use crate::error::ApiError;
 use crate::ids::{LinkId, UserId};
-use crate::paging::{Page, Rows};
+use crate::paging::{self, Listing, Page};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::{links, outbox, users};
@@ -25,20 +25,23 @@ use crate::{links, outbox, users};
 pub const REDIRECT: &str = "redirect";
 
 /// One page of the log (`next_after_id` set when the page size cut it), or
-/// every match as a stream.
+/// every match as a stream; with the number of matches.
 pub async fn list(
     state: &AppState,
     filter: &EventFilter,
     page: Page,
-) -> Result<Rows<Event>, ApiError> {
+) -> Result<Listing<Event>, ApiError> {
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
+        let total = repo::count(&mut tx, filter).await?;
         repo::declare_all(&mut tx, filter).await?;
-        return Ok(Rows::All(RowStream::start(tx).await?));
+        return Ok(Listing::all(RowStream::start(tx).await?, total));
     }
-    let mut conn = state.db.acquire().await?;
-    let rows = repo::list(&mut conn, filter, page.with_lookahead()).await?;
-    Ok(Rows::Page(page.slice(rows, |e| e.id)))
+    let mut tx = paging::snapshot(&state.db).await?;
+    let total = repo::count(&mut tx, filter).await?;
+    let rows = repo::list(&mut tx, filter, page.with_lookahead()).await?;
+    tx.rollback().await?;
+    Ok(Listing::page(page.slice(rows, |e| e.id), total))
 }
 
 /// Records a client-submitted event; 404 when the link or user is unknown,
@@ -73,13 +76,13 @@ pub async fn record(state: &AppState, new: NewEvent) -> Result<Event, ApiError> 
     Ok(event)
 }
 
-/// One page of a link's events, or all of them as a stream; 404 when the
-/// link does not exist.
+/// One page of a link's events, or all of them as a stream, with their
+/// number; 404 when the link does not exist.
 pub async fn for_link(
     state: &AppState,
     url_id: LinkId,
     page: Page,
-) -> Result<Rows<Event>, ApiError> {
+) -> Result<Listing<Event>, ApiError> {
     let filter = EventFilter {
         url_id: Some(url_id.get()),
         ..Default::default()
@@ -89,13 +92,16 @@ pub async fn for_link(
         if links::repo::get(&mut tx, url_id).await?.is_none() {
             return Err(LinkId::not_found());
         }
+        let total = repo::count(&mut tx, &filter).await?;
         repo::declare_all(&mut tx, &filter).await?;
-        return Ok(Rows::All(RowStream::start(tx).await?));
+        return Ok(Listing::all(RowStream::start(tx).await?, total));
     }
-    let mut conn = state.db.acquire().await?;
-    if links::repo::get(&mut conn, url_id).await?.is_none() {
+    let mut tx = paging::snapshot(&state.db).await?;
+    if links::repo::get(&mut tx, url_id).await?.is_none() {
         return Err(LinkId::not_found());
     }
-    let rows = repo::list(&mut conn, &filter, page.with_lookahead()).await?;
-    Ok(Rows::Page(page.slice(rows, |e| e.id)))
+    let total = repo::count(&mut tx, &filter).await?;
+    let rows = repo::list(&mut tx, &filter, page.with_lookahead()).await?;
+    tx.rollback().await?;
+    Ok(Listing::page(page.slice(rows, |e| e.id), total))
 }

@@ -48,19 +48,18 @@ pub async fn declare_all(conn: &mut PgConnection, filter: &EventFilter) -> Resul
     Ok(())
 }
 
+/// How many events match the filters (paging aside).
+pub async fn count(conn: &mut PgConnection, filter: &EventFilter) -> Result<i64, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM events WHERE TRUE");
+    filtered(&mut q, filter);
+    q.build_query_scalar::<i64>().fetch_one(conn).await
+}
+
 fn select(init: &str, filter: &EventFilter, page: Page) -> QueryBuilder<Postgres> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "{init}SELECT id, url_id, user_id, event_type, occurred_at, details FROM events WHERE TRUE"
     ));
-    if let Some(url_id) = filter.url_id {
-        q.push(" AND url_id = ").push_bind(url_id);
-    }
-    if let Some(user_id) = filter.user_id {
-        q.push(" AND user_id = ").push_bind(user_id);
-    }
-    if let Some(event_type) = &filter.event_type {
-        q.push(" AND event_type = ").push_bind(event_type.clone());
-    }
+    filtered(&mut q, filter);
     if let Some(after_id) = page.after_id {
         q.push(" AND id > ").push_bind(after_id);
     }
@@ -72,6 +71,19 @@ fn select(init: &str, filter: &EventFilter, page: Page) -> QueryBuilder<Postgres
         q.push(" OFFSET ").push_bind(page.offset);
     }
     q
+}
+
+/// The `AND`s of the filters.
+fn filtered(q: &mut QueryBuilder<Postgres>, filter: &EventFilter) {
+    if let Some(url_id) = filter.url_id {
+        q.push(" AND url_id = ").push_bind(url_id);
+    }
+    if let Some(user_id) = filter.user_id {
+        q.push(" AND user_id = ").push_bind(user_id);
+    }
+    if let Some(event_type) = &filter.event_type {
+        q.push(" AND event_type = ").push_bind(event_type.clone());
+    }
 }
 
 /// Marks a `redirect` event row as not yet in the link's statistics (same

@@ -1,6 +1,7 @@
 //! `shortline-api import --from <tool> FILE`: links exported from another
 //! shortener ([`super::foreign`]) loaded as the links of one user, keeping
-//! their codes, titles, creation dates and visit counts (`imported_visits`).
+//! their codes, titles, tags (normalised like `POST /urls`'s), creation
+//! dates and visit counts (`imported_visits`).
 //!
 //! Each link lands on the custom domain its short URL had when Shortline
 //! has that domain (`POST /domains`), else on the default domain. A link
@@ -109,12 +110,16 @@ async fn adopt(
     if let Err(refused) = targets.check(&link.long_url) {
         return Ok(error(link.row, code, format!("target: {refused}")));
     }
+    let tags = match crate::links::tags::normalise_all(link.tags.iter().map(String::as_str)) {
+        Ok(tags) => tags,
+        Err(problem) => return Ok(error(link.row, code, format!("tags: {problem}"))),
+    };
     let domain_id = match link.host.as_deref().map(normalize_host) {
         Some(Ok(host)) => crate::domains::repo::find(conn, &host).await?,
         _ => None,
     };
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let inserted = repo::insert_foreign_link(&mut tx, link, user_id, domain_id).await?;
+    let inserted = repo::insert_foreign_link(&mut tx, link, &tags, user_id, domain_id).await?;
     let outcome = match inserted {
         Some(url_id) => {
             repo::insert_created_event(&mut tx, url_id, user_id, link).await?;

@@ -184,13 +184,14 @@ pub(super) async fn bump_sequence_unlocked(
 pub(super) async fn insert_foreign_link(
     conn: &mut PgConnection,
     link: &super::foreign::ForeignLink,
+    tags: &[String],
     user_id: crate::ids::UserId,
     domain_id: Option<crate::ids::DomainId>,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO urls (user_id, short_code, original_url, title, created_at, updated_at,
-                           domain_id, imported_visits)
-         VALUES ($1, $2, $3, $4, COALESCE($5, now()), COALESCE($5, now()), $6, $7)
+                           domain_id, imported_visits, tags)
+         VALUES ($1, $2, $3, $4, COALESCE($5, now()), COALESCE($5, now()), $6, $7, $8)
          ON CONFLICT ((COALESCE(domain_id, 0)), short_code) DO NOTHING
          RETURNING id",
     )
@@ -201,6 +202,7 @@ pub(super) async fn insert_foreign_link(
     .bind(link.created_at)
     .bind(domain_id)
     .bind(link.visits.unwrap_or(0))
+    .bind(tags)
     .fetch_optional(conn)
     .await
 }

@@ -21,6 +21,7 @@ use self::model::{ApiKey, CreatedKey, KeyMaterial, NewKey, Scope};
 use self::repo::KeyRecord;
 use crate::error::ApiError;
 use crate::ids::{KeyId, UserId};
+use crate::paging::{Listing, Page};
 use crate::users;
 
 /// How often at most a key's `last_used_at` is written (per replica).
@@ -44,9 +45,20 @@ pub async fn create(db: &Db, new: NewKey) -> Result<CreatedKey, ApiError> {
     })
 }
 
+/// Every key (a user's only when `user_id` is given), by id.
 pub async fn list(db: &Db, user_id: Option<i64>) -> Result<Vec<ApiKey>, ApiError> {
     let mut conn = db.acquire().await?;
-    Ok(repo::list(&mut conn, user_id).await?)
+    Ok(repo::list(&mut conn, user_id, None, 0).await?)
+}
+
+/// One page of keys, or all of them, with their number (keys are few: a
+/// list is read whole, not streamed).
+pub async fn listing(db: &Db, page: Page) -> Result<Listing<ApiKey>, ApiError> {
+    let mut tx = crate::paging::snapshot(db).await?;
+    let total = repo::count(&mut tx, None).await?;
+    let keys = repo::list(&mut tx, None, page.limit, page.offset).await?;
+    tx.rollback().await?;
+    Ok(Listing::items(keys, total))
 }
 
 /// Revokes a key; 404 when it does not exist or was revoked already.

@@ -34,19 +34,32 @@ pub async fn insert(
     .await
 }
 
-/// Every key, newest last; a user's keys only when `user_id` is given.
+/// Every key, newest last; a user's keys only when `user_id` is given; at
+/// most `limit` (`None`: all) after skipping `offset`.
 pub async fn list(
     conn: &mut PgConnection,
     user_id: Option<i64>,
+    limit: Option<i64>,
+    offset: i64,
 ) -> Result<Vec<ApiKey>, sqlx::Error> {
     sqlx::query_as::<_, ApiKey>(concat!(
         "SELECT ",
         columns!(),
-        " FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1) ORDER BY id"
+        " FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1) ORDER BY id LIMIT $2 OFFSET $3"
     ))
     .bind(user_id)
+    .bind(limit)
+    .bind(offset)
     .fetch_all(conn)
     .await
+}
+
+/// How many keys [`list`] has to show.
+pub async fn count(conn: &mut PgConnection, user_id: Option<i64>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1)")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await
 }
 
 /// Revokes a key that is not revoked yet (`None` otherwise).

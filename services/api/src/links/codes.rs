@@ -8,7 +8,7 @@ const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 /// Paths the edge sends to the API or that the services serve themselves; a
 /// link with such a code could never be reached, so it cannot be chosen.
 const RESERVED: &[&str] = &[
-    "users", "urls", "events", "keys", "domains", "health", "ready", "metrics", "apidocs",
+    "users", "urls", "events", "keys", "domains", "tags", "health", "ready", "metrics", "apidocs",
     "openapi",
 ];
 

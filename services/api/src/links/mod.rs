@@ -1,17 +1,23 @@
-//! Links: creation with collision-safe short codes, edits that log one
-//! `updated` event per changed field, soft deletion, statistics (`stats`),
-//! the deployment's target policy (`targets`), and the write side of a
-//! link's rules (`rules`: redirect type, expiry, click limit, fallback,
-//! query forwarding, targeting rules, password).
+//! Links: creation with collision-safe short codes (or the caller's existing
+//! link, `find_if_exists`), in bulk (`bulk`), edits that log one `updated`
+//! event per changed field, soft deletion, lists with filters, tags (`tags`),
+//! search and sort, the short URL every answer carries (`short_url`,
+//! through [`present`]), statistics (`stats`), the deployment's target
+//! policy (`targets`), and the write side of a link's rules (`rules`:
+//! redirect type, expiry, click limit, fallback, query forwarding, targeting
+//! rules, password).
 //!
 //! Each mutation goes through the one write path ([`crate::mutation`]): the
 //! row change, its event-log row(s) and an outbox row commit together.
 
+pub mod bulk;
 pub mod codes;
 pub mod model;
 pub mod repo;
 pub mod rules;
+pub mod short_url;
 pub mod stats;
+pub mod tags;
 pub mod targets;
 
 use serde_json::{Value, json};
@@ -19,36 +25,47 @@ use shortline_shared::link_rules::Rule;
 use sqlx::PgConnection;
 
 use self::model::{Link, LinkPatch, NewLink};
-use self::repo::{Edit, LinkFilter, NewRow, PasswordWrite};
+use self::repo::{Edit, LinkFilter, LinkOrder, NewRow, PasswordWrite};
 use self::rules::{REDACTED, RuleSettings};
 use self::targets::TargetProblem;
 use crate::error::{ApiError, FieldErrors};
 use crate::ids::{LinkId, UserId};
 use crate::mutation::{Changed, Committed, Mutation};
-use crate::paging::{Page, Rows, Slice};
+use crate::paging::{self, Listing, Page};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 use crate::users;
-
-/// A link's short URL: `<PUBLIC_BASE_URL>/<code>` on the default domain,
-/// `<scheme of PUBLIC_BASE_URL>://<domain>/<code>` on a custom domain.
-pub fn short_url(public_base_url: &str, link: &Link) -> String {
-    let base = public_base_url.trim_end_matches('/');
-    match &link.domain {
-        None => format!("{base}/{}", link.short_code),
-        Some(domain) => {
-            let scheme = base.split_once("://").map_or("https", |(scheme, _)| scheme);
-            format!("{scheme}://{domain}/{}", link.short_code)
-        }
-    }
-}
 
 /// Attempts at a free generated code before giving up (the length grows by
 /// one after half of them, so a crowded code space cannot wedge creation).
 const MAX_CODE_ATTEMPTS: usize = 8;
 
-/// Creates a link; also says whether every redirect replica confirmed it.
-pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, ApiError> {
+/// A link `POST /urls` answers: made now, or (`find_if_exists`) one that
+/// already existed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Made {
+    pub link: Link,
+    pub existing: bool,
+}
+
+/// What a new link needs before its transaction: its rule settings, its
+/// targets checked against the policy and its password hashed (slow, so
+/// never inside a transaction).
+pub struct Prepared {
+    new: NewLink,
+    settings: RuleSettings,
+    password_hash: Option<String>,
+}
+
+impl Prepared {
+    /// The owner the new link is for.
+    pub fn user_id(&self) -> UserId {
+        self.new.user_id
+    }
+}
+
+/// Checks a new link's targets and hashes its password.
+pub async fn prepare(state: &AppState, new: NewLink) -> Result<Prepared, ApiError> {
     let settings = RuleSettings {
         redirect_type: new
             .redirect_type
@@ -69,33 +86,77 @@ pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Link>, A
         Some(password) => Some(password.hash().await?),
         None => None,
     };
+    Ok(Prepared {
+        new,
+        settings,
+        password_hash,
+    })
+}
+
+/// Creates a link (or, with `find_if_exists`, finds the one that exists);
+/// also says whether every redirect replica confirmed it.
+pub async fn create(state: &AppState, new: NewLink) -> Result<Committed<Made>, ApiError> {
+    let prepared = prepare(state, new).await?;
+    let mut tx = Mutation::begin(state).await?;
+    let made = create_in(state, &mut tx, &prepared).await?;
+    let changes = (!made.existing).then(|| Changed::LinkCreated(made.link.snapshot()));
+    let committed = tx.commit(changes, made).await?;
+    log_created(state, &committed.value);
+    Ok(committed)
+}
+
+/// Counts and logs a link made now (nothing for one found).
+pub fn log_created(state: &AppState, made: &Made) {
+    if !made.existing {
+        state.metrics.links_created.add(1, &[]);
+        let link = &made.link;
+        tracing::info!(url_id = link.id.get(), short_code = %link.short_code, "link created");
+    }
+}
+
+/// The write of [`create`] in a transaction of the caller's (which logs the
+/// `created` change of a link made now when it commits).
+pub async fn create_in(
+    state: &AppState,
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+) -> Result<Made, ApiError> {
+    let new = &prepared.new;
+    if !users::repo::exists(conn, new.user_id).await? {
+        return Err(UserId::not_found());
+    }
+    let domain_id = match &new.domain {
+        Some(host) => Some(crate::domains::resolve(conn, host).await?),
+        None => None,
+    };
+    if new.find_if_exists {
+        let same = repo::SameLink {
+            user_id: new.user_id,
+            original_url: &new.original_url,
+            short_code: new.short_code.as_deref(),
+            domain_id,
+        };
+        if let Some(link) = repo::find_same(conn, same).await? {
+            return Ok(Made {
+                link: present(state, link),
+                existing: true,
+            });
+        }
+    }
     let row = NewRow {
         user_id: new.user_id,
         original_url: &new.original_url,
         title: new.title.as_deref(),
-        settings: &settings,
-        password_hash: password_hash.as_deref(),
-        domain_id: None,
+        tags: &new.tags,
+        settings: &prepared.settings,
+        password_hash: prepared.password_hash.as_deref(),
+        domain_id,
     };
-    let mut tx = Mutation::begin(state).await?;
-    if !users::repo::exists(&mut tx, new.user_id).await? {
-        return Err(UserId::not_found());
-    }
-    let row = match &new.domain {
-        Some(host) => NewRow {
-            domain_id: Some(crate::domains::resolve(&mut tx, host).await?),
-            ..row
-        },
-        None => row,
-    };
-    let link = insert_with_code(state, &mut tx, new.short_code.as_deref(), row).await?;
-    let committed = tx
-        .commit([Changed::LinkCreated(link.snapshot())], link)
-        .await?;
-    state.metrics.links_created.add(1, &[]);
-    let link = &committed.value;
-    tracing::info!(url_id = link.id.get(), short_code = %link.short_code, "link created");
-    Ok(committed)
+    let link = insert_with_code(state, conn, new.short_code.as_deref(), row).await?;
+    Ok(Made {
+        link: present(state, link),
+        existing: false,
+    })
 }
 
 async fn insert_with_code(
@@ -132,7 +193,21 @@ pub async fn get(state: &AppState, id: LinkId) -> Result<Link, ApiError> {
     let mut conn = state.db.acquire().await?;
     repo::get(&mut conn, id)
         .await?
+        .map(|link| present(state, link))
         .ok_or_else(LinkId::not_found)
+}
+
+/// A link as every answer shows it: with its `short_url` (the fields that
+/// are not columns).
+pub fn present(state: &AppState, mut link: Link) -> Link {
+    finisher(state)(&mut link);
+    link
+}
+
+/// [`present`] as a function that outlives the request (for streamed lists).
+fn finisher(state: &AppState) -> impl Fn(&mut Link) + Send + Sync + 'static {
+    let base = state.config.public_base_url.clone();
+    move |link| link.short_url = short_url::short_url(&base, link)
 }
 
 /// The user a link belongs to, if the link exists.
@@ -141,23 +216,27 @@ pub async fn owner(state: &AppState, id: LinkId) -> Result<Option<UserId>, ApiEr
     Ok(repo::get(&mut conn, id).await?.map(|l| l.user_id))
 }
 
-/// One page of links, or every match as a stream.
+/// One page of links, or every match as a stream, in `order`, with their
+/// number.
 pub async fn list(
     state: &AppState,
     filter: LinkFilter,
+    order: LinkOrder,
     page: Page,
-) -> Result<Rows<Link>, ApiError> {
+) -> Result<Listing<Link>, ApiError> {
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
-        repo::declare_all(&mut tx, filter).await?;
-        return Ok(Rows::All(RowStream::start(tx).await?));
+        let total = repo::count(&mut tx, &filter).await?;
+        repo::declare_all(&mut tx, &filter, order).await?;
+        let rows = RowStream::start(tx).await?.finishing(finisher(state));
+        return Ok(Listing::all(rows, total));
     }
-    let mut conn = state.db.acquire().await?;
-    let links = repo::list(&mut conn, filter, page).await?;
-    Ok(Rows::Page(Slice {
-        items: links,
-        next_after_id: None,
-    }))
+    let mut tx = paging::snapshot(&state.db).await?;
+    let total = repo::count(&mut tx, &filter).await?;
+    let links = repo::list(&mut tx, &filter, order, page).await?;
+    tx.rollback().await?;
+    let links = links.into_iter().map(|l| present(state, l)).collect();
+    Ok(Listing::items(links, total))
 }
 
 /// Applies a patch. Every field given bumps `updated_at`; each field whose
@@ -187,13 +266,14 @@ pub async fn update(
         .ok_or_else(LinkId::not_found)?
         .link;
     if patch.is_empty() {
-        return tx.commit([], current).await;
+        return tx.commit([], present(state, current)).await;
     }
     let original_url = patch
         .original_url
         .clone()
         .unwrap_or_else(|| current.original_url.clone());
     let title = patch.title.clone().unwrap_or_else(|| current.title.clone());
+    let tags = patch.tags.clone().unwrap_or_else(|| current.tags.clone());
     let is_active = patch.is_active.unwrap_or(current.is_active);
     let was = current.settings();
     let settings = RuleSettings {
@@ -215,6 +295,9 @@ pub async fn update(
     if title != current.title {
         changed.push(("title", json!(title)));
     }
+    if tags != current.tags {
+        changed.push(("tags", json!(tags)));
+    }
     if is_active != current.is_active {
         changed.push(("is_active", json!(is_active)));
     }
@@ -230,11 +313,12 @@ pub async fn update(
     let edit = Edit {
         original_url: &original_url,
         title: title.as_deref(),
+        tags: &tags,
         is_active,
         settings: &settings,
         password: &password,
     };
-    let link = repo::update(&mut tx, id, edit).await?;
+    let link = present(state, repo::update(&mut tx, id, edit).await?);
     tx.commit([Changed::LinkUpdated(link.snapshot(), changed)], link)
         .await
 }

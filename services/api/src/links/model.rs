@@ -7,8 +7,8 @@ use shortline_shared::events::LinkSnapshot;
 use shortline_shared::link_rules::Rule;
 use shortline_shared::target_url;
 
-use super::codes;
 use super::rules::{self, Password, RuleSettings};
+use super::{codes, tags};
 use crate::ids::{LinkId, UserId};
 use crate::validate::{Fields, FromJson};
 
@@ -18,8 +18,15 @@ pub struct Link {
     pub id: LinkId,
     pub user_id: UserId,
     pub short_code: String,
+    /// The address that redirects: `PUBLIC_BASE_URL` and the code.
+    #[sqlx(skip)]
+    #[schemars(example = "http://127.0.0.1:8000/abc123")]
+    pub short_url: String,
     pub original_url: String,
     pub title: Option<String>,
+    /// Normalised tags (lower-case), sorted; `[]`: none.
+    #[schemars(example = tags_example())]
+    pub tags: Vec<String>,
     pub is_active: bool,
     /// The custom domain the link lives on (its host); `null`: the default
     /// domain (the host of `PUBLIC_BASE_URL`).
@@ -59,6 +66,11 @@ pub struct Link {
     /// Visits counted by the shortener the link was imported from
     /// (`shortline-api import`); Shortline's own are in its statistics.
     pub imported_visits: i64,
+}
+
+/// The `tags` example of the OpenAPI document.
+pub fn tags_example() -> serde_json::Value {
+    serde_json::json!(["newsletter", "q4 launch"])
 }
 
 /// The `rules` example of the OpenAPI document: German-speaking phone
@@ -114,6 +126,12 @@ pub struct NewLink {
     /// Optional custom code: 1–64 of `[A-Za-z0-9_-]`; 409 when taken.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     pub short_code: Option<String>,
+    /// Up to 20 tags, each 1–50 characters of letters, digits, `-`, `_`,
+    /// `.` and spaces; stored trimmed, lower-cased, with inner spaces
+    /// collapsed, sorted and without duplicates (400 naming `tags`
+    /// otherwise).
+    #[schemars(with = "Vec<String>", default, example = tags_example())]
+    pub tags: Vec<String>,
     /// The redirect's status: 301, 302, 307 or 308. Default: the server's
     /// `DEFAULT_REDIRECT_TYPE` (302 unless configured).
     #[schemars(with = "rules::RedirectTypeSchema", default, example = 301)]
@@ -155,6 +173,11 @@ pub struct NewLink {
     /// same `short_code` may exist once per domain.
     #[schemars(example = "go.example.com")]
     pub domain: Option<String>,
+    /// When the caller (this `user_id`) already has an active link to this
+    /// `original_url` (and this `short_code`, when given), answer that link
+    /// with 200 instead of creating one (strict boolean; default `false`).
+    #[schemars(with = "bool", default)]
+    pub find_if_exists: bool,
 }
 
 impl FromJson for NewLink {
@@ -164,6 +187,7 @@ impl FromJson for NewLink {
             .required_exact_string("original_url")
             .and_then(|u| checked_url(f, u));
         let title = f.nullable_string("title").flatten();
+        let tags = tags::read(f).unwrap_or_default();
         let short_code =
             f.optional_exact_string("short_code")
                 .and_then(|c| match codes::check_custom(&c) {
@@ -181,6 +205,7 @@ impl FromJson for NewLink {
         let rules = rules::read_rules(f).unwrap_or_default();
         let password = rules::read_password(f).flatten();
         let domain = f.optional_string("domain");
+        let find_if_exists = f.optional_bool("find_if_exists").unwrap_or(false);
         if f.has_problems() {
             return None;
         }
@@ -190,6 +215,7 @@ impl FromJson for NewLink {
             original_url: original_url?,
             title,
             short_code: short_code.flatten(),
+            tags,
             redirect_type,
             expires_at,
             max_clicks,
@@ -197,6 +223,7 @@ impl FromJson for NewLink {
             forward_query,
             rules,
             password,
+            find_if_exists,
         })
     }
 }
@@ -207,6 +234,10 @@ impl FromJson for NewLink {
 pub struct LinkPatch {
     /// A string, or `null` to clear it.
     pub title: Option<Option<String>>,
+    /// The link's new tags (the rules of `POST /urls`), replacing its own;
+    /// `null` or `[]` removes them.
+    #[schemars(with = "Option<Vec<String>>", example = tags_example())]
+    pub tags: Option<Vec<String>>,
     /// Strict boolean (not `null`).
     #[schemars(with = "bool", default)]
     pub is_active: Option<bool>,
@@ -245,6 +276,7 @@ pub struct LinkPatch {
 impl LinkPatch {
     pub fn is_empty(&self) -> bool {
         self.title.is_none()
+            && self.tags.is_none()
             && self.is_active.is_none()
             && self.original_url.is_none()
             && self.redirect_type.is_none()
@@ -260,6 +292,7 @@ impl LinkPatch {
 impl FromJson for LinkPatch {
     fn from_json(f: &mut Fields<'_>) -> Option<Self> {
         let title = f.nullable_string("title");
+        let tags = tags::read(f);
         let is_active = f.optional_bool("is_active");
         let original_url = if f.has("original_url") {
             f.required_exact_string("original_url")
@@ -276,6 +309,7 @@ impl FromJson for LinkPatch {
         let password = rules::read_password(f);
         Some(LinkPatch {
             title,
+            tags,
             is_active,
             original_url,
             redirect_type,

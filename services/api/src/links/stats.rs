@@ -251,6 +251,7 @@ pub async fn stats(state: &AppState, id: LinkId, range: StatsRange) -> Result<Li
         .await?;
     let url = repo::get(&mut conn, id)
         .await?
+        .map(|link| super::present(state, link))
         .ok_or_else(LinkId::not_found)?;
     let (redirect_count, last_redirect_at) = repo::redirect_totals(&mut conn, id).await?;
     let series = repo::redirect_series(

@@ -6,7 +6,7 @@ use axum::extract::State;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, Listed, not_found, operation};
+use super::{Created, ListQuery, Listed, not_found, operation};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{
@@ -53,7 +53,8 @@ operation! {
     /// returns the matches with an id above N (`per_page` of them, default 100) and cannot
     /// be combined with `page`; it stays fast at any depth, unlike deep `page` numbers. A
     /// page cut short by its size carries `Link: <…>; rel="next"` with the same filters and
-    /// `after_id` set to its last id.
+    /// `after_id` set to its last id; `page`/`per_page` pages carry `first`/`prev`/`next`/`last`.
+    /// `X-Total-Count` is the number of matches, paging aside.
     fn list_events_docs tag "events";
 }
 
@@ -69,17 +70,12 @@ async fn list_events(
         user_id: p.user_id.map(UserId::get),
         event_type: p.event_type,
     };
-    let slice = events::list(&state, &filter, page).await?;
-    Ok(Listed::new(
-        slice,
-        page,
-        "/events",
-        &[
-            ("url_id", filter.url_id.map(|v| v.to_string())),
-            ("user_id", filter.user_id.map(|v| v.to_string())),
-            ("event_type", filter.event_type),
-        ],
-    ))
+    let listing = events::list(&state, &filter, page).await?;
+    let query = ListQuery::new("/events")
+        .with("url_id", filter.url_id)
+        .with("user_id", filter.user_id)
+        .with("event_type", filter.event_type);
+    Ok(Listed::new(listing, page, &query))
 }
 
 operation! {

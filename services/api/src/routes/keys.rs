@@ -2,19 +2,22 @@
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{delete_with, get_with};
-use axum::Json;
 use axum::extract::State;
 use axum::response::NoContent;
 
-use super::{Created, not_found, operation};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Created, ListQuery, Listed, not_found, operation};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{Id, JsonBody};
+use crate::extract::{Id, JsonBody, Params};
 use crate::ids::{KeyId, ResourceId, UserId};
 use crate::keys::{
     self,
     model::{ApiKey, CreatedKey, NewKey},
 };
+use crate::paging::Page;
 use crate::state::AppState;
 
 pub fn routes() -> ApiRouter<AppState> {
@@ -26,19 +29,34 @@ pub fn routes() -> ApiRouter<AppState> {
         .api_route("/keys/{id}", delete_with(revoke_key, revoke_key_docs))
 }
 
+/// Paging of `GET /keys`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListKeysParams {
+    /// 1-based page number.
+    #[schemars(range(min = 1))]
+    pub page: Option<i64>,
+    /// Page size (1–1000; larger is clamped). Default 20 when only `page` is given.
+    #[schemars(range(min = 1))]
+    pub per_page: Option<i64>,
+}
+
 operation! {
     /// List API keys
     ///
-    /// Every key, ordered by id, without secrets. Admin keys only.
+    /// Every key, ordered by id, without secrets (`page`/`per_page` paginate). Admin keys
+    /// only.
     fn list_keys_docs tag "keys";
 }
 
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    Params(p): Params<ListKeysParams>,
+) -> Result<Listed<ApiKey>, ApiError> {
     caller.require_admin()?;
-    Ok(Json(keys::list(&state.db, None).await?))
+    let page = Page::resolve(p.page, p.per_page)?;
+    let listing = keys::listing(&state.db, page).await?;
+    Ok(Listed::new(listing, page, &ListQuery::new("/keys")))
 }
 
 operation! {

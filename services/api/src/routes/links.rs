@@ -1,24 +1,35 @@
 //! `/urls` routes.
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::get_with;
+use aide::axum::routing::{get_with, post_with};
+use aide::generate::GenContext;
+use aide::openapi::{
+    Operation, Parameter, ParameterData, ParameterSchemaOrContent, QueryStyle, SchemaObject,
+};
+use aide::operation::OperationInput;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, ListOf, Listed, Propagated, conflict, not_found, operation, unprocessable};
+use super::{
+    CreatedAt, ListQuery, Listed, Propagated, conflict, not_found, operation, unprocessable,
+};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::events::{self, model::Event};
 use crate::extract::{Id, JsonBody, Params};
 use crate::ids::{LinkId, ResourceId, UserId};
+use crate::import::CsvUpload;
+use crate::links::bulk::{self, BulkLinksReport};
 use crate::links::model::{Link, LinkPatch, NewLink};
-use crate::links::repo::LinkFilter;
+use crate::links::repo::{LinkFilter, LinkOrder};
 use crate::links::{
     self,
     stats::{Interval, LinkStats, StatsRange},
+    tags,
 };
 use crate::paging::Page;
 use crate::state::AppState;
@@ -28,6 +39,10 @@ pub fn routes() -> ApiRouter<AppState> {
         .api_route(
             "/urls",
             get_with(list_links, list_links_docs).post_with(create_link, create_link_docs),
+        )
+        .api_route(
+            "/urls/bulk",
+            post_with(bulk_create, bulk_create_docs).layer(DefaultBodyLimit::disable()),
         )
         .api_route(
             "/urls/{id}",
@@ -49,6 +64,14 @@ pub struct ListLinksParams {
     pub user_id: Option<UserId>,
     /// `true` or `false`.
     pub is_active: Option<bool>,
+    /// Search: links whose title, original URL or short code contains this
+    /// text, ignoring case (1–200 characters; blank: no search).
+    #[schemars(length(max = 200), example = &"spring sale")]
+    pub q: Option<String>,
+    /// Order: `created_at`, `-created_at` (newest first), `clicks`,
+    /// `-clicks` (most redirected first); ties by id. Default: by id.
+    #[schemars(with = "Option<SortParam>")]
+    pub sort: Option<String>,
     /// 1-based page number.
     #[schemars(range(min = 1))]
     pub page: Option<i64>,
@@ -56,6 +79,23 @@ pub struct ListLinksParams {
     #[schemars(range(min = 1))]
     pub per_page: Option<i64>,
 }
+
+/// The values of `sort`.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // Documentation only.
+enum SortParam {
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+    #[serde(rename = "clicks")]
+    Clicks,
+    #[serde(rename = "-clicks")]
+    ClicksDesc,
+}
+
+/// Longest `q`.
+const MAX_SEARCH_CHARS: usize = 200;
 
 /// Paging of `GET /urls/{id}/events`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -92,8 +132,12 @@ pub struct StatsParams {
 operation! {
     /// List links
     ///
-    /// Ordered by id; filter by `user_id` and `is_active`. Without `page`/`per_page` every
-    /// match is returned.
+    /// Ordered by id unless `sort` says otherwise (`created_at`, `-created_at`, `clicks`,
+    /// `-clicks`; ties by id); filter by `user_id`, `is_active`, `tag` (repeatable: links with
+    /// all the given tags) and `q` (case-insensitive substring of the title, original URL or
+    /// short code). Filters combine. Without `page`/`per_page` every match is returned
+    /// (streamed).
+    /// `X-Total-Count` counts the matches; pages carry `Link` `first`/`prev`/`next`/`last`.
     fn list_links_docs tag "urls";
 }
 
@@ -101,28 +145,124 @@ async fn list_links(
     State(state): State<AppState>,
     caller: Caller,
     Params(mut p): Params<ListLinksParams>,
-) -> Result<ListOf<Link>, ApiError> {
+    TagFilter(tags): TagFilter,
+) -> Result<Listed<Link>, ApiError> {
+    let requested_user = p.user_id;
     p.user_id = caller.narrow(p.user_id);
     let page = Page::resolve(p.page, p.per_page)?;
+    let search = p.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    if search
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(ApiError::field("q", "must be at most 200 characters"));
+    }
+    let order = match p.sort.as_deref() {
+        None => LinkOrder::Id,
+        Some(sort) => LinkOrder::parse(sort).ok_or_else(|| {
+            ApiError::field(
+                "sort",
+                "must be one of created_at, -created_at, clicks, -clicks",
+            )
+        })?,
+    };
+    let query = ListQuery::new("/urls")
+        .with("user_id", requested_user)
+        .with("is_active", p.is_active)
+        .with_each("tag", &tags)
+        .with("q", search.as_ref())
+        .with("sort", order.as_param());
     let filter = LinkFilter {
         user_id: p.user_id,
         is_active: p.is_active,
+        tags,
+        search,
     };
-    Ok(ListOf(links::list(&state, filter, page).await?))
+    let listing = links::list(&state, filter, order, page).await?;
+    Ok(Listed::new(listing, page, &query))
+}
+
+/// The `tag` parameters of a request (repeatable, which `Params` cannot
+/// read), normalised, without duplicates; a value that cannot be a tag is a
+/// 400 naming `tag`.
+pub struct TagFilter(pub Vec<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for TagFilter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        tag_filter(parts.uri.query()).map(TagFilter)
+    }
+}
+
+impl OperationInput for TagFilter {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let parameter = Parameter::Query {
+            parameter_data: ParameterData {
+                name: "tag".into(),
+                description: Some(
+                    "Only links with this tag; repeat it (`tag=a&tag=b`) for links with all of \
+                     them. Compared normalised (`Work` is `work`)."
+                        .into(),
+                ),
+                required: false,
+                deprecated: None,
+                format: ParameterSchemaOrContent::Schema(SchemaObject {
+                    json_schema: ctx.schema.subschema_for::<Vec<String>>(),
+                    example: None,
+                    external_docs: None,
+                }),
+                example: Some(serde_json::json!(["newsletter"])),
+                examples: Default::default(),
+                explode: Some(true),
+                extensions: Default::default(),
+            },
+            allow_reserved: false,
+            style: QueryStyle::Form,
+            allow_empty_value: None,
+        };
+        aide::operation::add_parameters(ctx, operation, [parameter]);
+    }
+}
+
+fn tag_filter(raw_query: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let raw: Vec<String> = url::form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name == "tag")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    let mut tags = Vec::with_capacity(raw.len());
+    for value in &raw {
+        tags.push(tags::normalise(value).ok_or_else(|| {
+            ApiError::field(
+                "tag",
+                "must be a tag: 1-50 characters of letters, digits, '-', '_', '.' and spaces",
+            )
+        })?);
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
 }
 
 operation! {
     /// Create a link
     ///
-    /// Generates a 6-character base62 code unless `short_code` is given. Logs a `created`
-    /// event. `original_url` must be an absolute http(s) URL with a host and no whitespace,
+    /// Generates a 6-character base62 code unless `short_code` is given. Answers 201 with
+    /// `Location: /urls/{id}`; every link answer carries `short_url` (`PUBLIC_BASE_URL` and the
+    /// code). Logs a `created` event. `original_url` must be an absolute http(s) URL with a host and no whitespace,
     /// control characters or userinfo (400 otherwise); a target on this service's own public
     /// hosts or a blocklisted domain is 422. Optional link rules, decided by the redirect
     /// service on every request: `redirect_type` (301, 302, 307, 308; default
     /// `DEFAULT_REDIRECT_TYPE`), `expires_at`, `max_clicks`, `fallback_url`, `forward_query`,
     /// `rules` (first match by `device`, `os`, `language`; any problem in them is 422 with
     /// its path) and `password` (stored as an argon2id hash, never returned:
-    /// `password_protected` says whether there is one).
+    /// `password_protected` says whether there is one). `tags`: up to 20, normalised (trimmed,
+    /// lower-cased, inner spaces collapsed), sorted, duplicates dropped; each 1–50 characters
+    /// of letters, digits, `-`, `_`, `.` and spaces (400 naming `tags` otherwise).
+    ///
+    /// `find_if_exists: true`: when the user already has an active link to the same
+    /// `original_url` (and the same `short_code`, when one is given), that link is answered
+    /// with 200 (and its `Location`) instead; nothing is created or logged.
     fn create_link_docs(op) tag "urls" {
         let op = conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists");
         unprocessable(op, TARGET_REFUSED)
@@ -133,9 +273,131 @@ async fn create_link(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(new): JsonBody<NewLink>,
-) -> Result<Propagated<Created<Link>>, ApiError> {
+) -> Result<Propagated<CreatedAt<Link>>, ApiError> {
     caller.require_acting_as(new.user_id)?;
-    Ok(links::create(&state, new).await?.map(Created).into())
+    let committed = links::create(&state, new).await?;
+    Ok(committed
+        .map(|made| CreatedAt {
+            location: format!("/urls/{}", made.link.id),
+            value: made.link,
+            existing: made.existing,
+        })
+        .into())
+}
+
+/// The body of `POST /urls/bulk`: a JSON array, or a multipart upload
+/// whose `file` field is a CSV. Either may be at most `CSV_MAX_BYTES`.
+pub enum BulkBody {
+    Json(bytes::Bytes),
+    Csv(CsvUpload),
+}
+
+impl FromRequest<AppState> for BulkBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+        if multipart {
+            let Ok(upload) = CsvUpload::from_request(req, state).await;
+            return Ok(BulkBody::Csv(upload));
+        }
+        let limit = state.config.csv_max_bytes;
+        axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(BulkBody::Json)
+            .map_err(|_| ApiError::PayloadTooLarge(format!("body exceeds {limit} bytes")))
+    }
+}
+
+impl OperationInput for BulkBody {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        <Json<Vec<NewLink>> as OperationInput>::operation_input(ctx, operation);
+        if let Some(aide::openapi::ReferenceOr::Item(body)) = &mut operation.request_body {
+            let csv = schemars::json_schema!({
+                "type": "object",
+                "properties": {"file": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "CSV: user_id,original_url,title,short_code,tags (tags `;`-separated)"
+                }},
+                "required": ["file"]
+            });
+            body.content.insert(
+                "multipart/form-data".into(),
+                aide::openapi::MediaType {
+                    schema: Some(SchemaObject {
+                        json_schema: csv,
+                        example: None,
+                        external_docs: None,
+                    }),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}
+
+operation! {
+    /// Create links in bulk
+    ///
+    /// Up to 1,000 links: a JSON array of `POST /urls` bodies, or a multipart/form-data upload
+    /// whose `file` field is a CSV with the header `user_id,original_url,title,short_code,tags`
+    /// (`user_id` and `original_url` required, any order; `tags` separated by `;`). Each row is
+    /// validated and written as `POST /urls` would (`find_if_exists` included); a bad row never
+    /// stops the others. Always 200 when the request itself is usable (a multi-status
+    /// report): `count` rows, `created`, `existing` (found by `find_if_exists`), `links` (each
+    /// row's link with its 1-based `row`) and `errors` (`{row, status, error, details}`, with
+    /// the status `POST /urls` would have answered). The created links commit together and
+    /// log their `created` events. More than 1,000 rows or `CSV_MAX_BYTES`: 413; not an array,
+    /// a bad CSV header: 400.
+    fn bulk_create_docs(op) tag "urls" {
+        op.response_with::<413, Json<ErrorBody>, _>(|r| {
+            r.description("More than 1,000 rows, or a body larger than CSV_MAX_BYTES")
+        })
+    }
+}
+
+async fn bulk_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: BulkBody,
+) -> Result<Propagated<Json<BulkLinksReport>>, ApiError> {
+    let rows = match body {
+        BulkBody::Json(bytes) => bulk::rows_from_json(&bytes)?,
+        BulkBody::Csv(upload) => {
+            let limit = state.config.csv_max_bytes;
+            let bytes = upload
+                .import_with(|stream| read_capped(stream, limit))
+                .await?;
+            bulk::rows_from_csv(&bytes)?
+        }
+    };
+    let report = bulk::create_all(&state, rows, |user| caller.require_acting_as(user)).await?;
+    Ok(report.map(Json).into())
+}
+
+/// The whole upload, or a 413 past `limit` bytes.
+async fn read_capped(
+    mut stream: crate::import::UploadStream,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the upload: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "upload exceeds {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 operation! {
@@ -158,7 +420,8 @@ async fn get_link(
 operation! {
     /// Update a link
     ///
-    /// Any of `title`, `is_active` (strict boolean), `original_url` (the rules of
+    /// Any of `title`, `tags` (replacing the link's; `null` or `[]` removes them), `is_active`
+    /// (strict boolean), `original_url` (the rules of
     /// `POST /urls`), and the link rules of `POST /urls` (`null` clears `expires_at`,
     /// `max_clicks`, `fallback_url`, `rules` and `password`). Bumps `updated_at`; logs one
     /// `updated` event per changed field (a password as `[redacted]`); every change reaches
@@ -213,8 +476,12 @@ async fn link_events(
     let id = id.get()?;
     caller.check_link(&state, id).await?;
     let page = Page::resolve_keyset(p.page, p.per_page, p.after_id.as_deref())?;
-    let slice = events::for_link(&state, id, page).await?;
-    Ok(Listed::new(slice, page, &format!("/urls/{id}/events"), &[]))
+    let listing = events::for_link(&state, id, page).await?;
+    Ok(Listed::new(
+        listing,
+        page,
+        &ListQuery::new(format!("/urls/{id}/events")),
+    ))
 }
 
 operation! {

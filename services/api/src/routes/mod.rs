@@ -9,6 +9,7 @@ pub mod health;
 pub mod keys;
 pub mod links;
 pub mod qr;
+pub mod tags;
 pub mod users;
 
 use aide::axum::ApiRouter;
@@ -29,7 +30,7 @@ use serde::Serialize;
 use crate::error::ErrorBody;
 use crate::mutation::Committed;
 use crate::outbox::Propagation;
-use crate::paging::{Page, Rows};
+use crate::paging::{Listing, Page, Rows};
 use crate::state::AppState;
 
 /// Defines the OpenAPI documentation of one operation as a function for
@@ -104,6 +105,7 @@ pub fn api_routes() -> ApiRouter<AppState> {
         .merge(events::routes())
         .merge(keys::routes())
         .merge(domains::routes())
+        .merge(tags::routes())
 }
 
 /// `201 Created` with a JSON body.
@@ -132,6 +134,69 @@ impl<T: JsonSchema> OperationOutput for Created<T> {
                 vec![(Some(DocStatus::Code(201)), r)]
             })
             .unwrap_or_default()
+    }
+}
+
+/// A resource at `location`: `201 Created` with `Location` when it was
+/// made now, `200 OK` (same body and header) when an existing one was found
+/// instead (`find_if_exists`).
+pub struct CreatedAt<T> {
+    pub location: String,
+    pub value: T,
+    pub existing: bool,
+}
+
+impl<T: Serialize> IntoResponse for CreatedAt<T> {
+    fn into_response(self) -> Response {
+        let status = if self.existing {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        let mut res = (status, Json(self.value)).into_response();
+        if let Ok(location) = HeaderValue::from_str(&self.location) {
+            res.headers_mut().insert(header::LOCATION, location);
+        }
+        res
+    }
+}
+
+impl<T: JsonSchema> OperationOutput for CreatedAt<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
+        Json::<T>::operation_response(ctx, op)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        let Some(res) = Self::operation_response(ctx, op) else {
+            return Vec::new();
+        };
+        let with_location = |mut r: DocResponse, description: &str, ctx: &mut GenContext| {
+            r.description = description.into();
+            r.headers.insert(
+                "Location".into(),
+                optional_string_header(ctx, "The resource's path, e.g. `/urls/42`."),
+            );
+            r
+        };
+        vec![
+            (
+                Some(DocStatus::Code(201)),
+                with_location(res.clone(), "Created", ctx),
+            ),
+            (
+                Some(DocStatus::Code(200)),
+                with_location(
+                    res,
+                    "An existing resource, found instead of creating one (`find_if_exists`)",
+                    ctx,
+                ),
+            ),
+        ]
     }
 }
 
@@ -270,41 +335,106 @@ impl<T: JsonSchema> OperationOutput for ListOf<T> {
     }
 }
 
-/// [`ListOf`] and, when the page size cut the list short, a
-/// `Link: <next>; rel="next"` header (RFC 8288) for the next page: the same
-/// path and filters with `per_page` and `after_id` set (keyset paging).
+/// The request of a list without its paging: the path and the filters (a
+/// name may repeat, `tag=a&tag=b`), from which the `Link` header's URLs are
+/// made.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    path: String,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl ListQuery {
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            pairs: Vec::new(),
+        }
+    }
+
+    /// Adds `name=value` when there is a value.
+    pub fn with(mut self, name: &'static str, value: Option<impl ToString>) -> Self {
+        if let Some(value) = value {
+            self.pairs.push((name, value.to_string()));
+        }
+        self
+    }
+
+    /// Adds `name=value` for each value.
+    pub fn with_each<V: ToString>(
+        mut self,
+        name: &'static str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        for value in values {
+            self.pairs.push((name, value.to_string()));
+        }
+        self
+    }
+
+    /// The path with the filters and then `paging`.
+    fn url(&self, paging: &[(&str, i64)]) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &self.pairs {
+            query.append_pair(name, value);
+        }
+        for (name, value) in paging {
+            query.append_pair(name, &value.to_string());
+        }
+        format!("{}?{}", self.path, query.finish())
+    }
+}
+
+/// [`ListOf`] with `X-Total-Count` (the rows matching the filters, paging
+/// aside) and, for a page, RFC 8288 `Link` headers: `page`/`per_page` pages
+/// get `first`, `prev` (unless on the first page), `next` (unless on the
+/// last) and `last`; a keyset page (`after_id`) cut short by its size gets
+/// `next` with `after_id` set to its last id. The URLs keep the request's
+/// path and filters.
 pub struct Listed<T> {
     pub rows: ListOf<T>,
-    pub next: Option<String>,
+    pub total: i64,
+    /// `(rel, url)`, in order.
+    pub links: Vec<(&'static str, String)>,
 }
 
 impl<T> Listed<T> {
-    /// `path` and `filters` (the request without its paging parameters)
-    /// rebuild the URL of the next page, if there is one.
-    pub fn new(rows: Rows<T>, page: Page, path: &str, filters: &[(&str, Option<String>)]) -> Self {
-        let next_after_id = match &rows {
-            Rows::Page(slice) => slice.next_after_id,
-            Rows::All(_) => None,
-        };
-        let next = next_after_id.map(|after_id| {
-            let mut query = url::form_urlencoded::Serializer::new(String::new());
-            for (name, value) in filters {
-                if let Some(value) = value {
-                    query.append_pair(name, value);
+    pub fn new(listing: Listing<T>, page: Page, query: &ListQuery) -> Self {
+        let total = listing.total;
+        let mut links = Vec::new();
+        match (&listing.rows, page.limit, page.number()) {
+            (Rows::Page(slice), Some(per_page), None) => {
+                if let Some(after_id) = slice.next_after_id {
+                    links.push((
+                        "next",
+                        query.url(&[("per_page", per_page), ("after_id", after_id)]),
+                    ));
                 }
             }
-            if let Some(per_page) = page.limit {
-                query.append_pair("per_page", &per_page.to_string());
+            (Rows::Page(_), Some(per_page), Some(number)) => {
+                let last = ((total + per_page - 1) / per_page).max(1);
+                let at = |n: i64| query.url(&[("page", n), ("per_page", per_page)]);
+                links.push(("first", at(1)));
+                if number > 1 {
+                    links.push(("prev", at((number - 1).min(last))));
+                }
+                if number < last {
+                    links.push(("next", at(number + 1)));
+                }
+                links.push(("last", at(last)));
             }
-            query.append_pair("after_id", &after_id.to_string());
-            format!("{path}?{}", query.finish())
-        });
+            _ => {}
+        }
         Self {
-            rows: ListOf(rows),
-            next,
+            rows: ListOf(listing.rows),
+            total,
+            links,
         }
     }
 }
+
+/// The response header with a list's match count.
+pub const TOTAL_COUNT_HEADER: &str = "x-total-count";
 
 impl<T> IntoResponse for Listed<T>
 where
@@ -312,9 +442,17 @@ where
 {
     fn into_response(self) -> Response {
         let mut res = self.rows.into_response();
-        if let Some(link) = self
-            .next
-            .and_then(|next| HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")).ok())
+        res.headers_mut()
+            .insert(TOTAL_COUNT_HEADER, HeaderValue::from(self.total));
+        let link = self
+            .links
+            .iter()
+            .map(|(rel, url)| format!("<{url}>; rel=\"{rel}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(link) = (!link.is_empty())
+            .then(|| HeaderValue::from_str(&link).ok())
+            .flatten()
         {
             res.headers_mut().insert(header::LINK, link);
         }
@@ -327,14 +465,24 @@ impl<T: JsonSchema> OperationOutput for Listed<T> {
 
     fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
         let mut res = Json::<Vec<T>>::operation_response(ctx, op)?;
-        res.description = "The matches, ordered by id".into();
+        res.description = "The matches, ordered by id unless the route says otherwise".into();
+        res.headers.insert(
+            "X-Total-Count".into(),
+            optional_string_header(
+                ctx,
+                "How many rows match the filters, paging aside (read in the same snapshot as \
+                 the rows, streamed unpaged lists included).",
+            ),
+        );
         res.headers.insert(
             "Link".into(),
             optional_string_header(
                 ctx,
-                "Present when the page size cut the list short: \
-                 `</events?event_type=redirect&per_page=100&after_id=4242>; rel=\"next\"`, \
-                 the same filters with `after_id` set to the last id of this page.",
+                "RFC 8288 links of a page, keeping the filters: with `page`/`per_page`, \
+                 `first`, `prev` (not on the first page), `next` (not on the last) and `last`, \
+                 e.g. `</urls?user_id=7&page=3&per_page=20>; rel=\"next\"`; with `after_id`, \
+                 `next` when the page size cut the list short, with `after_id` set to the \
+                 page's last id. None on an unpaged list.",
             ),
         );
         Some(res)

@@ -8,7 +8,7 @@ use axum::response::NoContent;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Created, ListOf, Propagated, conflict, not_found, operation};
+use super::{Created, ListQuery, Listed, Propagated, conflict, not_found, operation};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Id, JsonBody, Params};
@@ -64,10 +64,11 @@ async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
     Params(p): Params<ListUsersParams>,
-) -> Result<ListOf<User>, ApiError> {
+) -> Result<Listed<User>, ApiError> {
     caller.require_admin()?;
     let page = Page::resolve(p.page, p.per_page)?;
-    Ok(ListOf(users::list(&state, page).await?))
+    let listing = users::list(&state, page).await?;
+    Ok(Listed::new(listing, page, &ListQuery::new("/users")))
 }
 
 operation! {

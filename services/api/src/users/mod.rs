@@ -9,7 +9,7 @@ use self::model::{NewUser, User, UserPatch};
 use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::mutation::{Changed, Committed, Mutation};
-use crate::paging::{Page, Rows, Slice};
+use crate::paging::{self, Listing, Page};
 use crate::row_stream::{self, RowStream};
 use crate::state::AppState;
 
@@ -29,19 +29,19 @@ pub async fn get(state: &AppState, id: UserId) -> Result<User, ApiError> {
         .ok_or_else(UserId::not_found)
 }
 
-/// One page of users, or all of them as a stream.
-pub async fn list(state: &AppState, page: Page) -> Result<Rows<User>, ApiError> {
+/// One page of users, or all of them as a stream, with their number.
+pub async fn list(state: &AppState, page: Page) -> Result<Listing<User>, ApiError> {
     if page.is_all() {
         let mut tx = row_stream::begin(&state.db).await?;
+        let total = repo::count(&mut tx).await?;
         repo::declare_all(&mut tx).await?;
-        return Ok(Rows::All(RowStream::start(tx).await?));
+        return Ok(Listing::all(RowStream::start(tx).await?, total));
     }
-    let mut conn = state.db.acquire().await?;
-    let users = repo::list(&mut conn, page).await?;
-    Ok(Rows::Page(Slice {
-        items: users,
-        next_after_id: None,
-    }))
+    let mut tx = paging::snapshot(&state.db).await?;
+    let total = repo::count(&mut tx).await?;
+    let users = repo::list(&mut tx, page).await?;
+    tx.rollback().await?;
+    Ok(Listing::items(users, total))
 }
 
 /// Applies any subset of the fields; `{}` returns the user unchanged.

@@ -50,6 +50,13 @@ pub async fn declare_all(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// How many live users there are.
+pub async fn count(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM users WHERE deleted_at IS NULL")
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn list(conn: &mut PgConnection, page: Page) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(
         "SELECT id, username, email, created_at FROM users WHERE deleted_at IS NULL

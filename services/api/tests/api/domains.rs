@@ -148,6 +148,28 @@ async fn codes_are_unique_per_domain(db: PgPool) {
         .assert_error(StatusCode::NOT_FOUND);
     assert_eq!(e["error"], "Domain not found");
 
+    // find_if_exists compares within the domain.
+    let found = app
+        .post("/urls", json!({"user_id": uid, "original_url": "https://example.com/a", "find_if_exists": true}))
+        .await;
+    assert_eq!(
+        (found.status, found.json()["short_code"].clone()),
+        (StatusCode::OK, json!("same"))
+    );
+    let on_domain = app
+        .post("/urls", json!({"user_id": uid, "original_url": "https://example.com/a", "find_if_exists": true, "domain": "go.example.com"}))
+        .await;
+    assert_eq!(
+        on_domain.status,
+        StatusCode::CREATED,
+        "a link on another domain is not the same"
+    );
+    assert_eq!(on_domain.json()["domain"], "go.example.com");
+    assert!(
+        on_domain.json()["short_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://go.example.com/"))
+    );
     // A domain with links cannot go.
     let domains = app.get("/domains").await.json();
     let go = domains[0]["id"].as_i64().expect("id");

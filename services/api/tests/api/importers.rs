@@ -77,6 +77,7 @@ async fn shlink_exports_keep_codes_domains_dates_and_visits(db: PgPool) {
     );
     assert_eq!(spring["created_at"], "2024-03-01T10:00:00");
     assert_eq!(spring["imported_visits"], 1520);
+    assert_eq!(spring["tags"], json!(["promo", "spring"]));
     assert_eq!(spring["user_id"], user);
     let docs = link_by_code(&app, "docs").await;
     assert_eq!(
@@ -113,6 +114,7 @@ async fn bitly_kutt_and_yourls_exports_load(db: PgPool) {
     let bitly = import(&app, Source::Bitly, "bitly.json", user).await;
     assert_eq!((bitly.rows, bitly.created), (2, 2), "{bitly:?}");
     let may = link_by_code(&app, "3xYzAbc").await;
+    assert_eq!(may["tags"], json!(["newsletter"]));
     assert_eq!(
         (may["title"].clone(), may["created_at"].clone()),
         (json!("May newsletter"), json!("2023-05-06T07:08:09"))

@@ -28,13 +28,16 @@ async fn create_read_and_created_event(db: PgPool) {
         .as_object()
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    // The contract's eight fields, then the link-rule fields of issue #15.
+    // The contract's eight fields, the link-rule fields of issue #15, and
+    // `short_url` and `tags` of issue #16.
     let mut expected = [
         "id",
         "user_id",
         "short_code",
+        "short_url",
         "original_url",
         "title",
+        "tags",
         "is_active",
         "created_at",
         "updated_at",

@@ -9,6 +9,7 @@ mod errors;
 mod events;
 mod import;
 mod importers;
+mod link_management;
 mod link_rules;
 mod links;
 mod openapi;

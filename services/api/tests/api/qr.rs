@@ -15,7 +15,8 @@ async fn app(db: PgPool) -> TestApp {
     let mut config = ApiConfig::for_urls("postgres://unused", "");
     config.invalidation_wait_ms = 0;
     config.valkey_url = String::new();
-    config.public_base_url = "https://sho.rt/".into();
+    config.public_base_url =
+        shortline_api::links::short_url::PublicBase::parse("https://sho.rt/").expect("base");
     TestApp::with_config(db, config).await
 }
 
