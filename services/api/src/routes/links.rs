@@ -315,8 +315,26 @@ impl FromRequest<AppState> for BulkBody {
 
 impl OperationInput for BulkBody {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
-        <Json<Vec<NewLink>> as OperationInput>::operation_input(ctx, operation);
+        // Each item is checked on its own and a bad one is reported in the
+        // answer's `errors`, so the request accepts any array of objects:
+        // documenting the items as `NewLink` would promise a rejection
+        // that never comes.
+        <Json<Vec<serde_json::Map<String, serde_json::Value>>> as OperationInput>::operation_input(
+            ctx, operation,
+        );
         if let Some(aide::openapi::ReferenceOr::Item(body)) = &mut operation.request_body {
+            if let Some(json) = body.content.get_mut("application/json") {
+                json.schema = Some(SchemaObject {
+                    json_schema: schemars::json_schema!({
+                        "type": "array",
+                        "maxItems": 1000,
+                        "description": "Up to 1,000 `POST /urls` bodies (schema `NewLink`). Each item is checked on its own: one that is not a valid body is reported in the answer's `errors` (with its status and `details`), never rejected with the request.",
+                        "items": {"type": "object"}
+                    }),
+                    example: None,
+                    external_docs: None,
+                });
+            }
             let csv = schemars::json_schema!({
                 "type": "object",
                 "properties": {"file": {
