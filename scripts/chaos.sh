@@ -10,7 +10,7 @@
 #
 #   scripts/chaos.sh                   every fault (about 3 minutes; stopped after CHAOS_TIMEOUT,
 #                                      900 s, with a failure)
-#   CHAOS_FAULTS=redirect-kill,valkey-kill,nats-kill scripts/chaos.sh   some of them (.ci/run)
+#   CHAOS_FAULTS=redirect-term,valkey-kill,nats-kill scripts/chaos.sh   some of them (.ci/run)
 #
 # It needs two of everything: REDIRECT_REPLICAS=2, ANALYTICS_REPLICAS=2 and NATS_CLUSTER=3 are
 # its defaults. When the running stack has fewer (a plain `make up`), it first restarts the
