@@ -84,27 +84,51 @@ async fn click_limits_are_exact_end_to_end_and_rule_edits_are_never_stale(db: Pg
             answers
         }
     });
-    let answers: Vec<(StatusCode, String)> = futures::future::join_all(clients)
+    let mut answers: Vec<(StatusCode, String)> = futures::future::join_all(clients)
         .await
         .into_iter()
         .flatten()
         .collect();
+    // A take whose Valkey reply is late (a starved machine) answers 503 and
+    // is given back; once those settle, the clicks they held are served.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while replicas.iter().any(|r| r.state.limits.giving_back() > 0) {
+        assert!(tokio::time::Instant::now() < deadline, "give-backs stuck");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for replica in &fast {
+        loop {
+            let answer = phone_get(replica, &code).await;
+            let gone = answer.0 == StatusCode::GONE;
+            answers.push(answer);
+            if gone {
+                break;
+            }
+            assert!(answers.len() < 2_560, "never exhausted");
+        }
+    }
+    let count = |status: StatusCode| answers.iter().filter(|(s, _)| *s == status).count();
     let redirected = answers
         .iter()
         .filter(|(s, l)| *s == StatusCode::FOUND && l == "https://m.example.com/v1")
         .count();
-    let gone = answers
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::GONE)
-        .count();
     let others: Vec<_> = answers
         .iter()
         .filter(|(s, l)| {
-            *s != StatusCode::GONE && !(*s == StatusCode::FOUND && l == "https://m.example.com/v1")
+            let expected = matches!(*s, StatusCode::GONE | StatusCode::SERVICE_UNAVAILABLE)
+                || (*s == StatusCode::FOUND && l == "https://m.example.com/v1");
+            !expected
         })
         .take(3)
         .collect();
-    assert_eq!((redirected, gone), (1000, 280), "others: {others:?}");
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(
+        redirected,
+        1000,
+        "410: {}, 503: {}",
+        count(StatusCode::GONE),
+        count(StatusCode::SERVICE_UNAVAILABLE)
+    );
 
     // Exactly 1000 event rows, each saying which rule it followed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

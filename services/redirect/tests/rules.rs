@@ -243,7 +243,8 @@ async fn links_expire_to_the_second_on_every_replica_by_themselves(db: PgPool) {
 }
 
 /// `max_clicks=1000` under 64 concurrent clients spread over two replicas:
-/// exactly 1000 redirects and 1000 clicks, every other request 410.
+/// exactly 1000 redirects and 1000 clicks, every other request 410 (or 503
+/// when a replica could not count in time: then not counted either).
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn a_click_limit_is_exact_across_replicas_and_concurrency(db: PgPool) {
     insert_ruled(
@@ -278,8 +279,30 @@ async fn a_click_limit_is_exact_across_replicas_and_concurrency(db: PgPool) {
     for t in tasks {
         statuses.extend(t.await.expect("client"));
     }
+    // A take whose Valkey reply is late (a starved machine) answers 503 and
+    // is given back; once those settle, the clicks they held are served.
+    for service in [&one, &two] {
+        eventually("failed takes given back", || async {
+            service.state.limits.giving_back() == 0
+        })
+        .await;
+    }
+    for base in &bases {
+        loop {
+            let status = send(no_redirects().get(format!("{base}/limit1k")))
+                .await
+                .status()
+                .as_u16();
+            statuses.push(status);
+            if status == 410 {
+                break;
+            }
+            assert!(statuses.len() < 2_560, "never exhausted");
+        }
+    }
     let count = |s| statuses.iter().filter(|x| **x == s).count();
-    assert_eq!((count(302), count(410), statuses.len()), (1000, 280, 1280));
+    assert_eq!(count(302), 1000, "{:?}", (count(410), count(503)));
+    assert_eq!(count(302) + count(410) + count(503), statuses.len());
     let got = clicks(&shared_nats(), &subjects, 1000).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got_later = clicks(&shared_nats(), &subjects, 1000).await;
@@ -293,6 +316,56 @@ async fn a_click_limit_is_exact_across_replicas_and_concurrency(db: PgPool) {
     b.stop().await;
     one.shutdown().await;
     two.shutdown().await;
+}
+
+/// A click whose count Valkey answers too late (stalled here with `CLIENT
+/// PAUSE`, run after the request gave up) answers 503 and is given back:
+/// the link still gets exactly its `max_clicks` redirects.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn a_click_counted_too_late_is_given_back(db: PgPool) {
+    use shortline_shared::testing::{OwnServer, ServerKind};
+    let valkey = OwnServer::start(ServerKind::Valkey).await;
+    let id = insert_ruled(
+        &db,
+        "late3",
+        "https://example.com/late",
+        Ruled {
+            max_clicks: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = config(&valkey.url(), &shared_nats());
+    c.limit_timeout_ms = 100;
+    let counter = format!("{}:clicks:{id}", c.common.nats_prefix);
+    let service = start(&c, &db).await;
+    assert_eq!(get(&service, "/late3").await.status.as_u16(), 302);
+
+    assert_eq!(
+        valkey
+            .valkey_command(&["CLIENT", "PAUSE", "700", "WRITE"])
+            .await,
+        "+OK"
+    );
+    let late = get(&service, "/late3").await;
+    assert_eq!(late.status.as_u16(), 503, "{:?}", late.body);
+    assert!(service.state.limits.giving_back() > 0);
+    eventually("the late take given back", || async {
+        service.state.limits.giving_back() == 0
+    })
+    .await;
+    let count = valkey.valkey_session(None, &[&["GET", &counter]]).await;
+    assert_eq!(count, ["1"]);
+
+    let after: Vec<u16> = futures::future::join_all((0..3).map(|_| get(&service, "/late3")))
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    let mut sorted = after.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [302, 302, 410], "{after:?}");
+    service.shutdown().await;
 }
 
 /// Rules pick targets by device, OS and language (first match wins), and
