@@ -255,6 +255,13 @@ def redirect_hot_path() -> dict:
             timeseries("Redirect latency",
                        quantiles("http_server_request_duration_seconds", route, qs=(0.5, 0.95, 0.99)),
                        unit="s", desc="Alert: p95 above 50 ms for 10 minutes."),
+            timeseries("Refused by reason/s",
+                       [target(f"sum by (reason) (rate(shortline_redirect_refused_total{{{sel}}}[{RATE}]))",
+                               "{{reason}}")],
+                       unit="reqps", w=24,
+                       desc="Requests for links with rules that did not redirect: expired and exhausted (410), "
+                            "wrong_password (401), attempts_limited (429), uncounted (503: Valkey could not count "
+                            "a click-limited or password-protected link; alert ShortlineLinksUncounted)."),
         ]),
         ("Cache", [
             timeseries("Lookups by layer and result",
