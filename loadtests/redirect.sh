@@ -17,6 +17,10 @@
 # concurrency, each round (a) then (b), so both see the same machine (whatever else runs on
 # it moves their req/s together); their rows give the median req/s, p50 and p99 over the
 # rounds, and (b)'s ratio is the median (min–max) of its req/s over (a)'s in the same round.
+# With BENCH_COMPARE_BIN, a second shortline-redirect binary (b') (an older build, say) runs
+# beside them with the same configuration, cache fill and rounds: each round measures (a),
+# then (b) and (b') in alternating order, so a before/after comparison sees one machine; the
+# report adds the median (min–max) of (b) over (b') and the change of the ratio to bare302.
 # Plus, for (a) and (b), one paced row at the last of BENCH_CONNECTIONS: every connection
 # waits after each response so that wrk offers about BENCH_PACED_RATE req/s, and p99 is the
 # latency at that load instead of queueing at saturation (closed loop, so still a lower
@@ -43,11 +47,13 @@
 #   BENCH_THREADS=2             wrk -t
 #   BENCH_CONNECTIONS="64 256"  wrk -c for (a) and (b)
 #   BENCH_PACED_RATE=20000      offered req/s of the paced rows (0: no paced rows)
-#   BENCH_MISS_CONNECTIONS=64   wrk -c for (c) and (d)
+#   BENCH_MISS_CONNECTIONS=64   wrk -c for (c) and (d) ("" skips them)
 #   BENCH_LINKS=100000          links seeded (1,000 users)
 #   BENCH_BUILD=1               cargo build --release first (0: use the binaries as they are)
 #   BENCH_REDIRECT_BIN=PATH     benchmark this shortline-redirect binary instead of the one in
 #                               ${CARGO_TARGET_DIR:-target}/release (e.g. an older build, to compare)
+#   BENCH_COMPARE_BIN=PATH      also measure this shortline-redirect binary as (b'), in the same
+#                               rounds as (a) and (b) (see above)
 #   BENCH_API_BIN=PATH          shortline-api used for migrate + seed (default: the same place)
 #   BENCH_RUST_LOG=warn         RUST_LOG of the service (info: one access-log line per request,
 #                               as in production; the lines go to a file in the scratch folder;
@@ -78,7 +84,7 @@ FILL="${BENCH_FILL:-60}"
 THREADS="${BENCH_THREADS:-2}"
 read -r -a CONNS <<<"${BENCH_CONNECTIONS:-64 256}"
 PACED_RATE="${BENCH_PACED_RATE:-20000}"
-read -r -a MISS_CONNS <<<"${BENCH_MISS_CONNECTIONS:-64}"
+read -r -a MISS_CONNS <<<"${BENCH_MISS_CONNECTIONS-64}"
 LINKS="${BENCH_LINKS:-100000}"
 USERS=1000
 BUILD="${BENCH_BUILD:-1}"
@@ -110,6 +116,7 @@ find_psql
 TARGET="$(cargo_target)"
 API_BIN="${BENCH_API_BIN:-$TARGET/release/shortline-api}"
 REDIRECT_BIN="${BENCH_REDIRECT_BIN:-$TARGET/release/shortline-redirect}"
+COMPARE_BIN="${BENCH_COMPARE_BIN:-}"
 BARE_BIN="$TARGET/release/examples/bare302"
 CLICKLOAD_BIN="$TARGET/release/examples/clickload"
 HOTPATH_BIN="$TARGET/release/examples/hotpath"
@@ -119,7 +126,7 @@ if [[ $BUILD == 1 ]]; then
 	cargo build -q --release -p shortline-redirect --example bare302 --example hotpath || die "cargo build of the bare302 and hotpath examples failed"
 	cargo build -q --release -p shortline-analytics --example clickload || die "cargo build of the clickload example failed"
 fi
-for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN" "$CLICKLOAD_BIN" "$HOTPATH_BIN"; do
+for b in "$API_BIN" "$REDIRECT_BIN" "$BARE_BIN" "$CLICKLOAD_BIN" "$HOTPATH_BIN" ${COMPARE_BIN:+"$COMPARE_BIN"}; do
 	[[ -x $b ]] || die "$b not found: cargo build --release -p shortline-api -p shortline-redirect && cargo build --release -p shortline-redirect --example bare302 --example hotpath && cargo build --release -p shortline-analytics --example clickload"
 done
 
@@ -215,6 +222,7 @@ proc_mem() {
 
 declare -A BARE_RPS=()
 ROWS=()
+COMPARISONS=()
 ERRORS_SEEN=0
 
 # median NUMBER...: the median (the mean of the middle two for an even count).
@@ -284,32 +292,64 @@ round_row() {
 	RPS="$rps"
 }
 
+# ratio_of A B: A / B to three decimals.
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+
+# ratio_cell RATIO...: "**median** (min–max)" of the rounds' ratios (just the median for one).
+ratio_cell() {
+	local m lo hi
+	m="$(awk -v m="$(median "$@")" 'BEGIN {printf "%.2f", m}')"
+	(($# > 1)) || {
+		printf '%s' "$m"
+		return
+	}
+	lo="$(printf '%s\n' "$@" | sort -g | head -n 1)"
+	hi="$(printf '%s\n' "$@" | sort -g | tail -n 1)"
+	printf '**%s** (%s)' "$m" "$(awk -v l="$lo" -v h="$hi" 'BEGIN {printf "%.2f–%.2f", l, h}')"
+}
+
 # measure_pair CONNECTIONS: ROUNDS rounds at CONNECTIONS, each the bare server then the service
 # (each with its own warm-up), so that both see the same machine; one row each: medians over
 # the rounds, and for the service the median (min–max) of its req/s over the bare server's of
-# the same round.
+# the same round. With BENCH_COMPARE_BIN, (b') is measured in each round too, (b) and (b')
+# taking turns to go first, and COMPARISONS gets a line for this concurrency.
 measure_pair() {
-	local c="$1" r ratios=() lo hi
+	local c="$1" r ratios=() cratios=() versus=() deltas=() order
 	reset_rounds
 	for ((r = 1; r <= ROUNDS; r++)); do
 		one_run "bare302-r$r" "$BARE_ADDR" "$BARE_PID" "$c"
 		add_round bare
-		local bare_rps="$RPS"
-		one_run "redirect-r$r" "$REDIRECT_ADDR" "$REDIRECT_PID" "$c"
-		add_round redirect
-		ratios+=("$(awk -v a="$RPS" -v b="$bare_rps" 'BEGIN {printf "%.3f", a / b}')")
-		log "round $r at c$c: (b) / (a) = ${ratios[-1]}"
+		local bare_rps="$RPS" b_rps="" c_rps=""
+		order="redirect compare"
+		((r % 2 == 0)) && order="compare redirect"
+		for which in $order; do
+			if [[ $which == redirect ]]; then
+				one_run "redirect-r$r" "$REDIRECT_ADDR" "$REDIRECT_PID" "$c"
+				add_round redirect
+				b_rps="$RPS"
+			elif [[ -n $COMPARE_BIN ]]; then
+				one_run "compare-r$r" "$COMPARE_ADDR" "$COMPARE_PID" "$c"
+				add_round compare
+				c_rps="$RPS"
+			fi
+		done
+		ratios+=("$(ratio_of "$b_rps" "$bare_rps")")
+		if [[ -n $COMPARE_BIN ]]; then
+			cratios+=("$(ratio_of "$c_rps" "$bare_rps")")
+			versus+=("$(ratio_of "$b_rps" "$c_rps")")
+			deltas+=("$(awk -v a="${ratios[-1]}" -v b="${cratios[-1]}" 'BEGIN {printf "%.3f", a - b}')")
+			log "round $r at c$c: (b) / (a) = ${ratios[-1]}, (b') / (a) = ${cratios[-1]}, (b) / (b') = ${versus[-1]}"
+		else
+			log "round $r at c$c: (b) / (a) = ${ratios[-1]}"
+		fi
 	done
 	round_row bare "(a) bare302 (hyper, fixed 302)" "$c" "1.00" bare
 	BARE_RPS[$c]="$RPS"
-	local ratio
-	ratio="$(awk -v m="$(median "${ratios[@]}")" 'BEGIN {printf "%.2f", m}')"
-	if ((ROUNDS > 1)); then
-		lo="$(printf '%s\n' "${ratios[@]}" | sort -g | head -n 1)"
-		hi="$(printf '%s\n' "${ratios[@]}" | sort -g | tail -n 1)"
-		ratio="**$ratio** ($(awk -v l="$lo" -v h="$hi" 'BEGIN {printf "%.2f–%.2f", l, h}'))"
+	round_row redirect "(b) shortline-redirect, default config" "$c" "$(ratio_cell "${ratios[@]}")" redirect
+	if [[ -n $COMPARE_BIN ]]; then
+		round_row compare "(b') $(basename "$COMPARE_BIN"), default config" "$c" "$(ratio_cell "${cratios[@]}")" compare
+		COMPARISONS+=("c$c: (b) / (b') req/s $(ratio_cell "${versus[@]}"); ratio to bare302 (b) minus (b') $(awk -v m="$(median "${deltas[@]}")" 'BEGIN {printf "%+.3f", m}') median over the rounds (each: ${deltas[*]})")
 	fi
-	round_row redirect "(b) shortline-redirect, default config" "$c" "$ratio" redirect
 }
 
 # measure CONFIG LABEL ADDR CONNECTIONS...: warm-up + one measured run at each concurrency, one
@@ -476,6 +516,11 @@ wait_health "$BARE_ADDR" "$BARE_PID" bare302
 start_redirect "(b) shortline-redirect, default config" redirect VALKEY_URL="$VALKEY_URL"
 REDIRECT_ADDR="$ADDR" REDIRECT_PID="$SERVER_PID"
 fill_cache redirect "$REDIRECT_ADDR" "${CONNS[0]}"
+if [[ -n $COMPARE_BIN ]]; then
+	REDIRECT_BIN="$COMPARE_BIN" start_redirect "(b') $(basename "$COMPARE_BIN"), default config" compare VALKEY_URL="$VALKEY_URL"
+	COMPARE_ADDR="$ADDR" COMPARE_PID="$SERVER_PID"
+	fill_cache compare "$COMPARE_ADDR" "${CONNS[0]}"
+fi
 for c in "${CONNS[@]}"; do
 	measure_pair "$c"
 done
@@ -484,16 +529,19 @@ measure_paced "(b) shortline-redirect" redirect "$REDIRECT_ADDR" "$REDIRECT_PID"
 finish_rows bare "$(check_redirect "$BARE_ADDR")" "$(proc_mem "$BARE_PID")"
 terminate_pid "$BARE_PID"
 stop_redirect redirect "$REDIRECT_ADDR" "$REDIRECT_PID"
+[[ -z $COMPARE_BIN ]] || stop_redirect compare "$COMPARE_ADDR" "$COMPARE_PID"
 
 # (c) and (d): the L1-miss paths, one run each.
-start_redirect "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off \
-	VALKEY_URL="$VALKEY_URL" REDIRECT_L1_CAPACITY=0
-measure "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off "$ADDR" "${MISS_CONNS[@]}"
-stop_redirect redirect-l1off "$ADDR" "$SERVER_PID"
-start_redirect "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg \
-	VALKEY_URL= REDIRECT_L1_CAPACITY=0
-measure "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg "$ADDR" "${MISS_CONNS[@]}"
-stop_redirect redirect-pg "$ADDR" "$SERVER_PID"
+if ((${#MISS_CONNS[@]} > 0)); then
+	start_redirect "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off \
+		VALKEY_URL="$VALKEY_URL" REDIRECT_L1_CAPACITY=0
+	measure "(c) shortline-redirect, REDIRECT_L1_CAPACITY=0" redirect-l1off "$ADDR" "${MISS_CONNS[@]}"
+	stop_redirect redirect-l1off "$ADDR" "$SERVER_PID"
+	start_redirect "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg \
+		VALKEY_URL= REDIRECT_L1_CAPACITY=0
+	measure "(d) shortline-redirect, REDIRECT_L1_CAPACITY=0 VALKEY_URL=" redirect-pg "$ADDR" "${MISS_CONNS[@]}"
+	stop_redirect redirect-pg "$ADDR" "$SERVER_PID"
+fi
 
 clicks="$(nats_streams count 2>/dev/null)" || clicks="? (could not ask JetStream)"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -522,6 +570,11 @@ report() {
 	printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n'
 	printf '%s\n' "${ROWS[@]}"
 	printf '\n'
+	if ((${#COMPARISONS[@]} > 0)); then
+		printf "(b) against (b') in the same rounds:\n\n"
+		printf -- '- %s\n' "${COMPARISONS[@]}"
+		printf '\n'
+	fi
 	printf 'Messages in the JetStream streams under prefix "%s" afterwards (click events; a message may carry a batch): %s. ' "$PREFIX" "$clicks"
 	printf 'X-Cache: the header of one spot-check request after the runs. Runs took %s s; ' "$(($(date +%s) - started_at))"
 	printf 'load average (1/5/15 min) before: %s, after: %s (everything else on the machine competes for the same cores).\n' \
