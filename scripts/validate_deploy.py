@@ -448,11 +448,19 @@ def check_edge(name: str, docs: list[dict], rep: Report) -> None:
         svc = route["services"][0]["name"].rsplit("-", 1)[-1]
         names = [m["name"] for m in route.get("middlewares", [])]
         mws = [find(docs, "Middleware", n) for n in names]
-        if not rep.check(len(mws) == 1 and mws[0] is not None, where,
-                         f"the {svc} route does not carry exactly one defined rate-limit Middleware ({names})"):
+        if not rep.check(all(m is not None for m in mws), where,
+                         f"the {svc} route names an undefined Middleware ({names})"):
             continue
-        rep.check(mws[0]["spec"].get("rateLimit") == limits.get(svc), f"{name}: {ident(mws[0])}",
-                  f"rateLimit {mws[0]['spec'].get('rateLimit')} differs from the local edge's {limits.get(svc)}")
+        limiting = [m for m in mws if "rateLimit" in m["spec"]]
+        if not rep.check(len(limiting) == 1 and mws[0] is limiting[0], where,
+                         f"the {svc} route must carry one rate-limit Middleware, first ({names})"):
+            continue
+        rep.check(limiting[0]["spec"]["rateLimit"] == limits.get(svc), f"{name}: {ident(limiting[0])}",
+                  f"rateLimit {limiting[0]['spec']['rateLimit']} differs from the local edge's {limits.get(svc)}")
+        retries = [m for m in mws if "retry" in m["spec"]]
+        rep.check(len(retries) == (1 if svc == "redirect" else 0), where,
+                  f"the {svc} route carries {len(retries)} retry Middlewares (redirect: 1, api: none; "
+                  "API writes are not safe to send twice)")
 
 
 def check_compose_edge(rep: Report) -> None:
@@ -465,6 +473,13 @@ def check_compose_edge(rep: Report) -> None:
               f"the api and redirect routers must each carry one rateLimit middleware: {limits}")
     rep.check(edge_limits(compose) == limits, "deploy/compose-traefik.yml",
               "rate limits differ from config/traefik/dynamic.yml")
+    local = yaml.safe_load((ROOT / "config" / "traefik" / "dynamic.yml").read_text())
+    rep.check([compose["http"]["routers"][r].get("middlewares") for r in ("api", "redirect")]
+              == [local["http"]["routers"][r].get("middlewares") for r in ("api", "redirect")]
+              and compose["http"]["middlewares"].get("redirect-retry")
+              == local["http"]["middlewares"].get("redirect-retry"),
+              "deploy/compose-traefik.yml", "middlewares (rate limits, the redirect retry) differ from "
+              "config/traefik/dynamic.yml")
 
 
 # -------------------------------------------------------------------------------- backends
