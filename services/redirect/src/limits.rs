@@ -17,7 +17,7 @@
 //! an overloaded replica) may still have counted, or may count later when
 //! the command is finally run or replayed after a reconnect; the request
 //! has answered 503 by then. So every take names itself with a token
-//! (`{<counter>}:take:<ulid>`, kept [`TOKEN_TTL`]): a take that finds its
+//! (`<counter>:take:<ulid>`, kept [`TOKEN_TTL`]): a take that finds its
 //! token already counted answers the same again instead of counting twice,
 //! and a failed take is given back in the background — the counter is
 //! lowered when the token says it counted, and the token is marked given
@@ -232,11 +232,11 @@ impl Limits {
         }
     }
 
-    /// The counter of a link and the token of one take of it (one hash
-    /// slot: the token's tag is the counter's name).
+    /// The counter of a link and the token of one take of it (both under
+    /// the prefix, the only keys the services' Valkey user may touch).
     fn click_keys(&self, url_id: i64, take: ulid::Ulid) -> Vec<String> {
         let counter = format!("{}:clicks:{url_id}", self.prefix);
-        let token = format!("{{{counter}}}:take:{take}");
+        let token = format!("{counter}:take:{take}");
         vec![counter, token]
     }
 

@@ -368,6 +368,56 @@ async fn a_click_counted_too_late_is_given_back(db: PgPool) {
     service.shutdown().await;
 }
 
+/// The counters work as the services' own Valkey user (keys under the
+/// `shortline:` prefix only, scripts allowed), also when a late take is
+/// given back.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn click_counts_work_as_the_services_valkey_user(db: PgPool) {
+    use shortline_redirect::limits::{Clicks, Limits};
+    use shortline_shared::cache::{Valkey, ValkeySettings};
+    use shortline_shared::testing::{OwnServer, ServerKind};
+    let valkey = OwnServer::start_secured(ServerKind::Valkey).await;
+    let id = insert_link(&db, "acl3", "https://example.com/acl", true).await;
+    let client =
+        Valkey::connect(&valkey.url_as("shortline"), &ValkeySettings::default()).expect("client");
+    eventually("the shortline user logged in", || client.ping()).await;
+    let limits = Limits::new(
+        Some(client.clone()),
+        db.clone().into(),
+        "shortline",
+        5,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+    );
+    assert_eq!(
+        limits.click(id, 3, true).await.expect("take"),
+        Clicks::Allowed
+    );
+
+    let admin = |command: &'static [&'static str]| {
+        let valkey = &valkey;
+        async move { valkey.valkey_session(Some("admin"), &[command]).await }
+    };
+    assert_eq!(admin(&["CLIENT", "PAUSE", "700", "WRITE"]).await, ["+OK"]);
+    assert!(
+        limits.click(id, 3, true).await.is_err(),
+        "a take past its timeout"
+    );
+    eventually("the late take given back", || async {
+        limits.giving_back() == 0
+    })
+    .await;
+    let counter = format!("shortline:clicks:{id}");
+    let count = valkey
+        .valkey_session(Some("admin"), &[&["GET", &counter]])
+        .await;
+    assert_eq!(count, ["1"]);
+
+    for expected in [Clicks::Allowed, Clicks::Allowed, Clicks::Exhausted] {
+        assert_eq!(limits.click(id, 3, true).await.expect("take"), expected);
+    }
+}
+
 /// Rules pick targets by device, OS and language (first match wins), and
 /// each click records which.
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
