@@ -136,6 +136,7 @@ pub async fn create_in(
             short_code: new.short_code.as_deref(),
             domain_id,
         };
+        repo::lock_same(conn, same).await?;
         if let Some(link) = repo::find_same(conn, same).await? {
             return Ok(Made {
                 link: present(state, link),

@@ -183,6 +183,23 @@ pub struct SameLink<'a> {
     pub domain_id: Option<DomainId>,
 }
 
+/// The advisory-lock class of [`lock_same`] (its two-key space is apart
+/// from every one-key lock).
+const SAME_LINK_LOCK: i32 = 0x534c_4653;
+
+/// Serialises `find_if_exists` for one owner and target until the
+/// transaction ends, so that concurrent calls find the one link the first
+/// of them made instead of each making its own.
+pub async fn lock_same(conn: &mut PgConnection, same: SameLink<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text || ' ' || $3))")
+        .bind(SAME_LINK_LOCK)
+        .bind(same.user_id)
+        .bind(same.original_url)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The oldest active, undeleted link that is [`SameLink`], if any.
 pub async fn find_same(
     conn: &mut PgConnection,

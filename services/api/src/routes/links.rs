@@ -262,7 +262,8 @@ operation! {
     ///
     /// `find_if_exists: true`: when the user already has an active link to the same
     /// `original_url` (and the same `short_code`, when one is given), that link is answered
-    /// with 200 (and its `Location`) instead; nothing is created or logged.
+    /// with 200 (and its `Location`) instead; nothing is created or logged. Concurrent calls for
+    /// the same user and URL are serialised, so they answer one link.
     fn create_link_docs(op) tag "urls" {
         let op = conflict(not_found(op, UserId::NOT_FOUND), "short_code already exists");
         unprocessable(op, TARGET_REFUSED)

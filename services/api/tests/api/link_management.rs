@@ -569,6 +569,30 @@ async fn find_if_exists_answers_the_callers_existing_link(db: PgPool) {
     assert!(body["details"]["find_if_exists"].is_string(), "{body}");
 }
 
+/// Concurrent `find_if_exists` calls for the same user and URL answer one
+/// link: one 201, the others 200 with it.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn concurrent_find_if_exists_calls_answer_one_link(db: PgPool) {
+    let app = TestApp::new(db).await;
+    let uid = app.user("racer").await["id"].as_i64().expect("id");
+    let body =
+        json!({"user_id": uid, "original_url": "https://example.com/race", "find_if_exists": true});
+    let answers = futures::future::join_all((0..8).map(|_| app.post("/urls", body.clone()))).await;
+    let created = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let found = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!((created, found), (1, 7));
+    let ids: std::collections::BTreeSet<_> =
+        answers.iter().map(|r| r.json()["id"].as_i64()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(total(&app.get("/urls").await), 1);
+}
+
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn bulk_json_creates_each_good_row_and_reports_the_bad_ones(db: PgPool) {
     let app = TestApp::new(db).await;
