@@ -435,6 +435,8 @@ def check_edge(name: str, docs: list[dict], rep: Report) -> None:
         host = re.match(r"^Host\(`[^`]+`\) && \((.*)\)$", match)
         if host:
             match = host.group(1)
+        rep.check(not (host and svc == "redirect"), where,
+                  "the redirect route must match every host (custom domains point their DNS at the edge)")
         rep.check(match == rules[svc], where,
                   f"the {svc} route differs from config/traefik/dynamic.yml:\n    {match}\n    {rules[svc]}")
         backends = [s["name"] for s in route["services"]]
