@@ -22,6 +22,7 @@ use self::repo::KeyRecord;
 use crate::error::ApiError;
 use crate::ids::{KeyId, UserId};
 use crate::paging::{Listing, Page};
+use crate::row_stream::{self, RowStream};
 use crate::users;
 
 /// How often at most a key's `last_used_at` is written (per replica).
@@ -51,9 +52,14 @@ pub async fn list(db: &Db, user_id: Option<i64>) -> Result<Vec<ApiKey>, ApiError
     Ok(repo::list(&mut conn, user_id, None, 0).await?)
 }
 
-/// One page of keys, or all of them, with their number (keys are few: a
-/// list is read whole, not streamed).
+/// One page of keys, or all of them as a stream, with their number.
 pub async fn listing(db: &Db, page: Page) -> Result<Listing<ApiKey>, ApiError> {
+    if page.is_all() {
+        let mut tx = row_stream::begin(db).await?;
+        let total = repo::count(&mut tx, None).await?;
+        repo::declare_all(&mut tx).await?;
+        return Ok(Listing::all(RowStream::start(tx).await?, total));
+    }
     let mut tx = crate::paging::snapshot(db).await?;
     let total = repo::count(&mut tx, None).await?;
     let keys = repo::list(&mut tx, None, page.limit, page.offset).await?;

@@ -54,6 +54,19 @@ pub async fn list(
     .await
 }
 
+/// Opens the `row_stream` cursor over every key, by id (the streamed
+/// `GET /keys`).
+pub async fn declare_all(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{}SELECT {} FROM api_keys ORDER BY id",
+        crate::row_stream::declare_prefix(),
+        columns!()
+    )))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// How many keys [`list`] has to show.
 pub async fn count(conn: &mut PgConnection, user_id: Option<i64>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1)")

@@ -189,6 +189,39 @@ async fn an_unpaged_count_is_of_the_rows_it_streams(db: PgPool) {
     assert_eq!((total(&res), len(&res)), (0, 0));
 }
 
+/// `GET /keys` without paging streams its rows like the other lists (more
+/// keys than one cursor batch here); paged, it is one body.
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn the_key_list_streams_when_unpaged(db: PgPool) {
+    let app = TestApp::new(db).await;
+    sqlx::query(
+        "INSERT INTO api_keys (public_id, secret_hash, name)
+         SELECT 'bulk' || g, sha256(g::text::bytea), 'key ' || g FROM generate_series(1, 600) g",
+    )
+    .execute(&app.db)
+    .await
+    .expect("keys");
+    let res = app.get("/keys").await;
+    assert!(
+        res.headers.get("content-length").is_none(),
+        "streamed, not buffered"
+    );
+    let all = total(&res);
+    assert!(all > 600, "{all}");
+    assert_eq!(len(&res), usize::try_from(all).expect("count"));
+    let ids: Vec<i64> = res
+        .json()
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["id"].as_i64().expect("id"))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "by id");
+    let paged = app.get("/keys?page=2&per_page=100").await;
+    assert_eq!((total(&paged), len(&paged)), (all, 100));
+    assert!(paged.headers.get("content-length").is_some());
+}
+
 async fn tagged(app: &TestApp, user_id: i64, url: &str, tags: Value) -> Value {
     let res = app
         .post(
