@@ -157,3 +157,67 @@ pub async fn api_and_replicas(
     let replicas = redirect_replicas(db, &prefix, n).await;
     (api, replicas, prefix)
 }
+
+/// Waits until `n` redirect replicas read the change stream of `subjects`
+/// (each holds one consumer on it), so that a change made next reaches
+/// every one of them. Panics after `within`, with `context` (a server log).
+pub async fn wait_for_change_readers(
+    client: &async_nats::Client,
+    subjects: &shortline_shared::events::Subjects,
+    n: usize,
+    within: Duration,
+    context: &str,
+) {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(client.clone());
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut readers = 0;
+        if let Ok(stream) = js.get_stream(subjects.changes_stream()).await {
+            let mut consumers = stream.consumers();
+            while let Some(Ok(info)) = consumers.next().await {
+                readers += usize::from(
+                    info.name
+                        .starts_with(shortline_shared::nats::INVALIDATION_CONSUMER_PREFIX),
+                );
+            }
+        }
+        if readers == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{readers} of {n} replicas read the change stream{context}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `redirect` event rows of link `id`, read once its statistics count
+/// `n` redirects (waiting up to `within` for the analytics consumer) and
+/// half a second more, so that a late duplicate would be among them.
+pub async fn redirect_events_once_counted(
+    api: &axum::Router,
+    id: i64,
+    n: usize,
+    within: Duration,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (_, stats, _) = send(api, Method::GET, &format!("/urls/{id}/stats"), None).await;
+        if stats["redirect_count"] == serde_json::json!(n) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, events, _) = send(
+        api,
+        Method::GET,
+        &format!("/events?url_id={id}&event_type=redirect"),
+        None,
+    )
+    .await;
+    events.as_array().cloned().unwrap_or_default()
+}

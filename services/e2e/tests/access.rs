@@ -11,14 +11,12 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use futures::StreamExt;
 use serde_json::json;
 use shortline_e2e::send;
 use shortline_redirect::config::RedirectConfig;
 use shortline_shared::events::Subjects;
 use shortline_shared::nats::{
-    INVALIDATION_CONSUMER_PREFIX, changes_stream_config, clicks_stream_config,
-    dead_letter_stream_config, ensure_stream,
+    changes_stream_config, clicks_stream_config, dead_letter_stream_config, ensure_stream,
 };
 use shortline_shared::testing::{OwnServer, ServerKind};
 use sqlx::PgPool;
@@ -84,26 +82,14 @@ async fn the_pipeline_runs_with_one_user_per_service(db: PgPool) {
     .expect("analytics starts");
 
     // The redirect replica reads the change stream.
-    let js = async_nats::jetstream::new(admin.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut readers = 0;
-        if let Ok(stream) = js.get_stream(subjects.changes_stream()).await {
-            let mut consumers = stream.consumers();
-            while let Some(Ok(info)) = consumers.next().await {
-                readers += usize::from(info.name.starts_with(INVALIDATION_CONSUMER_PREFIX));
-            }
-        }
-        if readers == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the redirect never read the change stream; nats log:\n{}",
-            nats.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shortline_e2e::wait_for_change_readers(
+        &admin,
+        &subjects,
+        1,
+        Duration::from_secs(30),
+        &format!("; nats log:\n{}", nats.log()),
+    )
+    .await;
 
     let (status, user, _) = send(
         &api,

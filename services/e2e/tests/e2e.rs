@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use shortline_redirect::Service;
 use shortline_redirect::config::RedirectConfig;
@@ -113,28 +112,8 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
 
     // Wait until both replicas read the change stream (it exists once the
     // relay has started).
-    let js = async_nats::jetstream::new(client.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut readers = 0;
-        if let Ok(stream) = js.get_stream(subjects.changes_stream()).await {
-            let mut consumers = stream.consumers();
-            while let Some(Ok(info)) = consumers.next().await {
-                readers += usize::from(
-                    info.name
-                        .starts_with(shortline_shared::nats::INVALIDATION_CONSUMER_PREFIX),
-                );
-            }
-        }
-        if readers == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replicas never subscribed ({readers})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shortline_e2e::wait_for_change_readers(&client, &subjects, 2, Duration::from_secs(20), "")
+        .await;
 
     let (status, user, _) = send(
         &api,
@@ -417,28 +396,9 @@ async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
         StatusCode::NOT_FOUND
     );
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
-        if stats["redirect_count"] == json!(N) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, events, _) = send(
-        &api,
-        Method::GET,
-        &format!("/events?url_id={id}&event_type=redirect"),
-        None,
-    )
-    .await;
-    assert_eq!(
-        events.as_array().map(Vec::len),
-        Some(N),
-        "exactly one event per redirect"
-    );
+    let events =
+        shortline_e2e::redirect_events_once_counted(&api, id, N, Duration::from_secs(30)).await;
+    assert_eq!(events.len(), N, "exactly one event per redirect");
     let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
     assert_eq!(stats["redirect_count"], json!(N));
     assert!(

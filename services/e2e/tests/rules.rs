@@ -131,24 +131,8 @@ async fn click_limits_are_exact_end_to_end_and_rule_edits_are_never_stale(db: Pg
     );
 
     // Exactly 1000 event rows, each saying which rule it followed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, stats, _) = send(&api, Method::GET, &format!("/urls/{id}/stats"), None).await;
-        if stats["redirect_count"] == json!(1000) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "stats: {stats}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, events, _) = send(
-        &api,
-        Method::GET,
-        &format!("/events?url_id={id}&event_type=redirect"),
-        None,
-    )
-    .await;
-    let events = events.as_array().expect("events").clone();
+    let events =
+        shortline_e2e::redirect_events_once_counted(&api, id, 1000, Duration::from_secs(60)).await;
     assert_eq!(events.len(), 1000);
     assert!(
         events

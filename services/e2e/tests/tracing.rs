@@ -14,7 +14,6 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::post;
-use futures::StreamExt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -170,28 +169,8 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
 
     // Wait until the redirect replica reads the change stream, so that the
     // update below reaches it.
-    let js = async_nats::jetstream::new(client.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut readers = 0;
-        if let Ok(stream) = js.get_stream(subjects.changes_stream()).await {
-            let mut consumers = stream.consumers();
-            while let Some(Ok(info)) = consumers.next().await {
-                readers += usize::from(
-                    info.name
-                        .starts_with(shortline_shared::nats::INVALIDATION_CONSUMER_PREFIX),
-                );
-            }
-        }
-        if readers == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the replica never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shortline_e2e::wait_for_change_readers(&client, &subjects, 1, Duration::from_secs(20), "")
+        .await;
 
     // The caller's trace: the API request continues it.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
