@@ -78,24 +78,8 @@ fi
 
 # --- a key for the run -----------------------------------------------------------------
 edge="$EDGE_LISTEN"
-work="$(mktemp -d)"
-key_id=""
-cleanup() {
-	if [[ -n $key_id ]]; then
-		curl -s -o /dev/null --max-time 10 -X DELETE -H "Authorization: Bearer $SHORTLINE_API_KEY" \
-			"http://$edge/keys/$key_id" || log "could not revoke the chaos key $key_id (it expires within the hour)"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-expires="$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%S)"
-code="$(curl -sS -o "$work/key.json" -w '%{http_code}' --max-time 10 -X POST \
-	-H "Authorization: Bearer $SHORTLINE_API_KEY" -H 'Content-Type: application/json' \
-	--data "{\"name\": \"make chaos\", \"user_id\": null, \"rate_limit_per_minute\": 1000000, \"expires_at\": \"$expires\"}" \
-	"http://$edge/keys")" || code=000
-[[ $code == 201 ]] || die "POST /keys answered $code: $(cat "$work/key.json" 2>/dev/null)"
-read -r key_id chaos_key < <(python3 -c 'import json, sys; k = json.load(open(sys.argv[1])); print(k["id"], k["key"])' "$work/key.json")
-rm -f "$work/key.json"
+trap 'revoke_run_key "http://$edge"' EXIT
+run_key "http://$edge" "make chaos"
 
 # --- what chaos.py needs ---------------------------------------------------------------
 monitors="" nodes="" redirects=""
@@ -114,5 +98,5 @@ prefix="${NATS_PREFIX:-shortline}"
 CHAOS_EDGE="$edge" SHORTLINE_ROOT="$SHORTLINE_ROOT" CHAOS_RUN_DIR="$RUN_DIR" \
 	CHAOS_PSQL="$PG_BIN/psql" CHAOS_NATS_MONITORS="$monitors" CHAOS_NATS_NODES="$nodes" \
 	CHAOS_REDIRECTS="$redirects" CHAOS_CLICKS_STREAM="${prefix^^}_CLICKS" \
-	CHAOS_ADMIN_KEY="$chaos_key" \
+	CHAOS_ADMIN_KEY="$RUN_KEY" \
 	timeout "${CHAOS_TIMEOUT:-900}" python3 "$SCRIPTS/chaos.py"

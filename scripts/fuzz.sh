@@ -79,25 +79,13 @@ code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$FUZZ_URL/openapi.
 
 mkdir -p "$FUZZ_REPORT_DIR"
 work="$(mktemp -d)"
-key_id=""
 cleanup() {
-	if [[ -n $key_id ]]; then
-		curl -s -o /dev/null --max-time 10 -X DELETE -H "Authorization: Bearer $SHORTLINE_API_KEY" \
-			"$FUZZ_URL/keys/$key_id" || log "could not revoke the fuzz key $key_id (it expires within the hour)"
-	fi
+	revoke_run_key "$FUZZ_URL"
 	rm -rf "$work"
 }
 trap cleanup EXIT
-
-expires="$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%S)"
-code="$(curl -sS -o "$work/key.json" -w '%{http_code}' --max-time 10 -X POST \
-	-H "Authorization: Bearer $SHORTLINE_API_KEY" -H 'Content-Type: application/json' \
-	--data "{\"name\": \"make fuzz\", \"user_id\": null, \"rate_limit_per_minute\": 1000000, \"expires_at\": \"$expires\"}" \
-	"$FUZZ_URL/keys")" || code=000
-[[ $code == 201 ]] || die "POST /keys answered $code: $(cat "$work/key.json" 2>/dev/null)"
-read -r key_id fuzz_key < <(python3 -c 'import json, sys; k = json.load(open(sys.argv[1])); print(k["id"], k["key"])' "$work/key.json")
-rm -f "$work/key.json"
-log "fuzz key $key_id created (revoked at the end)"
+run_key "$FUZZ_URL" "make fuzz"
+log "fuzz key $RUN_KEY_ID created (revoked at the end)"
 
 # --- The run ----------------------------------------------------------------------------
 # -n is per operation and phase; inputless operations (GET /health, /ready, /keys) yield a
@@ -116,7 +104,7 @@ rc=0
 (
 	cd "$work"
 	# The key reaches Schemathesis through the environment, not its command line.
-	export SHORTLINE_FUZZ_KEY="$fuzz_key" SHORTLINE_FUZZ_KEEP_KEYS_UPTO="$key_id"
+	export SHORTLINE_FUZZ_KEY="$RUN_KEY" SHORTLINE_FUZZ_KEEP_KEYS_UPTO="$RUN_KEY_ID"
 	export SCHEMATHESIS_HOOKS="$SCRIPTS/fuzz_hooks.py"
 	exec "$FUZZ_VENV/bin/schemathesis" --config-file "$SCRIPTS/fuzz.toml" run "$FUZZ_URL/openapi.json" \
 		--max-examples "$per_op" --workers "$FUZZ_WORKERS" --seed "$FUZZ_SEED" --rate-limit "$FUZZ_RATE" \

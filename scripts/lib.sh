@@ -333,3 +333,32 @@ show_log_tail() {
 	log "last lines of $1:"
 	tail -n 30 "$1" >&2 || true
 }
+
+# run_key BASE NAME: an admin key for one run of a suite (make chaos, make fuzz), created with
+# SHORTLINE_API_KEY through BASE (http://host:port): named NAME, expiring within the hour, with
+# a rate limit no run reaches. Sets RUN_KEY_ID and RUN_KEY; revoke_run_key revokes it.
+RUN_KEY_ID=""
+RUN_KEY=""
+run_key() {
+	local base="$1" name="$2" expires code body
+	body="$(mktemp)"
+	expires="$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%S)"
+	code="$(curl -sS -o "$body" -w '%{http_code}' --max-time 10 -X POST \
+		-H "Authorization: Bearer $SHORTLINE_API_KEY" -H 'Content-Type: application/json' \
+		--data "{\"name\": \"$name\", \"user_id\": null, \"rate_limit_per_minute\": 1000000, \"expires_at\": \"$expires\"}" \
+		"$base/keys")" || code=000
+	if [[ $code != 201 ]]; then
+		log "POST /keys answered $code: $(cat "$body" 2>/dev/null)"
+		rm -f "$body"
+		die "could not create a key for $name"
+	fi
+	read -r RUN_KEY_ID RUN_KEY < <(python3 -c 'import json, sys; k = json.load(open(sys.argv[1])); print(k["id"], k["key"])' "$body")
+	rm -f "$body"
+}
+
+# revoke_run_key BASE: revokes run_key's key (best effort: it expires within the hour anyway).
+revoke_run_key() {
+	[[ -n $RUN_KEY_ID ]] || return 0
+	curl -s -o /dev/null --max-time 10 -X DELETE -H "Authorization: Bearer $SHORTLINE_API_KEY" \
+		"$1/keys/$RUN_KEY_ID" || log "could not revoke the key $RUN_KEY_ID (it expires within the hour)"
+}
