@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::json;
 use shortline_api::config::{ApiConfig, AuthMode};
 use shortline_shared::testing::{OwnServer, ServerKind, unique_prefix};
 use sqlx::PgPool;
@@ -24,20 +24,6 @@ fn limited_config(valkey: &str) -> ApiConfig {
     config.valkey_timeout_ms = 500;
     config.invalidation_wait_ms = 0;
     config
-}
-
-async fn as_key(
-    app: &TestApp,
-    key: Option<&str>,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> TestResponse {
-    let (ct, bytes) = match body {
-        Some(b) => (Some("application/json"), b.to_string().into_bytes()),
-        None => (None, Vec::new()),
-    };
-    app.request_with(key, method, uri, ct, bytes).await
 }
 
 fn assert_unauthorized(res: &TestResponse, context: &str) {
@@ -64,7 +50,7 @@ fn assert_unauthorized(res: &TestResponse, context: &str) {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn every_documented_route_needs_a_key(db: PgPool) {
     let app = TestApp::new(db).await;
-    let doc = as_key(&app, None, Method::GET, "/openapi.json", None).await;
+    let doc = app.as_key(None, Method::GET, "/openapi.json", None).await;
     assert_eq!(doc.status, StatusCode::OK, "the document itself is public");
     let doc = doc.json();
     let mut checked = 0;
@@ -76,7 +62,9 @@ async fn every_documented_route_needs_a_key(db: PgPool) {
             let uri = path.replace("{id}", "1");
             let public = path == "/health" || path == "/ready";
             let security = &item[method.as_str().to_lowercase()]["security"];
-            let res = as_key(&app, None, method.clone(), &uri, Some(json!({}))).await;
+            let res = app
+                .as_key(None, method.clone(), &uri, Some(json!({})))
+                .await;
             if public {
                 assert_ne!(res.status, StatusCode::UNAUTHORIZED, "{method} {path}");
                 assert_eq!(
@@ -94,8 +82,9 @@ async fn every_documented_route_needs_a_key(db: PgPool) {
                     item[method.as_str().to_lowercase()]["responses"]["401"].is_object(),
                     "{method} {path} documents 401"
                 );
-                let bad =
-                    as_key(&app, Some("sl_nope"), method.clone(), &uri, Some(json!({}))).await;
+                let bad = app
+                    .as_key(Some("sl_nope"), method.clone(), &uri, Some(json!({})))
+                    .await;
                 assert_unauthorized(&bad, &format!("{method} {path} with a malformed key"));
                 checked += 1;
             }
@@ -109,7 +98,7 @@ async fn every_documented_route_needs_a_key(db: PgPool) {
     );
     // Unknown paths ask for a key too (they reveal nothing about routes).
     assert_unauthorized(
-        &as_key(&app, None, Method::GET, "/nope", None).await,
+        &app.as_key(None, Method::GET, "/nope", None).await,
         "GET /nope",
     );
 }
@@ -149,7 +138,7 @@ async fn keys_are_accepted_as_bearer_or_x_api_key(db: PgPool) {
     wrong[last] = if wrong[last] == b'a' { b'b' } else { b'a' };
     let wrong = String::from_utf8(wrong).expect("ascii");
     assert_unauthorized(
-        &as_key(&app, Some(&wrong), Method::GET, "/users", None).await,
+        &app.as_key(Some(&wrong), Method::GET, "/users", None).await,
         "wrong secret",
     );
 }
@@ -170,28 +159,28 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
     let k = Some(key.as_str());
 
     // Links they create are theirs; acting for someone else is 403.
-    let other = as_key(
-        &app,
-        k,
-        Method::POST,
-        "/urls",
-        Some(json!({"user_id": bob, "original_url": "https://x.io"})),
-    )
-    .await;
+    let other = app
+        .as_key(
+            k,
+            Method::POST,
+            "/urls",
+            Some(json!({"user_id": bob, "original_url": "https://x.io"})),
+        )
+        .await;
     other.assert_error(StatusCode::FORBIDDEN);
-    let own = as_key(
-        &app,
-        k,
-        Method::POST,
-        "/urls",
-        Some(json!({"user_id": alice, "original_url": "https://x.io/a"})),
-    )
-    .await;
+    let own = app
+        .as_key(
+            k,
+            Method::POST,
+            "/urls",
+            Some(json!({"user_id": alice, "original_url": "https://x.io/a"})),
+        )
+        .await;
     assert_eq!(own.status, StatusCode::CREATED);
     let alices = own.json()["id"].as_i64().expect("id");
 
     // They see only their links and events; another user's link is 404.
-    let list = as_key(&app, k, Method::GET, "/urls", None).await.json();
+    let list = app.as_key(k, Method::GET, "/urls", None).await.json();
     let ids: Vec<i64> = list
         .as_array()
         .expect("list")
@@ -199,7 +188,9 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
         .map(|l| l["id"].as_i64().expect("id"))
         .collect();
     assert_eq!(ids, [alices]);
-    let asked_for_bob = as_key(&app, k, Method::GET, &format!("/urls?user_id={bob}"), None).await;
+    let asked_for_bob = app
+        .as_key(k, Method::GET, &format!("/urls?user_id={bob}"), None)
+        .await;
     assert_eq!(asked_for_bob.json(), json!([]));
     for (method, uri) in [
         (Method::GET, format!("/urls/{bobs}")),
@@ -208,14 +199,9 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
         (Method::GET, format!("/urls/{bobs}/events")),
         (Method::GET, format!("/urls/{bobs}/stats")),
     ] {
-        let res = as_key(
-            &app,
-            k,
-            method.clone(),
-            &uri,
-            Some(json!({"title": "mine now"})),
-        )
-        .await;
+        let res = app
+            .as_key(k, method.clone(), &uri, Some(json!({"title": "mine now"})))
+            .await;
         let body = res.assert_error(StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "URL not found", "{method} {uri}");
     }
@@ -225,12 +211,12 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
         "bob's link untouched"
     );
     assert_eq!(
-        as_key(&app, k, Method::GET, &format!("/urls/{alices}"), None)
+        app.as_key(k, Method::GET, &format!("/urls/{alices}"), None)
             .await
             .status,
         StatusCode::OK
     );
-    let events = as_key(&app, k, Method::GET, "/events", None).await.json();
+    let events = app.as_key(k, Method::GET, "/events", None).await.json();
     assert!(
         events
             .as_array()
@@ -241,14 +227,14 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
     );
     assert!(!events.as_array().expect("events").is_empty());
     let ev = |url_id: i64, user_id: i64| json!({"url_id": url_id, "user_id": user_id, "event_type": "click", "details": {}});
-    as_key(&app, k, Method::POST, "/events", Some(ev(bobs, bob)))
+    app.as_key(k, Method::POST, "/events", Some(ev(bobs, bob)))
         .await
         .assert_error(StatusCode::FORBIDDEN);
-    as_key(&app, k, Method::POST, "/events", Some(ev(bobs, alice)))
+    app.as_key(k, Method::POST, "/events", Some(ev(bobs, alice)))
         .await
         .assert_error(StatusCode::NOT_FOUND);
     assert_eq!(
-        as_key(&app, k, Method::POST, "/events", Some(ev(alices, alice)))
+        app.as_key(k, Method::POST, "/events", Some(ev(alices, alice)))
             .await
             .status,
         StatusCode::CREATED
@@ -256,7 +242,7 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
 
     // No user or key management; their own user reads back.
     assert_eq!(
-        as_key(&app, k, Method::GET, &format!("/users/{alice}"), None)
+        app.as_key(k, Method::GET, &format!("/users/{alice}"), None)
             .await
             .status,
         StatusCode::OK
@@ -283,7 +269,7 @@ async fn user_keys_act_as_their_user_only(db: PgPool) {
         ),
         (Method::DELETE, "/keys/1".to_owned(), None),
     ] {
-        as_key(&app, k, method, &uri, body)
+        app.as_key(k, method, &uri, body)
             .await
             .assert_error(StatusCode::FORBIDDEN);
     }
@@ -340,7 +326,7 @@ async fn keys_are_shown_once_and_stored_hashed(db: PgPool) {
     assert_eq!(stored, 0, "the secret is not stored");
     // The new key works, and its use is recorded.
     assert_eq!(
-        as_key(&app, Some(key), Method::GET, "/keys", None)
+        app.as_key(Some(key), Method::GET, "/keys", None)
             .await
             .status,
         StatusCode::OK
@@ -424,7 +410,7 @@ async fn revoked_and_expired_keys_stop_working_on_every_instance(db: PgPool) {
     for app in [&a, &b] {
         for k in [key, short_key] {
             assert_eq!(
-                as_key(app, Some(k), Method::GET, "/users", None)
+                app.as_key(Some(k), Method::GET, "/users", None)
                     .await
                     .status,
                 StatusCode::OK
@@ -440,7 +426,7 @@ async fn revoked_and_expired_keys_stop_working_on_every_instance(db: PgPool) {
         .assert_error(StatusCode::NOT_FOUND);
     tokio::time::sleep(cache + Duration::from_millis(100)).await;
     for app in [&a, &b] {
-        let res = as_key(app, Some(key), Method::GET, "/users", None).await;
+        let res = app.as_key(Some(key), Method::GET, "/users", None).await;
         assert_unauthorized(&res, "revoked");
         assert_eq!(res.json()["error"], "API key revoked");
     }
@@ -450,7 +436,9 @@ async fn revoked_and_expired_keys_stop_working_on_every_instance(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for app in [&a, &b] {
-        let res = as_key(app, Some(short_key), Method::GET, "/users", None).await;
+        let res = app
+            .as_key(Some(short_key), Method::GET, "/users", None)
+            .await;
         assert_unauthorized(&res, "expired");
         assert_eq!(res.json()["error"], "API key expired");
     }
@@ -462,7 +450,7 @@ async fn keys_of_deleted_users_stop_working(db: PgPool) {
     let carol = app.user("carol").await["id"].as_i64().expect("id");
     let key = TestApp::make_key(&db, Some(carol)).await;
     assert_eq!(
-        as_key(&app, Some(&key), Method::GET, "/urls", None)
+        app.as_key(Some(&key), Method::GET, "/urls", None)
             .await
             .status,
         StatusCode::OK
@@ -476,7 +464,7 @@ async fn keys_of_deleted_users_stop_working(db: PgPool) {
     ))
     .await;
     assert_unauthorized(
-        &as_key(&app, Some(&key), Method::GET, "/urls", None).await,
+        &app.as_key(Some(&key), Method::GET, "/urls", None).await,
         "deleted user",
     );
 }
@@ -489,20 +477,20 @@ async fn auth_off_runs_the_contract_without_keys(db: PgPool) {
     config.api_auth = AuthMode::Off;
     config.valkey_url = String::new();
     let app = TestApp::with_config(db, config).await;
-    let user = as_key(
-        &app,
-        None,
-        Method::POST,
-        "/users",
-        Some(json!({"username": "u", "email": "u@example.com"})),
-    )
-    .await;
+    let user = app
+        .as_key(
+            None,
+            Method::POST,
+            "/users",
+            Some(json!({"username": "u", "email": "u@example.com"})),
+        )
+        .await;
     assert_eq!(user.status, StatusCode::CREATED);
     assert_eq!(
-        as_key(&app, None, Method::GET, "/users", None).await.status,
+        app.as_key(None, Method::GET, "/users", None).await.status,
         StatusCode::OK
     );
-    let ready = as_key(&app, None, Method::GET, "/ready", None).await.json();
+    let ready = app.as_key(None, Method::GET, "/ready", None).await.json();
     assert_eq!(ready["auth"], "off");
     let on = TestApp::new(app.db.clone()).await;
     assert_eq!(on.get("/ready").await.json()["auth"], "required");
@@ -549,7 +537,7 @@ async fn the_rate_limit_is_shared_by_every_instance(db: PgPool) {
     let requests = (0..40).map(|i| {
         let app = if i % 2 == 0 { &a } else { &b };
         let key = key.clone();
-        async move { as_key(app, Some(&key), Method::GET, "/urls", None).await }
+        async move { app.as_key(Some(&key), Method::GET, "/urls", None).await }
     });
     let answers = futures::future::join_all(requests).await;
     let elapsed = started.elapsed();
@@ -624,7 +612,7 @@ async fn requests_without_a_key_are_limited_per_address(db: PgPool) {
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(
-            as_key(&app, None, Method::GET, "/urls", None)
+            app.as_key(None, Method::GET, "/urls", None)
                 .await
                 .status
                 .as_u16(),

@@ -54,29 +54,20 @@ async fn domains_are_added_listed_and_deleted_by_admins(db: PgPool) {
     // A user key may list, not add or delete.
     let user = app.user("domainer").await;
     let key = TestApp::make_key(&app.db, user["id"].as_i64()).await;
-    let r = app
-        .request_with(Some(&key), Method::GET, "/domains", None, Vec::new())
-        .await;
+    let r = app.as_key(Some(&key), Method::GET, "/domains", None).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = app
-        .request_with(
+        .as_key(
             Some(&key),
             Method::POST,
             "/domains",
-            Some("application/json"),
-            br#"{"host":"mine.example"}"#.to_vec(),
+            Some(json!({"host": "mine.example"})),
         )
         .await;
     r.assert_error(StatusCode::FORBIDDEN);
     let id = domain["id"].as_i64().expect("id");
     let r = app
-        .request_with(
-            Some(&key),
-            Method::DELETE,
-            &format!("/domains/{id}"),
-            None,
-            Vec::new(),
-        )
+        .as_key(Some(&key), Method::DELETE, &format!("/domains/{id}"), None)
         .await;
     r.assert_error(StatusCode::FORBIDDEN);
 

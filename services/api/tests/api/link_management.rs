@@ -159,12 +159,11 @@ async fn every_list_counts_its_matches_and_links_its_pages(db: PgPool) {
     // A user key counts only its own links.
     let key = TestApp::make_key(&app.db, Some(u2)).await;
     let res = app
-        .request_with(
+        .as_key(
             Some(&key),
             axum::http::Method::GET,
             "/urls?per_page=10",
             None,
-            Vec::new(),
         )
         .await;
     assert_eq!((total(&res), len(&res)), (1, 1));
@@ -223,19 +222,11 @@ async fn the_key_list_streams_when_unpaged(db: PgPool) {
 }
 
 async fn tagged(app: &TestApp, user_id: i64, url: &str, tags: Value) -> Value {
-    let res = app
-        .post(
-            "/urls",
-            json!({"user_id": user_id, "original_url": url, "tags": tags}),
-        )
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&res.body)
-    );
-    res.json()
+    app.created(
+        "/urls",
+        json!({"user_id": user_id, "original_url": url, "tags": tags}),
+    )
+    .await
 }
 
 fn id_of(link: &Value) -> i64 {
@@ -321,7 +312,7 @@ async fn tags_are_normalised_stored_filtered_and_counted(db: PgPool) {
         let key = key.clone();
         let app = &app;
         async move {
-            app.request_with(Some(&key), axum::http::Method::GET, &uri, None, Vec::new())
+            app.as_key(Some(&key), axum::http::Method::GET, &uri, None)
                 .await
         }
     };
@@ -461,13 +452,7 @@ async fn search_matches_title_url_and_code_ignoring_case(db: PgPool) {
     // A user key searches its own links only.
     let key = TestApp::make_key(&app.db, Some(u2)).await;
     let res = app
-        .request_with(
-            Some(&key),
-            axum::http::Method::GET,
-            "/urls?q=spring",
-            None,
-            Vec::new(),
-        )
+        .as_key(Some(&key), axum::http::Method::GET, "/urls?q=spring", None)
         .await;
     assert_eq!(ids(res), [by_code]);
     // Blank is no search; too long is a 400.
@@ -716,12 +701,11 @@ async fn bulk_json_creates_each_good_row_and_reports_the_bad_ones(db: PgPool) {
         {"user_id": u1, "original_url": "https://theirs.io"}
     ]);
     let res = app
-        .request_with(
+        .as_key(
             Some(&key),
             axum::http::Method::POST,
             "/urls/bulk",
-            Some("application/json"),
-            body.to_string().into_bytes(),
+            Some(body),
         )
         .await;
     assert_eq!(res.status, StatusCode::OK);

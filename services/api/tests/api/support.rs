@@ -153,6 +153,21 @@ impl TestApp {
         }
     }
 
+    /// A request as `key` (or with no key), with `body` as JSON when given.
+    pub async fn as_key(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let (ct, bytes) = match body {
+            Some(b) => (Some("application/json"), b.to_string().into_bytes()),
+            None => (None, Vec::new()),
+        };
+        self.request_with(key, method, uri, ct, bytes).await
+    }
+
     pub async fn get(&self, uri: &str) -> TestResponse {
         self.request(Method::GET, uri, None, Vec::new()).await
     }
@@ -196,14 +211,9 @@ impl TestApp {
         .await
     }
 
-    /// Creates a user and returns its JSON.
-    pub async fn user(&self, name: &str) -> Value {
-        let res = self
-            .post(
-                "/users",
-                serde_json::json!({"username": name, "email": format!("{name}@example.com")}),
-            )
-            .await;
+    /// POSTs `body` to `uri`, which must answer 201; returns what it made.
+    pub async fn created(&self, uri: &str, body: Value) -> Value {
+        let res = self.post(uri, body).await;
         assert_eq!(
             res.status,
             StatusCode::CREATED,
@@ -213,21 +223,22 @@ impl TestApp {
         res.json()
     }
 
+    /// Creates a user and returns its JSON.
+    pub async fn user(&self, name: &str) -> Value {
+        self.created(
+            "/users",
+            serde_json::json!({"username": name, "email": format!("{name}@example.com")}),
+        )
+        .await
+    }
+
     /// Creates a link for a user and returns its JSON.
     pub async fn link(&self, user_id: i64, url: &str) -> Value {
-        let res = self
-            .post(
-                "/urls",
-                serde_json::json!({"user_id": user_id, "original_url": url, "title": "t"}),
-            )
-            .await;
-        assert_eq!(
-            res.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&res.body)
-        );
-        res.json()
+        self.created(
+            "/urls",
+            serde_json::json!({"user_id": user_id, "original_url": url, "title": "t"}),
+        )
+        .await
     }
 
     pub async fn outbox_types(&self) -> Vec<String> {
