@@ -30,10 +30,6 @@ for v in ROUNDS SECS CONNS LINKS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive whole number (got '${!v}')"
 done
 
-# shellcheck disable=SC2034  # read by tools.sh
-SHORTLINE_TOOLS_NO_INSTALL=1
-# shellcheck source=scripts/tools.sh
-source "$ROOT/scripts/tools.sh"
 find_psql
 require_commands python3 curl
 ensure_wrk

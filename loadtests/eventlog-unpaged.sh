@@ -27,10 +27,6 @@ SHORTLINE_LOG_TAG=bench-unpaged
 EVENTS="${BENCH_EVENTS:-1000000}"
 [[ $EVENTS =~ ^[0-9]+$ ]] && ((EVENTS > 0)) || die "BENCH_EVENTS must be a whole number > 0"
 
-# shellcheck disable=SC2034  # read by tools.sh
-SHORTLINE_TOOLS_NO_INSTALL=1
-# shellcheck source=scripts/tools.sh
-source "$ROOT/scripts/tools.sh"
 find_psql
 require_commands python3 curl
 

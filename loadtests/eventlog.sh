@@ -45,10 +45,6 @@ for v in EVENTS LINKS USERS REQUESTS WARMUP; do
 done
 ((EVENTS > 0 && LINKS > 0 && USERS > 0 && REQUESTS > 0)) || die "BENCH_EVENTS, BENCH_LINKS, BENCH_USERS and BENCH_REQUESTS must be > 0"
 
-# shellcheck disable=SC2034  # read by tools.sh
-SHORTLINE_TOOLS_NO_INSTALL=1
-# shellcheck source=scripts/tools.sh
-source "$ROOT/scripts/tools.sh"
 find_psql
 require_commands python3
 

@@ -27,10 +27,6 @@ for v in CSV_USERS LINKS; do
 done
 LINK_USERS=$(((LINKS + 49) / 50))
 
-# shellcheck disable=SC2034  # read by tools.sh
-SHORTLINE_TOOLS_NO_INSTALL=1
-# shellcheck source=scripts/tools.sh
-source "$ROOT/scripts/tools.sh"
 find_psql
 require_commands python3 curl
 

@@ -124,9 +124,13 @@ ensure_wrk() {
 	command -v wrk >/dev/null || die "wrk is required (Debian/Ubuntu: apt-get install wrk)"
 }
 
-# find_psql: sets PSQL to the tools' psql (scripts/tools.sh sourced first: PG_BIN), else the
-# system's.
+# find_psql: sources scripts/tools.sh for the tools' paths (PG_BIN and the rest; it installs
+# nothing here) and sets PSQL to the tools' psql, else the system's.
 find_psql() {
+	# shellcheck disable=SC2034  # read by tools.sh
+	SHORTLINE_TOOLS_NO_INSTALL=1
+	# shellcheck source=scripts/tools.sh
+	source "$ROOT/scripts/tools.sh"
 	PSQL="${PG_BIN:+$PG_BIN/psql}"
 	[[ -n $PSQL && -x $PSQL ]] || PSQL="$(command -v psql || true)"
 	[[ -n $PSQL ]] || die "psql not found (run 'make tools', or install a PostgreSQL client)"

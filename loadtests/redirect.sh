@@ -108,9 +108,6 @@ done
 # ---------------------------------------------------------------------------------------
 require_commands curl python3
 ensure_wrk
-SHORTLINE_TOOLS_NO_INSTALL=1
-# shellcheck source=scripts/tools.sh
-source "$ROOT/scripts/tools.sh"
 find_psql
 
 TARGET="$(cargo_target)"

@@ -40,10 +40,6 @@ for v in LINKS USERS REQUESTS; do
 	[[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || die "BENCH_$v must be a whole number > 0"
 done
 
-# shellcheck disable=SC2034  # read by tools.sh
-SHORTLINE_TOOLS_NO_INSTALL=1
-# shellcheck source=scripts/tools.sh
-source "$ROOT/scripts/tools.sh"
 find_psql
 require_commands python3 curl
 
