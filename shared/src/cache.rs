@@ -21,11 +21,6 @@ use fred::types::Builder;
 use fred::types::config::Options;
 use fred::types::scripts::Script;
 
-/// The Valkey key of a link's cached target: `<prefix>:link:<code>`. The
-/// redirect service reads and fills it; a link change replaces it with
-/// [`LINK_TOMBSTONE`] (written by each redirect replica that applies the
-/// change, and by the API itself right after the commit, so a takedown
-/// reaches Valkey even while NATS is away).
 /// A link's cache key within its domain: the short code on the default
 /// domain (today's keys, unchanged), `<host>/<code>` on a custom domain (a
 /// code never holds `/`, so the two cannot meet).
@@ -36,6 +31,11 @@ pub fn domain_code(domain: Option<&str>, code: &str) -> String {
     }
 }
 
+/// The Valkey key of a link's cached target: `<prefix>:link:<code>`. The
+/// redirect service reads and fills it; a link change replaces it with
+/// [`LINK_TOMBSTONE`] (written by each redirect replica that applies the
+/// change, and by the API itself right after the commit, so a takedown
+/// reaches Valkey even while NATS is away).
 pub fn link_key(prefix: &str, code: &str) -> String {
     format!("{prefix}:link:{code}")
 }

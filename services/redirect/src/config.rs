@@ -206,8 +206,7 @@ impl RedirectConfig {
 
     /// `None` when spilling is disabled.
     pub fn click_spill_dir(&self) -> Option<std::path::PathBuf> {
-        let dir = self.click_spill_dir.trim();
-        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
+        optional_dir(&self.click_spill_dir)
     }
 
     pub fn password_window(&self) -> Duration {
@@ -216,11 +215,16 @@ impl RedirectConfig {
 
     /// `None`: the built-in pages.
     pub fn template_dir(&self) -> Option<std::path::PathBuf> {
-        let dir = self.template_dir.trim();
-        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
+        optional_dir(&self.template_dir)
     }
 
     pub fn click_spill_replay(&self) -> Duration {
         Duration::from_secs(self.click_spill_replay_secs.max(1))
     }
+}
+
+/// A directory setting: `None` when empty.
+fn optional_dir(setting: &str) -> Option<std::path::PathBuf> {
+    let dir = setting.trim();
+    (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
 }

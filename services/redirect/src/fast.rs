@@ -106,22 +106,13 @@ impl FastPath {
             None => (
                 target.location()?,
                 None,
-                self.state.cache_control(target.status, true),
+                self.state.cache_control(target.status),
             ),
             Some(policy) => {
                 if policy.needs_router() || policy.expired(chrono::Utc::now()) {
                     return None;
                 }
-                let header = |name| {
-                    headers
-                        .get(name)
-                        .and_then(|v: &HeaderValue| v.to_str().ok())
-                };
-                let visitor = Visitor {
-                    user_agent: header(header::USER_AGENT),
-                    accept_language: header(header::ACCEPT_LANGUAGE),
-                    query: req.uri().query(),
-                };
+                let visitor = Visitor::of(headers, req.uri().query());
                 let chosen = policy.choose(target.location_text(), &visitor, &self.state.agents);
                 (
                     HeaderValue::from_str(&chosen.location).ok()?,

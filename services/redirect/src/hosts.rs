@@ -13,6 +13,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use shortline_shared::cache::domain_code;
+
 /// The hosts of the default domain.
 #[derive(Debug, Clone, Default)]
 pub struct Hosts {
@@ -57,7 +59,7 @@ impl Hosts {
     pub fn key<'a>(&self, host: Option<&str>, code: &'a str) -> Cow<'a, str> {
         match self.domain(host) {
             None => Cow::Borrowed(code),
-            Some(domain) => Cow::Owned(format!("{domain}/{code}")),
+            Some(domain) => Cow::Owned(domain_code(Some(&domain), code)),
         }
     }
 }

@@ -27,12 +27,11 @@
 //! lost, which leaves the link fewer redirects, never more.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shortline_shared::cache::{CacheError, LuaScript, Valkey};
 use shortline_shared::db::Db;
+use tokio_util::task::TaskTracker;
 
 /// Checks the counter against the limit and, when asked to, takes one
 /// click. KEYS[1] counter, KEYS[2] this take's token; ARGV[1] limit;
@@ -98,15 +97,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[1]) end
 return {1}
 ";
 
-/// Counts a give-back as done however its task ends.
-struct Settled(Arc<AtomicUsize>);
-
-impl Drop for Settled {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -153,7 +143,7 @@ pub struct Limits {
     window: Duration,
     timeout: Duration,
     /// Give-backs still running.
-    giving_back: Arc<AtomicUsize>,
+    give_backs: TaskTracker,
 }
 
 impl Limits {
@@ -176,7 +166,7 @@ impl Limits {
             attempts,
             window,
             timeout,
-            giving_back: Arc::default(),
+            give_backs: TaskTracker::new(),
         }
     }
 
@@ -243,7 +233,7 @@ impl Limits {
     /// How many failed takes are still being given back (a click counted
     /// by one of them may yet be freed).
     pub fn giving_back(&self) -> usize {
-        self.giving_back.load(Ordering::Acquire)
+        self.give_backs.len()
     }
 
     /// Gives back a take whose answer was lost, retrying for
@@ -251,10 +241,7 @@ impl Limits {
     fn give_back_later(&self, valkey: Valkey, keys: Vec<String>) {
         let script = self.give_back_click.clone();
         let timeout = self.timeout.max(Duration::from_secs(1));
-        let giving_back = Arc::clone(&self.giving_back);
-        giving_back.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
-            let _settled = Settled(giving_back);
+        self.give_backs.spawn(async move {
             let deadline = tokio::time::Instant::now() + GIVE_BACK_FOR;
             let mut pause = Duration::from_millis(50);
             loop {

@@ -261,6 +261,18 @@ pub struct Visitor<'a> {
     pub query: Option<&'a str>,
 }
 
+impl<'a> Visitor<'a> {
+    /// The visitor of a request with these headers and query string.
+    pub fn of(headers: &'a axum::http::HeaderMap, query: Option<&'a str>) -> Self {
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            user_agent: header(axum::http::header::USER_AGENT),
+            accept_language: header(axum::http::header::ACCEPT_LANGUAGE),
+            query,
+        }
+    }
+}
+
 /// Merges an incoming query string into a target URL: the target's own
 /// parameters stay as they are, each incoming `key=value` whose key the
 /// target does not have is appended (in order, repeated keys included);

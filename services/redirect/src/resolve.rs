@@ -165,11 +165,6 @@ impl Target {
         &self.url
     }
 
-    /// Whether the link is answered as it is: no rules, whatever its status.
-    pub fn is_plain(&self) -> bool {
-        self.policy.is_none()
-    }
-
     /// The L2 value of a plain 302 link: `url_id \t user_id \t url` (its
     /// `Location` text, which checks as itself); `None` for others, whose
     /// L2 value is their row as JSON.
@@ -832,7 +827,7 @@ mod tests {
             ..TargetRow::plain(7, 3, "https://example.com/a")
         };
         let t = Target::try_from(&moved).expect("valid");
-        assert!(t.is_plain() && t.to_l2().is_none());
+        assert!(t.policy.is_none() && t.to_l2().is_none());
         let back = from_l2(&serde_json::to_string(&moved).expect("json"))
             .expect("readable")
             .expect("valid");

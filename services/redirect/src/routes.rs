@@ -181,11 +181,7 @@ impl Asked<'_> {
     }
 
     fn visitor(&self) -> Visitor<'_> {
-        Visitor {
-            user_agent: self.header(&header::USER_AGENT),
-            accept_language: self.header(&header::ACCEPT_LANGUAGE),
-            query: self.query,
-        }
+        Visitor::of(self.headers, self.query)
     }
 
     /// Whether the answer is a click (HEAD only looks).
@@ -222,7 +218,7 @@ async fn answer(
             target.status,
             location,
             lookup.layer,
-            state.cache_control(target.status, true),
+            state.cache_control(target.status),
         ));
     };
     let this = Answering {

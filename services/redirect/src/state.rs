@@ -64,13 +64,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// `Cache-Control` of a redirect: `public, max-age=N` for a permanent
-    /// (301, 308) redirect of a link without rules, else `private, no-store`
-    /// (a link can change, and a link with rules answers per request).
-    pub fn cache_control(&self, status: StatusCode, plain: bool) -> HeaderValue {
-        if plain
-            && (status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::PERMANENT_REDIRECT)
-        {
+    /// `Cache-Control` of a redirect of a link without rules: `public,
+    /// max-age=N` for a permanent (301, 308) one, else `private, no-store`
+    /// (a link can change). A link with rules answers per request and is
+    /// always `private, no-store`.
+    pub fn cache_control(&self, status: StatusCode) -> HeaderValue {
+        if status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::PERMANENT_REDIRECT {
             self.permanent_cache_control.clone()
         } else {
             NO_STORE
