@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde_json::Value;
 
 /// The tools whose exports are read.
@@ -283,7 +283,7 @@ fn link_of(row: usize, fields: &Record, columns: &Columns) -> Result<ForeignLink
         ),
         None => None,
     };
-    Ok(ForeignLink {
+    let link = ForeignLink {
         row,
         code,
         host,
@@ -292,7 +292,24 @@ fn link_of(row: usize, fields: &Record, columns: &Columns) -> Result<ForeignLink
         tags,
         created_at,
         visits,
-    })
+    };
+    // PostgreSQL stores no NUL in text: such a row is refused here, not by
+    // the insert (which would stop the whole import).
+    let texts = [
+        ("code", Some(&link.code)),
+        ("target URL", Some(&link.long_url)),
+        ("domain", link.host.as_ref()),
+        ("title", link.title.as_ref()),
+    ];
+    let with_nul = texts
+        .into_iter()
+        .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
+        .map(|(name, _)| name)
+        .or_else(|| link.tags.iter().any(|t| t.contains('\0')).then_some("tags"));
+    match with_nul {
+        Some(name) => Err(problem(format!("{name}: contains a NUL character"))),
+        None => Ok(link),
+    }
 }
 
 /// `https://host/code` (or `host/code`, as Bitly ids are) → (host, code).
@@ -352,6 +369,9 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
             .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
             .map(|t| t.and_utc())
         })
+        // The years the seed files may hold too (PostgreSQL refuses some
+        // that chrono reads, which would stop the whole import).
+        .filter(|t| (1..=9999).contains(&t.year()))
 }
 
 #[cfg(test)]
@@ -391,6 +411,24 @@ mod tests {
         assert!(rows.iter().all(Result::is_err), "{rows:?}");
         assert_eq!(rows[1].as_ref().err().map(|p| p.row), Some(2));
         assert!(read(Source::Shlink, b"id,username\n1,x\n").is_err());
+        // A NUL anywhere it would be stored, or a year PostgreSQL may refuse:
+        // that row is reported, the others still come.
+        let json = r#"{"data": [
+            {"address": "n1", "target": "https://example.com/1", "description": "a\u0000b"},
+            {"address": "n2", "target": "https://example.com/2", "created_at": "-5000-01-01 00:00:00"},
+            {"address": "n3", "target": "https://example.com/3"}]}"#;
+        let rows = read(Source::Kutt, json.as_bytes()).expect("json");
+        let problems: Vec<_> = rows.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(
+            problems.iter().map(|p| p.row).collect::<Vec<_>>(),
+            [1, 2],
+            "{rows:?}"
+        );
+        assert!(
+            problems[0].error.contains("title: contains a NUL"),
+            "{problems:?}"
+        );
+        assert_eq!(rows[2].as_ref().map(|l| l.code.as_str()).ok(), Some("n3"));
         assert!(read(Source::Kutt, b"address,target\n").is_err());
         assert!(read(Source::Bitly, b"{\"nope\": 1}").is_err());
     }
