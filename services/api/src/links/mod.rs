@@ -201,7 +201,7 @@ pub async fn get(state: &AppState, id: LinkId) -> Result<Link, ApiError> {
 /// A link as every answer shows it: with its `short_url` (the fields that
 /// are not columns).
 pub fn present(state: &AppState, mut link: Link) -> Link {
-    finisher(state)(&mut link);
+    link.short_url = short_url::short_url(&state.config.public_base_url, &link);
     link
 }
 
@@ -214,7 +214,7 @@ fn finisher(state: &AppState) -> impl Fn(&mut Link) + Send + Sync + 'static {
 /// The user a link belongs to, if the link exists.
 pub async fn owner(state: &AppState, id: LinkId) -> Result<Option<UserId>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    Ok(repo::get(&mut conn, id).await?.map(|l| l.user_id))
+    Ok(repo::owner(&mut conn, id).await?)
 }
 
 /// One page of links, or every match as a stream, in `order`, with their

@@ -222,6 +222,15 @@ pub async fn find_same(
     .await
 }
 
+/// The user a link belongs to (deleted links included, as [`get`] finds
+/// them), if the link exists.
+pub async fn owner(conn: &mut PgConnection, id: LinkId) -> Result<Option<UserId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM urls WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: LinkId) -> Result<Option<Link>, sqlx::Error> {
     sqlx::query_as::<_, Link>(concat!("SELECT ", columns!(), " FROM urls WHERE id = $1"))
         .bind(id)

@@ -297,8 +297,8 @@ pub fn unprocessable<'a>(
 }
 
 /// `200` with a JSON array: a page, serialised at once, or every match,
-/// streamed as a chunked body (see `row_stream`). Documented exactly as
-/// `Json<Vec<T>>`.
+/// streamed as a chunked body (see `row_stream`). [`Listed`] documents it
+/// as `Json<Vec<T>>`.
 pub struct ListOf<T>(pub Rows<T>);
 
 impl<T> IntoResponse for ListOf<T>
@@ -317,21 +317,6 @@ where
             )
                 .into_response(),
         }
-    }
-}
-
-impl<T: JsonSchema> OperationOutput for ListOf<T> {
-    type Inner = Vec<T>;
-
-    fn operation_response(ctx: &mut GenContext, op: &mut Operation) -> Option<DocResponse> {
-        Json::<Vec<T>>::operation_response(ctx, op)
-    }
-
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        op: &mut Operation,
-    ) -> Vec<(Option<DocStatus>, DocResponse)> {
-        Json::<Vec<T>>::inferred_responses(ctx, op)
     }
 }
 

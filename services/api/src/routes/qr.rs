@@ -47,8 +47,7 @@ async fn link_qr(
     let options = QrOptions::parse(&params).map_err(param_error)?;
     caller.check_link(&state, id).await?;
     let link = links::get(&state, id).await?;
-    let text = links::short_url::short_url(&state.config.public_base_url, &link);
-    QrAnswer::new(&text, &options, &headers)
+    QrAnswer::new(&link.short_url, &options, &headers)
 }
 
 fn param_error(e: QrParamError) -> ApiError {
