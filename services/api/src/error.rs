@@ -129,10 +129,12 @@ pub struct ErrorBody {
     pub details: Option<FieldErrors>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let (message, details) = match self {
+impl ApiError {
+    /// The message and field details a client is shown for this error (a
+    /// server-side cause is logged here, never shown): the body of an error
+    /// answer, and of a bulk request's failed row.
+    pub fn into_message(self) -> (String, Option<FieldErrors>) {
+        match self {
             ApiError::Validation(details) => ("validation failed".to_owned(), Some(details)),
             ApiError::Unprocessable(details) => ("refused by policy".to_owned(), Some(details)),
             ApiError::Database(sqlx::Error::PoolTimedOut) => {
@@ -147,6 +149,15 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "internal error");
                 ("Internal server error".to_owned(), None)
             }
+            other => (other.to_string(), None),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, details) = match self {
             ref other @ ApiError::RateLimited(retry_after) => {
                 let mut res = problem_response(status, other.to_string(), None);
                 res.headers_mut()
@@ -161,7 +172,7 @@ impl IntoResponse for ApiError {
                 );
                 return res;
             }
-            other => (other.to_string(), None),
+            other => other.into_message(),
         };
         problem_response(status, message, details)
     }

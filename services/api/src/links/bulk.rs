@@ -72,15 +72,10 @@ pub struct RowError {
 impl RowError {
     fn of(row: u64, e: ApiError) -> Self {
         let status = e.status().as_u16();
-        let (error, details) = match e {
-            ApiError::Validation(details) => ("validation failed".to_owned(), Some(details)),
-            ApiError::Unprocessable(details) => ("refused by policy".to_owned(), Some(details)),
-            e if status >= 500 => {
-                tracing::error!(row, error = %e, "bulk link row failed");
-                ("Internal server error".to_owned(), None)
-            }
-            e => (e.to_string(), None),
-        };
+        if status >= 500 {
+            tracing::error!(row, "bulk link row failed");
+        }
+        let (error, details) = e.into_message();
         Self {
             row,
             status,
