@@ -73,9 +73,9 @@ pub fn read(source: Source, bytes: &[u8]) -> anyhow::Result<Vec<Result<ForeignLi
         (Source::Shlink, false) => read_csv(text, &SHLINK),
         (Source::Bitly, false) => read_csv(text, &BITLY),
         (Source::Yourls, false) => read_csv(text, &YOURLS),
-        (Source::Bitly, true) => read_json(text, "links", &BITLY_JSON),
+        (Source::Bitly, true) => read_json(text, "links", &BITLY),
         (Source::Kutt, true) => read_json(text, "data", &KUTT_JSON),
-        (Source::Yourls, true) => read_json(text, "links", &YOURLS_JSON),
+        (Source::Yourls, true) => read_json(text, "links", &YOURLS),
         (Source::Kutt, false) => anyhow::bail!("a Kutt export is the JSON of its link list"),
         (Source::Shlink, true) => anyhow::bail!("a Shlink export is the web client's CSV"),
     }
@@ -133,12 +133,6 @@ const YOURLS: Columns = Columns {
     visits: &["clicks"],
 };
 
-const BITLY_JSON: Columns = Columns {
-    code: &[],
-    short_url: &["link", "id"],
-    ..BITLY
-};
-
 const KUTT_JSON: Columns = Columns {
     code: &["address"],
     short_url: &["link"],
@@ -148,12 +142,6 @@ const KUTT_JSON: Columns = Columns {
     tags: &["tags"],
     created: &["created_at"],
     visits: &["visit_count"],
-};
-
-const YOURLS_JSON: Columns = Columns {
-    code: &["keyword"],
-    short_url: &["shorturl"],
-    ..YOURLS
 };
 
 /// One record's fields by (lower-cased) name, whatever the file's shape.
