@@ -19,10 +19,6 @@ use shortline_shared::events::Subjects;
 use shortline_shared::testing::{self, unique_prefix};
 use sqlx::PgPool;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 use shortline_e2e::send;
 
 /// A new user (`username`) and a link of theirs to `url`, through the API;
@@ -74,8 +70,7 @@ enum Expect {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
     let prefix = unique_prefix();
-    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let (nats_url, valkey_url) = shortline_e2e::server_urls();
     let subjects = Subjects::new(&prefix);
 
     // Two redirect replicas (own L1 each, shared Valkey), started first so
@@ -230,7 +225,7 @@ async fn a_thousand_changes_and_never_a_stale_redirect(db: PgPool) {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn a_takedown_takes_effect_while_nats_is_down(db: PgPool) {
     let prefix = unique_prefix();
-    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let (_, valkey_url) = shortline_e2e::server_urls();
     let mut nats = testing::OwnServer::start(testing::ServerKind::Nats).await;
     let api_service = shortline_e2e::api_with_valkey(
         db.clone(),
@@ -342,8 +337,7 @@ async fn a_takedown_takes_effect_while_nats_is_down(db: PgPool) {
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn every_redirect_logs_one_event_end_to_end(db: PgPool) {
     let prefix = unique_prefix();
-    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let (nats_url, valkey_url) = shortline_e2e::server_urls();
     let api_service = shortline_e2e::api(
         db.clone(),
         &prefix,
@@ -444,7 +438,7 @@ async fn check(
 #[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
 async fn a_posted_redirect_event_reaches_the_breakdowns(db: PgPool) {
     let prefix = unique_prefix();
-    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
+    let (nats_url, _) = shortline_e2e::server_urls();
     let api_service =
         shortline_e2e::api(db.clone(), &prefix, Some(&nats_url), Duration::from_secs(2)).await;
     let api = api_service.router();

@@ -24,10 +24,6 @@ use shortline_shared::telemetry::{self, LogFormat, TelemetrySettings};
 use shortline_shared::testing::{self, unique_prefix};
 use sqlx::PgPool;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 /// One received span, ids in hex.
 #[derive(Debug, Clone)]
 struct Received {
@@ -116,8 +112,7 @@ async fn a_change_and_a_click_are_each_one_trace_across_services(db: PgPool) {
     assert!(telemetry::tracing_enabled());
 
     let prefix = unique_prefix();
-    let nats_url = env_or("NATS_URL", "nats://127.0.0.1:54222");
-    let valkey_url = env_or("VALKEY_URL", "redis://127.0.0.1:56379");
+    let (nats_url, valkey_url) = shortline_e2e::server_urls();
     let subjects = Subjects::new(&prefix);
     let client = shortline_shared::nats::connect(&nats_url, "e2e-tracing")
         .await
