@@ -86,10 +86,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { dir } => {
             let pool =
                 shortline_shared::db::pool(&cli.config.common.database_url, &Default::default())?;
-            let rules = shortline_api::import::UrlRules {
-                targets: std::sync::Arc::new(cli.config.target_policy()?),
-                default_redirect_type: cli.config.default_redirect_type,
-            };
+            let rules = shortline_api::import::UrlRules::from_config(&cli.config)?;
             let report = shortline_api::import::seed_dir_with(&pool, &dir, rules).await?;
             tracing::info!(?report, "seed finished");
             Ok(())
@@ -110,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 from,
                 &bytes,
                 shortline_api::ids::UserId::new(user_id),
-                &cli.config.target_policy()?,
+                &shortline_api::import::UrlRules::from_config(&cli.config)?,
             )
             .await?;
             if !quiet {

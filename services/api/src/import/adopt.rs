@@ -12,15 +12,17 @@
 //! the import writes no change events: new codes need no invalidation
 //! beyond the few seconds a replica remembers an unknown code.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use shortline_shared::db::Db;
 
+use super::UrlRules;
 use super::foreign::{self, ForeignLink, Source};
 use super::repo;
 use crate::domains::model::normalize_host;
-use crate::ids::UserId;
+use crate::ids::{DomainId, UserId};
 use crate::links::codes;
-use crate::links::targets::TargetPolicy;
 
 /// What happened to one row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,7 +56,7 @@ pub async fn import_links(
     source: Source,
     bytes: &[u8],
     user_id: UserId,
-    targets: &TargetPolicy,
+    rules: &UrlRules,
 ) -> anyhow::Result<AdoptReport> {
     let rows = foreign::read(source, bytes)?;
     let mut conn = db.acquire().await?;
@@ -66,10 +68,12 @@ pub async fn import_links(
         rows: rows.len(),
         ..AdoptReport::default()
     };
+    // An export names few domains: each is looked up once.
+    let mut domains = HashMap::new();
     for row in rows {
         let outcome = match row {
             Err(problem) => error(problem.row, None, problem.error),
-            Ok(link) => adopt(&mut conn, &link, user_id, targets).await?,
+            Ok(link) => adopt(&mut conn, &link, user_id, rules, &mut domains).await?,
         };
         match outcome.status {
             "created" => report.created += 1,
@@ -98,16 +102,14 @@ async fn adopt(
     conn: &mut sqlx::PgConnection,
     link: &ForeignLink,
     user_id: UserId,
-    targets: &TargetPolicy,
+    rules: &UrlRules,
+    domains: &mut HashMap<String, Option<DomainId>>,
 ) -> anyhow::Result<RowOutcome> {
     let code = Some(link.code.as_str());
     if let Err(problem) = codes::check_custom(&link.code) {
         return Ok(error(link.row, code, format!("short code: {problem}")));
     }
-    if let Err(problem) = crate::links::model::check_url(&link.long_url) {
-        return Ok(error(link.row, code, format!("target: {problem}")));
-    }
-    if let Err(refused) = targets.check(&link.long_url) {
+    if let Err(refused) = rules.targets.check(&link.long_url) {
         return Ok(error(link.row, code, format!("target: {refused}")));
     }
     let tags = match crate::links::tags::normalise_all(link.tags.iter().map(String::as_str)) {
@@ -115,11 +117,24 @@ async fn adopt(
         Err(problem) => return Ok(error(link.row, code, format!("tags: {problem}"))),
     };
     let domain_id = match link.host.as_deref().map(normalize_host) {
-        Some(Ok(host)) => crate::domains::repo::find(conn, &host).await?,
+        Some(Ok(host)) => match domains.get(&host) {
+            Some(known) => *known,
+            None => {
+                let found = crate::domains::repo::find(conn, &host).await?;
+                domains.insert(host, found);
+                found
+            }
+        },
         _ => None,
     };
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let inserted = repo::insert_foreign_link(&mut tx, link, &tags, user_id, domain_id).await?;
+    let new = repo::ForeignRow {
+        tags: &tags,
+        user_id,
+        domain_id,
+        redirect_type: rules.default_redirect_type,
+    };
+    let inserted = repo::insert_foreign_link(&mut tx, link, &new).await?;
     let outcome = match inserted {
         Some(url_id) => {
             repo::insert_created_event(&mut tx, url_id, user_id, link).await?;

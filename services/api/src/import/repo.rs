@@ -181,28 +181,36 @@ pub(super) async fn bump_sequence_unlocked(
 
 /// A link exported from another shortener, unless its code is taken on its
 /// domain (`None` then); its id when inserted.
+/// What an imported link gets beyond its export row.
+pub(super) struct ForeignRow<'a> {
+    pub tags: &'a [String],
+    pub user_id: crate::ids::UserId,
+    pub domain_id: Option<crate::ids::DomainId>,
+    /// `DEFAULT_REDIRECT_TYPE` (exports carry none).
+    pub redirect_type: i16,
+}
+
 pub(super) async fn insert_foreign_link(
     conn: &mut PgConnection,
     link: &super::foreign::ForeignLink,
-    tags: &[String],
-    user_id: crate::ids::UserId,
-    domain_id: Option<crate::ids::DomainId>,
+    row: &ForeignRow<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO urls (user_id, short_code, original_url, title, created_at, updated_at,
-                           domain_id, imported_visits, tags)
-         VALUES ($1, $2, $3, $4, COALESCE($5, now()), COALESCE($5, now()), $6, $7, $8)
+                           domain_id, imported_visits, tags, redirect_type)
+         VALUES ($1, $2, $3, $4, COALESCE($5, now()), COALESCE($5, now()), $6, $7, $8, $9)
          ON CONFLICT ((COALESCE(domain_id, 0)), short_code) DO NOTHING
          RETURNING id",
     )
-    .bind(user_id)
+    .bind(row.user_id)
     .bind(&link.code)
     .bind(&link.long_url)
     .bind(link.title.as_deref())
     .bind(link.created_at)
-    .bind(domain_id)
+    .bind(row.domain_id)
     .bind(link.visits.unwrap_or(0))
-    .bind(tags)
+    .bind(row.tags)
+    .bind(row.redirect_type)
     .fetch_optional(conn)
     .await
 }

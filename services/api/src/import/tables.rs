@@ -98,6 +98,17 @@ pub struct UrlRules {
     pub default_redirect_type: i16,
 }
 
+impl UrlRules {
+    /// The rules of the API's configuration (`PUBLIC_HOSTS`,
+    /// `TARGET_BLOCKLIST_FILE`, `DEFAULT_REDIRECT_TYPE`).
+    pub fn from_config(config: &crate::config::ApiConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            targets: Arc::new(config.target_policy()?),
+            default_redirect_type: config.default_redirect_type,
+        })
+    }
+}
+
 impl Default for UrlRules {
     /// The default target policy and redirect type (302).
     fn default() -> Self {

@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use shortline_api::ids::UserId;
+use shortline_api::import::UrlRules;
 use shortline_api::import::adopt::{AdoptReport, import_links};
 use shortline_api::import::foreign::Source;
 use sqlx::PgPool;
@@ -26,7 +27,7 @@ async fn import(app: &TestApp, source: Source, file: &str, user: i64) -> AdoptRe
         source,
         &fixture(file),
         UserId::new(user),
-        &app.state.config.target_policy().expect("policy"),
+        &UrlRules::from_config(&app.state.config).expect("rules"),
     )
     .await
     .expect("import runs")
@@ -219,4 +220,27 @@ async fn the_command_imports_and_reports_each_row(db: PgPool) {
         .output()
         .expect("runs");
     assert!(!bad.status.success());
+}
+
+/// Imported links get `DEFAULT_REDIRECT_TYPE`, as created and seeded ones
+/// do (exports carry no redirect type).
+#[sqlx::test(migrator = "shortline_shared::db::MIGRATOR")]
+async fn imported_links_get_the_configured_redirect_type(db: PgPool) {
+    let mut config = shortline_api::config::ApiConfig::for_urls("postgres://unused", "");
+    config.invalidation_wait_ms = 0;
+    config.valkey_url = String::new();
+    config.default_redirect_type = 308;
+    let app = TestApp::with_config(db, config).await;
+    let user = app.user("mover").await["id"].as_i64().expect("id");
+    let report = import(&app, Source::Kutt, "kutt.json", user).await;
+    assert!(report.created > 0, "{report:?}");
+    let links = app.get("/urls").await.json();
+    let types: Vec<&Value> = links
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| &l["redirect_type"])
+        .collect();
+    assert_eq!(types.len(), report.created);
+    assert!(types.iter().all(|t| **t == json!(308)), "{types:?}");
 }
