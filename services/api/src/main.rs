@@ -164,7 +164,7 @@ async fn keys(config: &ApiConfig, command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::List => {
-            for key in keys::list(&pool, None)
+            for key in keys::list(&pool)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {

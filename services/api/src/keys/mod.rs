@@ -46,23 +46,23 @@ pub async fn create(db: &Db, new: NewKey) -> Result<CreatedKey, ApiError> {
     })
 }
 
-/// Every key (a user's only when `user_id` is given), by id.
-pub async fn list(db: &Db, user_id: Option<i64>) -> Result<Vec<ApiKey>, ApiError> {
+/// Every key, by id.
+pub async fn list(db: &Db) -> Result<Vec<ApiKey>, ApiError> {
     let mut conn = db.acquire().await?;
-    Ok(repo::list(&mut conn, user_id, None, 0).await?)
+    Ok(repo::list(&mut conn, Page::ALL).await?)
 }
 
 /// One page of keys, or all of them as a stream, with their number.
 pub async fn listing(db: &Db, page: Page) -> Result<Listing<ApiKey>, ApiError> {
     if page.is_all() {
         let mut tx = row_stream::begin(db).await?;
-        let total = repo::count(&mut tx, None).await?;
+        let total = repo::count(&mut tx).await?;
         repo::declare_all(&mut tx).await?;
         return Ok(Listing::all(RowStream::start(tx).await?, total));
     }
     let mut tx = crate::paging::snapshot(db).await?;
-    let total = repo::count(&mut tx, None).await?;
-    let keys = repo::list(&mut tx, None, page.limit, page.offset).await?;
+    let total = repo::count(&mut tx).await?;
+    let keys = repo::list(&mut tx, page).await?;
     tx.rollback().await?;
     Ok(Listing::items(keys, total))
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::model::{ApiKey, KeyMaterial, NewKey};
+use crate::paging::Page;
 
 /// The columns of [`ApiKey`], for `concat!` into static SQL.
 macro_rules! columns {
@@ -34,22 +35,15 @@ pub async fn insert(
     .await
 }
 
-/// Every key, newest last; a user's keys only when `user_id` is given; at
-/// most `limit` (`None`: all) after skipping `offset`.
-pub async fn list(
-    conn: &mut PgConnection,
-    user_id: Option<i64>,
-    limit: Option<i64>,
-    offset: i64,
-) -> Result<Vec<ApiKey>, sqlx::Error> {
+/// One page of keys, by id ([`Page::ALL`]: every key).
+pub async fn list(conn: &mut PgConnection, page: Page) -> Result<Vec<ApiKey>, sqlx::Error> {
     sqlx::query_as::<_, ApiKey>(concat!(
         "SELECT ",
         columns!(),
-        " FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1) ORDER BY id LIMIT $2 OFFSET $3"
+        " FROM api_keys ORDER BY id LIMIT $1 OFFSET $2"
     ))
-    .bind(user_id)
-    .bind(limit)
-    .bind(offset)
+    .bind(page.limit)
+    .bind(page.offset)
     .fetch_all(conn)
     .await
 }
@@ -67,10 +61,9 @@ pub async fn declare_all(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// How many keys [`list`] has to show.
-pub async fn count(conn: &mut PgConnection, user_id: Option<i64>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE ($1::int8 IS NULL OR user_id = $1)")
-        .bind(user_id)
+/// How many keys there are.
+pub async fn count(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM api_keys")
         .fetch_one(conn)
         .await
 }
